@@ -1,0 +1,389 @@
+//! The file format: serde structs that mirror the description as written,
+//! one per table, with defaults and doc comments that become the JSON
+//! Schema (`netvm schema`).
+//!
+//! These types only say what is syntactically allowed. Nothing outside
+//! this crate sees them: `validate` turns them into [`crate::System`].
+
+use crate::values::{
+    DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, MacAddr, MacPrefix, PciAddress,
+    PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// A whole system: the internal network, the net-vm, the host and the VMs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "netvm system description")]
+pub struct RawSystem {
+    /// The internal network every VM is attached to.
+    #[serde(default)]
+    pub network: RawNetwork,
+    /// The Net VM: the only part of the system that faces the uplink.
+    #[serde(default)]
+    pub netvm: RawNetVm,
+    /// The trusted host.
+    #[serde(default)]
+    pub host: RawHost,
+    /// The VMs served by the Net VM, in declaration order.
+    #[serde(default)]
+    pub vm: Vec<RawVm>,
+    /// The DHCP server on the internal network.
+    #[serde(default)]
+    pub dhcp: RawDhcp,
+    /// The DNS service on the internal network.
+    #[serde(default)]
+    pub dns: RawDns,
+}
+
+/// `[network]`: the internal network.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// Internal IPv4 subnet (its network address, with prefix /8 to /30).
+    #[serde(default = "default_subnet")]
+    pub subnet: Ipv4Cidr,
+    /// Internal DNS domain: VMs are `<name>.<domain>`.
+    #[serde(default)]
+    pub domain: DomainName,
+    /// MTU of the internal network (576 to 9000).
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// First 3 to 5 octets of derived MACs; the rest is the VM's host number.
+    #[serde(default)]
+    pub mac_prefix: MacPrefix,
+    /// Name of the host's internal bridge.
+    #[serde(default = "default_bridge")]
+    pub bridge: IfName,
+}
+
+fn default_subnet() -> Ipv4Cidr {
+    Ipv4Cidr::default_subnet()
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+fn default_bridge() -> IfName {
+    IfName::default_bridge()
+}
+
+impl Default for RawNetwork {
+    fn default() -> Self {
+        RawNetwork {
+            subnet: default_subnet(),
+            domain: DomainName::default(),
+            mtu: default_mtu(),
+            mac_prefix: MacPrefix::default(),
+            bridge: default_bridge(),
+        }
+    }
+}
+
+/// Secure (NIC passed through to the Net VM) or development (host keeps it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The host never touches the uplink; the NIC is passed to the Net VM.
+    #[default]
+    Secure,
+    /// The host keeps its uplink and bridges or routes it (development only).
+    Dev,
+}
+
+/// `[netvm]`: the Net VM.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetVm {
+    /// Its name (a DNS label); default `net-vm`.
+    #[serde(default)]
+    pub name: Option<VmName>,
+    /// `secure` (default) or `dev`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Its MAC on the internal network; derived when left out.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// Its internal address; host number 1 of the subnet when left out.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// The uplink (the network card that faces the Internet or LAN).
+    #[serde(default)]
+    pub uplink: Option<RawUplink>,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Secure => "secure",
+            Mode::Dev => "dev",
+        })
+    }
+}
+
+/// How the uplink gets its address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// A DHCP client on the uplink.
+    #[default]
+    Dhcp,
+    /// `address`, `gateway` and `dns` from the description.
+    Static,
+}
+
+/// `[netvm.uplink]`: one of `pci`, `usb` or `interface`, and its addressing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplink {
+    /// PCI address of the NIC on the host, passed through with VFIO.
+    #[serde(default)]
+    pub pci: Option<PciAddress>,
+    /// USB `vendor:product` of a USB NIC, passed through to the Net VM.
+    #[serde(default)]
+    pub usb: Option<UsbId>,
+    /// An interface name (labs, dev mode).
+    #[serde(default)]
+    pub interface: Option<IfName>,
+    /// The NIC's MAC, to find it inside the Net VM.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// `dhcp` (default) or `static`.
+    #[serde(default)]
+    pub addressing: Addressing,
+    /// Static only: the uplink address with prefix, e.g. `203.0.113.10/24`.
+    #[serde(default)]
+    pub address: Option<Ipv4Cidr>,
+    /// Static only: the default gateway.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Static only: DNS servers reachable on the uplink.
+    #[serde(default)]
+    pub dns: Option<Vec<Ipv4Addr>>,
+}
+
+/// How a development host shares its uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DevUplinkMode {
+    /// Bridge the host's uplink to the Net VM's uplink (the ADR's scenario).
+    Bridge,
+    /// Route and NAT the Net VM's uplink through the host.
+    Nat,
+}
+
+/// `[host]`: the trusted host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// Give the host an address on the internal network (default: only in dev mode).
+    #[serde(default)]
+    pub internal_address: Option<bool>,
+    /// The host's internal address; host number 2 when left out.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// The host's internal MAC; derived when left out.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// Dev mode only: the host's own uplink interface.
+    #[serde(default)]
+    pub uplink: Option<IfName>,
+    /// Dev mode only: `bridge` (default) or `nat`.
+    #[serde(default)]
+    pub uplink_mode: Option<DevUplinkMode>,
+}
+
+/// What a VM is for: system VMs come first in the address plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VmKind {
+    /// A system service VM (GUI, audio, admin): addresses from host number 3.
+    System,
+    /// An application VM: addresses from host number 101.
+    #[default]
+    App,
+}
+
+/// `[[vm]]`: one VM.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVm {
+    /// Its name, a DNS label: `<name>.<domain>` resolves to it.
+    pub name: VmName,
+    /// `system` or `app` (default).
+    #[serde(default)]
+    pub kind: VmKind,
+    /// Its MAC; derived from the prefix and its host number when left out.
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// Its IPv4 address; derived when left out.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// May it open connections to the Internet? Default: yes for app VMs, no for system VMs.
+    #[serde(default)]
+    pub internet: Option<bool>,
+    /// Connections it may open to other VMs.
+    #[serde(default)]
+    pub allow: Vec<RawAllow>,
+    /// Its ports forwarded from the uplink.
+    #[serde(default)]
+    pub forward: Vec<RawForward>,
+}
+
+/// One permitted flow to another VM.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    /// The destination VM.
+    pub to: VmName,
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: Protocol,
+    /// Destination port or range (tcp/udp); every port when left out.
+    #[serde(default)]
+    pub ports: Option<PortRange>,
+}
+
+/// One port forward from the uplink to this VM.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    /// `tcp` or `udp`.
+    pub proto: Protocol,
+    /// Port or range on the uplink.
+    pub port: PortRange,
+    /// First port on the VM; the same as `port` when left out.
+    #[serde(default)]
+    pub to_port: Option<u16>,
+}
+
+/// `[dhcp]`: the DHCP server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcp {
+    /// Dynamic pool `first-last` for guests not in the description, or
+    /// `"none"`. Default: host numbers 200-254 when the subnet has them.
+    #[serde(default)]
+    pub pool: Option<PoolSetting>,
+    /// Lease time (at least 60 s).
+    #[serde(default = "default_lease_time")]
+    pub lease_time: Seconds,
+    /// T1, when clients renew; half the lease time when left out.
+    #[serde(default)]
+    pub renew_time: Option<Seconds>,
+    /// T2, when clients rebind; 7/8 of the lease time when left out.
+    #[serde(default)]
+    pub rebind_time: Option<Seconds>,
+    /// Answer a DISCOVER with an ACK when the client asks (RFC 4039).
+    #[serde(default)]
+    pub rapid_commit: bool,
+    /// Classless static routes handed to clients (option 121).
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Limits against starvation and floods.
+    #[serde(default)]
+    pub limits: RawDhcpLimits,
+}
+
+fn default_lease_time() -> Seconds {
+    Seconds(3600)
+}
+
+impl Default for RawDhcp {
+    fn default() -> Self {
+        RawDhcp {
+            pool: None,
+            lease_time: default_lease_time(),
+            renew_time: None,
+            rebind_time: None,
+            rapid_commit: false,
+            routes: Vec::new(),
+            limits: RawDhcpLimits::default(),
+        }
+    }
+}
+
+/// A classless static route (RFC 3442).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Destination network.
+    pub destination: Ipv4Cidr,
+    /// Next hop, inside the internal subnet.
+    pub gateway: Ipv4Addr,
+}
+
+/// `[dhcp.limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDhcpLimits {
+    /// Most leases held at once; reservations are always served on top.
+    /// Default: the pool size.
+    #[serde(default)]
+    pub max_leases: Option<u32>,
+    /// Requests per second one MAC may send (sustained).
+    #[serde(default = "default_per_mac_rate")]
+    pub per_mac_rate: u32,
+    /// Requests one MAC may send in a burst.
+    #[serde(default = "default_per_mac_burst")]
+    pub per_mac_burst: u32,
+}
+
+fn default_per_mac_rate() -> u32 {
+    5
+}
+
+fn default_per_mac_burst() -> u32 {
+    20
+}
+
+impl Default for RawDhcpLimits {
+    fn default() -> Self {
+        RawDhcpLimits {
+            max_leases: None,
+            per_mac_rate: default_per_mac_rate(),
+            per_mac_burst: default_per_mac_burst(),
+        }
+    }
+}
+
+/// `[dns]`: the DNS service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// Resolvers to forward to; learned on the uplink when left out.
+    #[serde(default)]
+    pub upstreams: Vec<DnsUpstream>,
+    /// Extra A records (and their PTRs when inside the subnet).
+    #[serde(default)]
+    pub records: Vec<RawRecord>,
+    /// Most answers kept in the cache.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u32,
+}
+
+fn default_cache_size() -> u32 {
+    10_000
+}
+
+impl Default for RawDns {
+    fn default() -> Self {
+        RawDns {
+            upstreams: Vec::new(),
+            records: Vec::new(),
+            cache_size: default_cache_size(),
+        }
+    }
+}
+
+/// An extra DNS A record.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    /// A single label (below the internal domain) or a full name.
+    pub name: DnsName,
+    /// The address it resolves to.
+    pub ip: Ipv4Addr,
+}

@@ -1,0 +1,122 @@
+//! Identifiers of physical network devices: PCI addresses and USB ids.
+
+use super::{string_value, value_error, ValueError};
+use std::fmt;
+use std::str::FromStr;
+
+/// A PCI address `domain:bus:device.function`, e.g. `0000:00:14.3`; the
+/// domain may be left out (`00:14.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciAddress {
+    /// PCI domain (segment).
+    pub domain: u16,
+    /// Bus number.
+    pub bus: u8,
+    /// Device number (0..=31).
+    pub device: u8,
+    /// Function number (0..=7).
+    pub function: u8,
+}
+
+impl FromStr for PciAddress {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || value_error!("`{text}` is not a PCI address: write it like 0000:00:14.3");
+        let (head, function) = text.rsplit_once('.').ok_or_else(bad)?;
+        let parts: Vec<&str> = head.split(':').collect();
+        let (domain, bus, device) = match parts.as_slice() {
+            [d, b, v] if d.len() == 4 => (*d, *b, *v),
+            [b, v] => ("0000", *b, *v),
+            _ => return Err(bad()),
+        };
+        if bus.len() != 2 || device.len() != 2 || function.len() != 1 {
+            return Err(bad());
+        }
+        let hex = |s: &str| u16::from_str_radix(s, 16).map_err(|_| bad());
+        let address = PciAddress {
+            domain: hex(domain)?,
+            bus: u8::from_str_radix(bus, 16).map_err(|_| bad())?,
+            device: u8::from_str_radix(device, 16).map_err(|_| bad())?,
+            function: u8::from_str_radix(function, 16).map_err(|_| bad())?,
+        };
+        if address.device > 0x1f || address.function > 7 {
+            return Err(value_error!(
+                "`{text}` is not a PCI address: device is 00-1f and function 0-7"
+            ));
+        }
+        Ok(address)
+    }
+}
+
+impl fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
+    }
+}
+
+string_value!(
+    PciAddress,
+    "PciAddress",
+    "PCI address domain:bus:device.function",
+    "0000:00:14.3"
+);
+
+/// A USB device id `vendor:product`, four hex digits each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UsbId {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Product id.
+    pub product: u16,
+}
+
+impl FromStr for UsbId {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || value_error!("`{text}` is not a USB id: write vendor:product, e.g. 0bda:8153");
+        let (vendor, product) = text.split_once(':').ok_or_else(bad)?;
+        if vendor.len() != 4 || product.len() != 4 {
+            return Err(bad());
+        }
+        Ok(UsbId {
+            vendor: u16::from_str_radix(vendor, 16).map_err(|_| bad())?,
+            product: u16::from_str_radix(product, 16).map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for UsbId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.product)
+    }
+}
+
+string_value!(UsbId, "UsbId", "USB vendor:product id", "0bda:8153");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses() {
+        let a: PciAddress = "0000:00:14.3".parse().expect("valid");
+        assert_eq!(a.to_string(), "0000:00:14.3");
+        assert_eq!("00:14.3".parse::<PciAddress>(), Ok(a));
+        assert!("0000:00:20.0".parse::<PciAddress>().is_err());
+        assert!("0000:00:14".parse::<PciAddress>().is_err());
+        assert!("0000:00:14.8".parse::<PciAddress>().is_err());
+    }
+
+    #[test]
+    fn usb_ids() {
+        let id: UsbId = "0BDA:8153".parse().expect("valid");
+        assert_eq!(id.to_string(), "0bda:8153");
+        assert!("bda:8153".parse::<UsbId>().is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The planner: turns a validated [`System`] into a [`Plan`] — everything
+//! that should be true on the machines, computed without touching them.
+//!
+//! Pure and deterministic: no I/O, no clock, collections in a fixed order,
+//! so the same description always gives byte-for-byte the same plan
+//! (`netvm plan --format json`) and plans can be golden-tested. Today the
+//! plan holds the address plan, DHCP reservations, DNS names and the flow
+//! policy; links, the nftables ruleset and VMM arguments join it as the
+//! data plane and host side are built.
+
+#![forbid(unsafe_code)]
+
+mod addresses;
+mod naming;
+mod policy;
+mod table;
+
+pub use addresses::{AddressRow, NetworkSummary};
+pub use naming::{DnsName as PlannedName, DnsPlan, Reservation};
+pub use policy::{FlowRow, ForwardRow, PolicyPlan};
+
+use netvm_description::System;
+use serde::Serialize;
+
+/// Everything the description implies, ready to print or apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The internal network.
+    pub network: NetworkSummary,
+    /// Every endpoint on the internal network, net-vm first.
+    pub addresses: Vec<AddressRow>,
+    /// Static DHCP assignments, one per endpoint served by DHCP.
+    pub dhcp: naming::DhcpPlan,
+    /// Names the internal DNS answers for.
+    pub dns: DnsPlan,
+    /// Who may reach what.
+    pub policy: PolicyPlan,
+}
+
+/// Computes the plan for `system`.
+pub fn plan(system: &System) -> Plan {
+    Plan {
+        network: addresses::network(system),
+        addresses: addresses::rows(system),
+        dhcp: naming::dhcp(system),
+        dns: naming::dns(system),
+        policy: policy::plan(system),
+    }
+}
+
+impl Plan {
+    /// The address plan as a table (name, kind, MAC, IPv4, FQDN).
+    pub fn address_table(&self) -> String {
+        table::addresses(self)
+    }
+
+    /// The whole plan as readable text.
+    pub fn to_text(&self) -> String {
+        table::full(self)
+    }
+}
