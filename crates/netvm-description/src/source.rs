@@ -268,9 +268,20 @@ mod json_tree {
                 Some(cut) => message[..cut].to_owned(),
                 None => message,
             };
+            let at = offset_of(text, e.line(), e.column());
+            let after_comma = at
+                .and_then(|at| text.get(..at))
+                .is_some_and(|before| before.trim_end().ends_with(','));
+            let message = if after_comma
+                && matches!(text.get(at.unwrap_or(0)..), Some(t) if t.starts_with(['}', ']']))
+            {
+                "trailing comma: JSON allows none before `}` or `]`".to_owned()
+            } else {
+                message
+            };
             return Err(vec![SyntaxError {
                 message,
-                span: offset_of(text, e.line(), e.column()).map(|at| at..at),
+                span: at.map(|at| at..at + 1),
             }]);
         }
         let strict = ParseOptions {

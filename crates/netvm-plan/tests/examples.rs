@@ -1,0 +1,65 @@
+//! The example descriptions: TOML and JSON of one system give one plan, and
+//! each example's plan matches its golden file (regenerate with
+//! `NETVM_UPDATE_GOLDEN=1 cargo test -p netvm-plan --test examples` and
+//! review the diff).
+
+use netvm_description::{load, parse, Format};
+use std::path::{Path, PathBuf};
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn plan_of(path: &Path) -> netvm_plan::Plan {
+    let system = load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    netvm_plan::plan(&system)
+}
+
+#[test]
+fn json_and_toml_of_one_system_give_one_plan() {
+    let dir = examples_dir();
+    let from_toml = plan_of(&dir.join("ghaf-laptop.toml"));
+    let from_json = plan_of(&dir.join("ghaf-laptop.json"));
+    assert_eq!(from_toml, from_json);
+
+    // And for every TOML example, its JSON translation.
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let value: serde_json::Value = toml::from_str(&text).expect("toml");
+            let json = serde_json::to_string_pretty(&value).expect("json");
+            let system = parse("translated.json", &json, Format::Json).expect("valid json");
+            assert_eq!(
+                plan_of(&path),
+                netvm_plan::plan(&system),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn example_plans_match_their_golden_files() {
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let update = std::env::var_os("NETVM_UPDATE_GOLDEN").is_some();
+    for name in ["ghaf-laptop", "dev-mode", "minimal"] {
+        let plan = plan_of(&examples_dir().join(format!("{name}.toml")));
+        let json = serde_json::to_string_pretty(&plan).expect("json") + "\n";
+        let text = plan.to_text();
+        for (file, actual) in [
+            (format!("{name}.plan.json"), &json),
+            (format!("{name}.plan.txt"), &text),
+        ] {
+            let path = golden_dir.join(&file);
+            if update {
+                std::fs::write(&path, actual).expect("write golden");
+                continue;
+            }
+            let expected = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (set NETVM_UPDATE_GOLDEN=1)", path.display()));
+            assert_eq!(actual, &expected, "{file} differs from its golden file");
+        }
+    }
+}
