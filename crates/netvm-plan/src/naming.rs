@@ -107,3 +107,34 @@ pub(crate) fn dns(system: &System) -> DnsPlan {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    #[test]
+    fn reservations_exclude_the_server_and_records_outside_get_no_ptr() {
+        let text = "[netvm.uplink]\ninterface = \"eth0\"\n[host]\ninternal_address = true\n\
+            [[vm]]\nname = \"a\"\n\
+            [dns]\nrecords = [{ name = \"updates.example.com\", ip = \"203.0.113.5\" }, { name = \"nas\", ip = \"192.168.100.50\" }]\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let dhcp = dhcp(&system);
+        let names: Vec<&str> = dhcp.reservations.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["host", "a"]);
+        assert_eq!(
+            dhcp.pool.as_deref(),
+            Some("192.168.100.200-192.168.100.254")
+        );
+        assert_eq!(
+            (dhcp.lease_time, dhcp.renew_time, dhcp.rebind_time),
+            (3600, 1800, 3150)
+        );
+
+        let dns = dns(&system);
+        let ptr = |name: &str| dns.names.iter().find(|n| n.name == name).map(|n| n.ptr);
+        assert_eq!(ptr("updates.example.com"), Some(false));
+        assert_eq!(ptr("nas.internal"), Some(true));
+        assert_eq!(ptr("host.internal"), Some(true));
+    }
+}

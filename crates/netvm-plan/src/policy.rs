@@ -92,3 +92,55 @@ pub(crate) fn plan(system: &System) -> PolicyPlan {
         forwards,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    #[test]
+    fn flows_and_forwards_carry_resolved_addresses() {
+        let text = "[netvm.uplink]\ninterface = \"eth0\"\n\
+            [[vm]]\nname = \"b\"\ninternet = false\nallow = [{ to = \"a\", proto = \"udp\", ports = \"5000-5001\" }, { to = \"a\", proto = \"icmp\" }]\n\
+            [[vm]]\nname = \"a\"\nkind = \"system\"\nforward = [{ proto = \"tcp\", port = 8443, to_port = 443 }]\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let policy = plan(&system);
+        assert!(
+            policy.internet.is_empty(),
+            "system VMs and internet = false stay inside"
+        );
+        let flows: Vec<(String, String, String, Option<String>)> = policy
+            .flows
+            .iter()
+            .map(|f| {
+                (
+                    f.from.clone(),
+                    f.to.clone(),
+                    f.proto.clone(),
+                    f.ports.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            flows,
+            [
+                ("b".into(), "a".into(), "icmp".into(), None),
+                (
+                    "b".into(),
+                    "a".into(),
+                    "udp".into(),
+                    Some("5000-5001".into())
+                ),
+            ]
+        );
+        assert_eq!(
+            policy.flows[0].to_ip,
+            std::net::Ipv4Addr::new(192, 168, 100, 3)
+        );
+        let forward = &policy.forwards[0];
+        assert_eq!(
+            (forward.uplink_ports.as_str(), forward.to_ports.as_str()),
+            ("8443", "443")
+        );
+    }
+}

@@ -1,8 +1,8 @@
 //! Durations in whole seconds: `3600`, `"3600"`, `"1h"`, `"1h30m"`, `"2d"`.
 
-use super::{value_error, ValueError};
+use super::{int_or_string_value, value_error, ValueError};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
@@ -76,35 +76,10 @@ impl Serialize for Seconds {
     }
 }
 
-impl<'de> Deserialize<'de> for Seconds {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Seconds;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration: seconds, or a string like \"1h\" or \"30m\"")
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
-                u32::try_from(v)
-                    .map(Seconds)
-                    .map_err(|_| E::custom(format!("{v} seconds is too long")))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom(format!("{v} is not a duration: it is negative")))
-                    .and_then(|v| self.visit_u64(v))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Seconds, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
+int_or_string_value!(
+    Seconds,
+    "a duration: seconds, or a string like \"1h\" or \"30m\""
+);
 
 impl JsonSchema for Seconds {
     fn schema_name() -> std::borrow::Cow<'static, str> {

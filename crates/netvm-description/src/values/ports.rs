@@ -1,6 +1,6 @@
 //! Transport protocols and port ranges used by flow rules and forwards.
 
-use super::{value_error, ValueError};
+use super::{int_or_string_value, value_error, ValueError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -121,31 +121,7 @@ impl Serialize for PortRange {
     }
 }
 
-impl<'de> Deserialize<'de> for PortRange {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = PortRange;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port (1-65535) or a range like \"8000-8080\"")
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortRange, E> {
-                self.visit_str(&v.to_string())
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortRange, E> {
-                self.visit_str(&v.to_string())
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortRange, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
+int_or_string_value!(PortRange, "a port (1-65535) or a range like \"8000-8080\"");
 
 impl JsonSchema for PortRange {
     fn schema_name() -> std::borrow::Cow<'static, str> {
