@@ -1,9 +1,10 @@
 //! `netvm`: the command line. It parses arguments, calls the libraries and
 //! prints; all logic lives in the library crates.
 
-use clap::{Parser, Subcommand, ValueEnum};
-use netvm_description::LoadError;
-use std::path::{Path, PathBuf};
+mod describe;
+mod dhcp;
+
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// A networking VM for compartmentalised operating systems.
@@ -17,32 +18,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate a system description and print its address plan.
-    Check {
-        /// The description (.toml, or .json with the same structure).
-        file: PathBuf,
-    },
+    Check(describe::CheckArgs),
     /// Print everything the description implies, without touching anything.
-    Plan {
-        /// The description (.toml, or .json with the same structure).
-        file: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        format: OutputFormat,
-    },
+    Plan(describe::PlanArgs),
     /// Print the JSON Schema of the system description.
     Schema,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
-    /// Readable tables.
-    Table,
-    /// Stable JSON for other programs.
-    Json,
+    /// The DHCP server.
+    #[command(subcommand)]
+    Dhcp(dhcp::DhcpCommand),
+    /// List the leases in a lease journal.
+    Leases(dhcp::LeasesArgs),
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = match Cli::parse().command {
+        Command::Check(args) => describe::check(&args),
+        Command::Plan(args) => describe::plan(&args),
+        Command::Schema => describe::schema(),
+        Command::Dhcp(command) => dhcp::run(command),
+        Command::Leases(args) => dhcp::leases(&args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");
@@ -51,44 +47,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
-        Command::Check { file } => {
-            let system = load(&file)?;
-            let plan = netvm_plan::plan(&system);
-            print!("{}", plan.address_table());
-            println!("{}: valid", file.display());
-        }
-        Command::Plan { file, format } => {
-            let plan = netvm_plan::plan(&load(&file)?);
-            match format {
-                OutputFormat::Table => print!("{}", plan.to_text()),
-                OutputFormat::Json => println!("{}", to_json(&plan)?),
-            }
-        }
-        Command::Schema => println!("{}", to_json(&netvm_description::json_schema())?),
-    }
-    Ok(())
-}
-
-fn load(file: &Path) -> Result<netvm_description::System, String> {
-    netvm_description::load(file).map_err(|e| match e {
-        LoadError::Invalid(error) => error.to_string(),
-        other => error_chain(&other),
-    })
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String, String> {
-    serde_json::to_string_pretty(value).map_err(|e| format!("error: cannot write JSON: {e}"))
-}
-
 /// `error: outer: cause: root cause`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = format!("error: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    format!("error: {}", netvm_dhcp_server::error_chain(error))
+}
+
+/// Pretty JSON, or an error message.
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map_err(|e| format!("error: cannot write JSON: {e}"))
 }

@@ -199,6 +199,77 @@ fn decode_body(kind: u8, bytes: &[u8]) -> Option<Record> {
     b.0.is_empty().then_some(record)
 }
 
+/// A lease as a journal records it, for listing without a server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JournalLease {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// `bound` or `declined`.
+    pub state: &'static str,
+    /// The holder's MAC (bound leases).
+    pub mac: Option<MacAddr>,
+    /// The holder (bound leases).
+    pub client: Option<ClientKey>,
+    /// Host name (bound leases).
+    pub hostname: Option<String>,
+    /// End of the lease or of probation.
+    pub until: Timestamp,
+}
+
+/// The leases a sequence of records leaves, in address order (ended ones
+/// included; filter on `until` for the live ones).
+pub fn fold(records: &[Record]) -> Vec<JournalLease> {
+    let mut by_ip: std::collections::BTreeMap<Ipv4Addr, JournalLease> = Default::default();
+    for record in records {
+        match record {
+            Record::Bound {
+                ip,
+                mac,
+                client,
+                until,
+                hostname,
+            } => {
+                // A client holds one address: a move ends the old lease.
+                by_ip.retain(|other, l| other == ip || l.client.as_ref() != Some(client));
+                by_ip.insert(
+                    *ip,
+                    JournalLease {
+                        ip: *ip,
+                        state: "bound",
+                        mac: Some(*mac),
+                        client: Some(client.clone()),
+                        hostname: hostname.clone(),
+                        until: *until,
+                    },
+                );
+            }
+            Record::Released { ip, client } => {
+                if by_ip
+                    .get(ip)
+                    .is_some_and(|l| l.client.as_ref() == Some(client))
+                {
+                    by_ip.remove(ip);
+                }
+            }
+            Record::Declined { ip, until } => {
+                by_ip.insert(
+                    *ip,
+                    JournalLease {
+                        ip: *ip,
+                        state: "declined",
+                        mac: None,
+                        client: None,
+                        hostname: None,
+                        until: *until,
+                    },
+                );
+            }
+            Record::Unknown { .. } => {}
+        }
+    }
+    by_ip.into_values().collect()
+}
+
 /// What reading a journal found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay {
@@ -323,6 +394,40 @@ mod tests {
         let r = replay(&bytes).expect("journal");
         assert!(r.records.is_empty());
         assert_eq!(r.valid_len, HEADER.len());
+    }
+
+    #[test]
+    fn fold_keeps_the_last_word_per_address_and_client() {
+        // The sample's release comes from another client: .5 stays bound.
+        let folded = fold(&sample());
+        let states: Vec<(Ipv4Addr, &str)> = folded.iter().map(|l| (l.ip, l.state)).collect();
+        assert_eq!(
+            states,
+            [
+                (Ipv4Addr::new(10, 0, 0, 5), "bound"),
+                (Ipv4Addr::new(10, 0, 0, 6), "declined")
+            ]
+        );
+        let owner = ClientKey::Id(vec![1, 2, 0, 0, 0, 0, 5]);
+        let mut records = sample();
+        records.push(Record::Released {
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+            client: owner,
+        });
+        assert_eq!(fold(&records).len(), 1, "released by its owner");
+        let client = ClientKey::Mac(MacAddr([2, 0, 0, 0, 0, 1]));
+        let bound = |last: u8| Record::Bound {
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            client: client.clone(),
+            until: Timestamp(1),
+            hostname: None,
+        };
+        let moved = fold(&[bound(1), bound(2)]);
+        assert_eq!(
+            moved.iter().map(|l| l.ip).collect::<Vec<_>>(),
+            [Ipv4Addr::new(10, 0, 0, 2)]
+        );
     }
 
     #[test]

@@ -1,0 +1,61 @@
+//! `netvm check`, `netvm plan`, `netvm schema`: the description and its plan.
+
+use crate::{error_chain, to_json};
+use clap::{Args, ValueEnum};
+use netvm_description::{LoadError, System};
+use std::path::{Path, PathBuf};
+
+/// `netvm check FILE`.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The description (.toml, or .json with the same structure).
+    file: PathBuf,
+}
+
+/// `netvm plan FILE`.
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The description (.toml, or .json with the same structure).
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+}
+
+/// Table for people, JSON for programs.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    /// Readable tables.
+    Table,
+    /// Stable JSON for other programs.
+    Json,
+}
+
+/// Loads a description; the error is ready to print.
+pub fn load(file: &Path) -> Result<System, String> {
+    netvm_description::load(file).map_err(|e| match e {
+        LoadError::Invalid(error) => error.to_string(),
+        other => error_chain(&other),
+    })
+}
+
+pub fn check(args: &CheckArgs) -> Result<(), String> {
+    let plan = netvm_plan::plan(&load(&args.file)?);
+    print!("{}", plan.address_table());
+    println!("{}: valid", args.file.display());
+    Ok(())
+}
+
+pub fn plan(args: &PlanArgs) -> Result<(), String> {
+    let plan = netvm_plan::plan(&load(&args.file)?);
+    match args.format {
+        OutputFormat::Table => print!("{}", plan.to_text()),
+        OutputFormat::Json => println!("{}", to_json(&plan)?),
+    }
+    Ok(())
+}
+
+pub fn schema() -> Result<(), String> {
+    println!("{}", to_json(&netvm_description::json_schema())?);
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The server loop: receive a batch of requests, let the engine answer
+//! them, make the batch's lease changes durable with one sync, then send
+//! the ACKs; run timers; compact the journal when it grows; stop cleanly
+//! on SIGTERM or SIGINT.
+//!
+//! Everything worth knowing is written to `events` as one JSON object per
+//! line: `ready` (after the journal is replayed and the sockets are
+//! open), every lease event, journal compactions, `counters` on SIGUSR1,
+//! and `stopped` with the final counters.
+
+use crate::journal_file::{JournalFile, JournalFileError};
+use crate::link::{Link, LinkError};
+use crate::sockets::{self, FrameSender};
+use netvm_description::values::{IfName, MacAddr};
+use netvm_description::System;
+use netvm_dhcp::{Destination, Reply, Server, ServerConfig, Timestamp};
+use serde_json::json;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most messages handled per batch (per journal sync).
+const BATCH: usize = 512;
+
+/// Longest sleep without a timer due, so signals are noticed promptly.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The internal interface: the only one served.
+    pub interface: IfName,
+    /// The lease journal.
+    pub journal: PathBuf,
+    /// The sysfs root (normally `/sys`).
+    pub sys: PathBuf,
+}
+
+/// Why the server could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The interface could not be read.
+    #[error("interface {interface}")]
+    Link {
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: LinkError,
+    },
+    /// A socket could not be opened.
+    #[error("cannot open the {which} socket on {interface}")]
+    OpenSocket {
+        /// `receive` or `send`.
+        which: &'static str,
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Receiving failed.
+    #[error("cannot receive on {interface}")]
+    Receive {
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalFileError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] io::Error),
+}
+
+struct Flags {
+    stop: Arc<AtomicBool>,
+    report: Arc<AtomicBool>,
+}
+
+impl Flags {
+    fn install() -> io::Result<Flags> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))?;
+        Ok(Flags { stop, report })
+    }
+}
+
+/// Writes one event line; a reader that went away does not stop the server.
+fn emit(out: &mut dyn Write, value: &serde_json::Value) {
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+struct Daemon<'a> {
+    server: Server,
+    journal: JournalFile,
+    receive: UdpSocket,
+    send: FrameSender,
+    server_ip: Ipv4Addr,
+    interface: IfName,
+    out: &'a mut dyn Write,
+    /// ACKs waiting for the batch's journal sync.
+    durable: Vec<Reply>,
+    send_errors: u64,
+}
+
+impl Daemon<'_> {
+    fn send(&mut self, reply: &Reply) {
+        let (mac, ip) = match reply.to {
+            Destination::Broadcast => (MacAddr([0xff; 6]), Ipv4Addr::BROADCAST),
+            Destination::Unicast { mac, ip } => (mac, ip),
+        };
+        if self
+            .send
+            .send(self.server_ip, mac, ip, &reply.bytes)
+            .is_err()
+        {
+            self.send_errors += 1;
+        }
+    }
+
+    fn handle(&mut self, now: Timestamp, bytes: &[u8]) {
+        let outcome = self.server.handle(now, bytes);
+        for event in &outcome.events {
+            emit(self.out, &json!(event));
+        }
+        let Some(reply) = outcome.reply else {
+            if let Some(record) = &outcome.record {
+                self.journal.append(record);
+            }
+            return;
+        };
+        match &outcome.record {
+            Some(record) => {
+                self.journal.append(record);
+                self.durable.push(reply);
+            }
+            None => self.send(&reply),
+        }
+    }
+
+    /// Waits up to `wait` for one message, then takes whatever else is
+    /// queued, up to a batch.
+    fn receive_batch(&mut self, wait: Duration, buf: &mut [u8]) -> Result<(), ServeError> {
+        let receive_error = |source| ServeError::Receive {
+            interface: self.interface.clone(),
+            source,
+        };
+        self.receive.set_nonblocking(false).map_err(receive_error)?;
+        self.receive
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .map_err(|source| ServeError::Receive {
+                interface: self.interface.clone(),
+                source,
+            })?;
+        for i in 0..BATCH {
+            if i == 1 {
+                self.receive
+                    .set_nonblocking(true)
+                    .map_err(|source| ServeError::Receive {
+                        interface: self.interface.clone(),
+                        source,
+                    })?;
+            }
+            match self.receive.recv_from(buf) {
+                Ok((n, _)) => {
+                    let bytes = buf[..n].to_vec();
+                    self.handle(Timestamp::now(), &bytes);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break
+                }
+                Err(source) => {
+                    return Err(ServeError::Receive {
+                        interface: self.interface.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the batch durable, then sends its ACKs.
+    fn commit(&mut self) {
+        match self.journal.commit() {
+            Ok(()) => {
+                for reply in std::mem::take(&mut self.durable) {
+                    self.send(&reply);
+                }
+            }
+            Err(error) => {
+                // Not durable: not acknowledged. Clients retransmit.
+                self.durable.clear();
+                emit(
+                    self.out,
+                    &json!({"event": "journal_error", "error": error_chain(&error)}),
+                );
+            }
+        }
+    }
+
+    fn compact(&mut self) -> Result<(), ServeError> {
+        if let Some(done) = self.journal.finish_compaction()? {
+            emit(
+                self.out,
+                &json!({"event": "journal_compacted", "before": done.before, "after": done.after}),
+            );
+        }
+        if self.journal.wants_compaction() && !self.journal.has_pending() {
+            self.journal.start_compaction(self.server.snapshot());
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> serde_json::Value {
+        json!({
+            "dhcp": self.server.counters(),
+            "send_errors": self.send_errors,
+            "journal_bytes": self.journal.len(),
+            "leases": self.server.leases().count(),
+        })
+    }
+}
+
+/// `error: cause: cause` for one-line reports.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// Serves DHCP for `system` on `options.interface` until SIGTERM/SIGINT.
+pub fn serve(
+    system: &System,
+    options: &ServeOptions,
+    out: &mut dyn Write,
+) -> Result<(), ServeError> {
+    let flags = Flags::install().map_err(ServeError::Signals)?;
+    let interface = options.interface.clone();
+    let link = Link::read(&options.sys, &interface).map_err(|source| ServeError::Link {
+        interface: interface.clone(),
+        source,
+    })?;
+    let config = ServerConfig::from_system(system);
+    let server_ip = config.server_ip;
+    let now = Timestamp::now();
+    let opened = JournalFile::open(&options.journal, now.0 / 1000)?;
+    let mut server = Server::new(config);
+    let replayed = opened.records.len();
+    server.restore(opened.records, now);
+    let open_error = |which| {
+        let interface = interface.clone();
+        move |source| ServeError::OpenSocket {
+            which,
+            interface,
+            source,
+        }
+    };
+    let receive = sockets::receive_socket(&interface).map_err(open_error("receive"))?;
+    let send = FrameSender::open(&link).map_err(open_error("send"))?;
+    let mut daemon = Daemon {
+        server,
+        journal: opened.journal,
+        receive,
+        send,
+        server_ip,
+        interface: interface.clone(),
+        out,
+        durable: Vec::new(),
+        send_errors: 0,
+    };
+    emit(
+        daemon.out,
+        &json!({
+            "event": "ready",
+            "interface": interface.as_str(),
+            "server": server_ip,
+            "journal": options.journal,
+            "records_replayed": replayed,
+            "leases": daemon.server.leases().count(),
+            "ignored_bytes": opened.ignored_bytes,
+            "damaged_copy": opened.damaged_copy,
+        }),
+    );
+
+    let mut buf = vec![0u8; 2048];
+    while !flags.stop.load(Ordering::Relaxed) {
+        let now = Timestamp::now();
+        let wait = daemon
+            .server
+            .poll_at()
+            .map_or(MAX_WAIT, |at| {
+                Duration::from_millis(at.0.saturating_sub(now.0))
+            })
+            .min(MAX_WAIT);
+        daemon.receive_batch(wait, &mut buf)?;
+        daemon.commit();
+        for event in daemon.server.poll(Timestamp::now()) {
+            emit(daemon.out, &json!(event));
+        }
+        daemon.compact()?;
+        if flags.report.swap(false, Ordering::Relaxed) {
+            let counters = daemon.counters();
+            emit(
+                daemon.out,
+                &json!({"event": "counters", "counters": counters}),
+            );
+        }
+    }
+    daemon.commit();
+    let counters = daemon.counters();
+    emit(
+        daemon.out,
+        &json!({"event": "stopped", "counters": counters}),
+    );
+    Ok(())
+}
