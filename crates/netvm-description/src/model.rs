@@ -209,6 +209,8 @@ pub struct Dhcp {
     pub rapid_commit: bool,
     /// Classless static routes (option 121).
     pub routes: Vec<Route>,
+    /// Trusted relay agents (inside the subnet).
+    pub relays: Vec<Ipv4Addr>,
     /// Most leases at once (reservations come on top).
     pub max_leases: u32,
     /// Sustained requests per second per MAC.

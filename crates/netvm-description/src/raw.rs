@@ -282,6 +282,11 @@ pub struct RawDhcp {
     /// Classless static routes handed to clients (option 121).
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Relay agents whose relayed messages are served (their addresses,
+    /// inside the subnet). None by default: VMs are directly attached, so
+    /// a relayed message is a VM pretending to be a relay.
+    #[serde(default)]
+    pub relays: Vec<Ipv4Addr>,
     /// Limits against starvation and floods.
     #[serde(default)]
     pub limits: RawDhcpLimits,
@@ -300,6 +305,7 @@ impl Default for RawDhcp {
             rebind_time: None,
             rapid_commit: false,
             routes: Vec::new(),
+            relays: Vec::new(),
             limits: RawDhcpLimits::default(),
         }
     }

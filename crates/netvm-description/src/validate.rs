@@ -702,6 +702,14 @@ fn check_dhcp(
             gateway: r.gateway,
         });
     }
+    for (i, relay) in d.relays.iter().enumerate() {
+        if !subnet.contains(*relay) {
+            c.report(
+                Problem::IpOutsideSubnet { ip: *relay, subnet },
+                at(&["dhcp", "relays"]).index(i),
+            );
+        }
+    }
     let pool_size = pool.map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX));
     sound.then(|| Dhcp {
         pool,
@@ -710,6 +718,7 @@ fn check_dhcp(
         rebind_time: rebind,
         rapid_commit: d.rapid_commit,
         routes,
+        relays: d.relays.clone(),
         max_leases: d.limits.max_leases.unwrap_or(pool_size),
         per_mac_rate: d.limits.per_mac_rate,
         per_mac_burst: d.limits.per_mac_burst,

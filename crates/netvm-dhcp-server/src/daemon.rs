@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Most messages handled per batch (per journal sync).
-const BATCH: usize = 512;
+const BATCH: usize = 64;
 
 /// Longest sleep without a timer due, so signals are noticed promptly.
 const MAX_WAIT: Duration = Duration::from_millis(200);
@@ -96,10 +96,12 @@ impl Flags {
     }
 }
 
-/// Writes one event line; a reader that went away does not stop the server.
-fn emit(out: &mut dyn Write, value: &serde_json::Value) {
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
+/// Writes one event line (buffered: the loop flushes once per batch); a
+/// reader that went away does not stop the server.
+fn emit(out: &mut dyn Write, value: &impl serde::Serialize) {
+    if serde_json::to_writer(&mut *out, value).is_ok() {
+        let _ = out.write_all(b"\n");
+    }
 }
 
 struct Daemon<'a> {
@@ -117,15 +119,20 @@ struct Daemon<'a> {
 
 impl Daemon<'_> {
     fn send(&mut self, reply: &Reply) {
-        let (mac, ip) = match reply.to {
-            Destination::Broadcast => (MacAddr([0xff; 6]), Ipv4Addr::BROADCAST),
-            Destination::Unicast { mac, ip } => (mac, ip),
+        let sent = match reply.to {
+            Destination::Broadcast => self.send.send(
+                self.server_ip,
+                MacAddr([0xff; 6]),
+                Ipv4Addr::BROADCAST,
+                &reply.bytes,
+            ),
+            Destination::Unicast { mac, ip } => {
+                self.send.send(self.server_ip, mac, ip, &reply.bytes)
+            }
+            // A relay has its address: the kernel routes to it.
+            Destination::Relay { ip } => self.receive.send_to(&reply.bytes, (ip, 67)).map(|_| ()),
         };
-        if self
-            .send
-            .send(self.server_ip, mac, ip, &reply.bytes)
-            .is_err()
-        {
+        if sent.is_err() {
             self.send_errors += 1;
         }
     }
@@ -133,7 +140,7 @@ impl Daemon<'_> {
     fn handle(&mut self, now: Timestamp, bytes: &[u8]) {
         let outcome = self.server.handle(now, bytes);
         for event in &outcome.events {
-            emit(self.out, &json!(event));
+            emit(self.out, event);
         }
         let Some(reply) = outcome.reply else {
             if let Some(record) = &outcome.record {
@@ -150,50 +157,30 @@ impl Daemon<'_> {
         }
     }
 
-    /// Waits up to `wait` for one message, then takes whatever else is
-    /// queued, up to a batch.
+    /// Waits up to `wait` for a message, then takes whatever is queued,
+    /// up to a batch.
     fn receive_batch(&mut self, wait: Duration, buf: &mut [u8]) -> Result<(), ServeError> {
-        let receive_error = |source| ServeError::Receive {
-            interface: self.interface.clone(),
+        let receive_error = |interface: &IfName, source| ServeError::Receive {
+            interface: interface.clone(),
             source,
         };
-        self.receive.set_nonblocking(false).map_err(receive_error)?;
-        self.receive
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-            .map_err(|source| ServeError::Receive {
-                interface: self.interface.clone(),
-                source,
-            })?;
-        for i in 0..BATCH {
-            if i == 1 {
-                self.receive
-                    .set_nonblocking(true)
-                    .map_err(|source| ServeError::Receive {
-                        interface: self.interface.clone(),
-                        source,
-                    })?;
-            }
+        if !sockets::wait_readable(&self.receive, wait)
+            .map_err(|e| receive_error(&self.interface, e))?
+        {
+            return Ok(());
+        }
+        for _ in 0..BATCH {
             match self.receive.recv_from(buf) {
-                Ok((n, _)) => {
-                    let bytes = buf[..n].to_vec();
-                    self.handle(Timestamp::now(), &bytes);
-                }
+                Ok((n, _)) => self.handle(Timestamp::now(), &buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) =>
                 {
                     break
                 }
-                Err(source) => {
-                    return Err(ServeError::Receive {
-                        interface: self.interface.clone(),
-                        source,
-                    })
-                }
+                Err(e) => return Err(receive_error(&self.interface, e)),
             }
         }
         Ok(())
@@ -305,6 +292,7 @@ pub fn serve(
             "damaged_copy": opened.damaged_copy,
         }),
     );
+    let _ = daemon.out.flush();
 
     let mut buf = vec![0u8; 2048];
     while !flags.stop.load(Ordering::Relaxed) {
@@ -319,7 +307,7 @@ pub fn serve(
         daemon.receive_batch(wait, &mut buf)?;
         daemon.commit();
         for event in daemon.server.poll(Timestamp::now()) {
-            emit(daemon.out, &json!(event));
+            emit(daemon.out, &event);
         }
         daemon.compact()?;
         if flags.report.swap(false, Ordering::Relaxed) {

@@ -143,6 +143,9 @@ impl JournalFile {
                 source,
             }
         };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_error("create its directory"))?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)

@@ -19,7 +19,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-/// Opens the receive socket: UDP 0.0.0.0:67 on `interface` only.
+/// Opens the receive socket: UDP 0.0.0.0:67 on `interface` only,
+/// non-blocking (the loop waits with [`wait_readable`]).
 pub fn receive_socket(interface: &IfName) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
@@ -28,7 +29,36 @@ pub fn receive_socket(interface: &IfName) -> io::Result<UdpSocket> {
     // Room for bursts while the journal is being synced.
     socket.set_recv_buffer_size(4 << 20)?;
     socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67).into())?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Waits up to `timeout` for `socket` to have something to read
+/// (equivalent to `poll(fd, POLLIN, timeout)`); false on timeout or a
+/// signal.
+pub fn wait_readable(socket: &UdpSocket, timeout: std::time::Duration) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds = [libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fds` is a valid array of one initialised pollfd that lives
+    // across the call, and we pass its exact length.
+    #[allow(unsafe_code)]
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, millis) };
+    match ready {
+        -1 => {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(error)
+            }
+        }
+        n => Ok(n > 0),
+    }
 }
 
 /// Writes Ethernet frames on one interface.

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
     /// Rapid commit enabled.
     pub rapid_commit: bool,
+    /// Relay agents whose messages are served.
+    pub relays: Vec<Ipv4Addr>,
 }
 
 impl ServerConfig {
@@ -90,6 +92,7 @@ impl ServerConfig {
                 .map(|r| (r.destination, r.gateway))
                 .collect(),
             rapid_commit: d.rapid_commit,
+            relays: d.relays.clone(),
         }
     }
 }

@@ -22,6 +22,11 @@ use std::net::Ipv4Addr;
 pub enum Destination {
     /// `ff:ff:ff:ff:ff:ff`, 255.255.255.255.
     Broadcast,
+    /// A trusted relay agent, at its server port (67).
+    Relay {
+        /// The relay's address (`giaddr`).
+        ip: Ipv4Addr,
+    },
     /// One client, by hardware address and IP address, even before the
     /// client has configured that address (the driver writes the frame).
     Unicast {
@@ -76,9 +81,11 @@ pub(crate) struct Grant<'a> {
     pub rapid_commit: bool,
 }
 
-/// RFC 2131 section 4.1, for a server with no relays.
+/// RFC 2131 section 4.1.
 fn destination(request: &Request, kind: ReplyKind, yiaddr: Ipv4Addr) -> Destination {
-    if kind == ReplyKind::Nak {
+    if !request.giaddr.is_unspecified() {
+        Destination::Relay { ip: request.giaddr }
+    } else if kind == ReplyKind::Nak {
         Destination::Broadcast
     } else if !request.ciaddr.is_unspecified() {
         Destination::Unicast {
@@ -101,6 +108,7 @@ fn base(config: &ServerConfig, request: &Request, message_type: MessageType) -> 
         .set_opcode(Opcode::BootReply)
         .set_htype(HType::Eth)
         .set_xid(request.xid)
+        .set_giaddr(request.giaddr)
         .set_chaddr(&request.chaddr.0)
         .set_flags(if request.broadcast {
             Flags::default().set_broadcast()

@@ -59,7 +59,7 @@ pub enum DropReason {
     NoMessageType,
     /// A message type clients do not send (OFFER, ACK, NAK, or unknown).
     NotClientMessage,
-    /// `giaddr` is set: relays are not part of an internal network.
+    /// `giaddr` names a relay agent the description does not trust.
     Relayed,
     /// `chaddr` is not a unicast MAC.
     BadClientMac,
@@ -134,6 +134,8 @@ pub struct Request {
     pub broadcast: bool,
     /// `ciaddr`.
     pub ciaddr: Ipv4Addr,
+    /// `giaddr`: the relay agent, when relayed.
+    pub giaddr: Ipv4Addr,
     /// `chaddr` (first six octets).
     pub chaddr: MacAddr,
     /// Option 61, client identifier.
@@ -253,9 +255,6 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
     if bytes[236..240] != MAGIC_COOKIE {
         return Err(DropReason::BadMagic);
     }
-    if ip(&bytes[24..28]) != Ipv4Addr::UNSPECIFIED {
-        return Err(DropReason::Relayed);
-    }
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&bytes[28..34]);
     let chaddr = MacAddr(mac);
@@ -300,6 +299,7 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
         xid: u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
         broadcast: bytes[10] & 0x80 != 0,
         ciaddr: ip(&bytes[12..16]),
+        giaddr: ip(&bytes[24..28]),
         chaddr,
         client_id: at_least(options.get(code::CLIENT_ID), 2)?.map(<[u8]>::to_vec),
         requested_ip: exact::<4>(options.get(code::REQUESTED_IP))?.map(Ipv4Addr::from),
@@ -394,7 +394,6 @@ pub(crate) mod tests {
         edit(1, 6, DropReason::WrongHardwareType);
         edit(2, 16, DropReason::WrongHardwareLength);
         edit(236, 0, DropReason::BadMagic);
-        edit(24, 10, DropReason::Relayed);
         edit(28, 0x01, DropReason::BadClientMac);
         edit(OPTIONS_AT + 2, 2, DropReason::NotClientMessage);
         edit(OPTIONS_AT, 0, DropReason::NoMessageType);

@@ -223,7 +223,10 @@ impl Server {
             Ok(request) => {
                 self.counters.count_kind(request.kind);
                 let reserved = self.config.reservations.contains_key(&request.chaddr);
-                if self.limiter.allow(request.chaddr, now, reserved) {
+                let relayed = !request.giaddr.is_unspecified();
+                if relayed && !self.config.relays.contains(&request.giaddr) {
+                    Outcome::drop(DropReason::Relayed)
+                } else if self.limiter.allow(request.chaddr, now, reserved) {
                     self.dispatch(now, &request)
                 } else {
                     Outcome::drop(DropReason::RateLimited)

@@ -589,3 +589,41 @@ fn garbage_is_dropped_and_counted_by_reason() {
     assert_eq!(s.counters().received, 2);
     assert_eq!(s.counters().dropped_total(), 2);
 }
+
+#[test]
+fn relayed_messages_are_served_only_from_trusted_relays() {
+    let relay = ip(9);
+    let relayed = |m: Msg| {
+        let mut m = m;
+        m.0.set_giaddr(relay);
+        m
+    };
+    let mut untrusting = server();
+    let out = send(
+        &mut untrusting,
+        T0,
+        &relayed(Msg::new(MessageType::Discover, 0x10)),
+    );
+    assert_eq!(
+        out.dropped,
+        Some(DropReason::Relayed),
+        "a VM pretending to be a relay"
+    );
+    let mut trusting = Server::new(config("relays = [\"192.168.100.9\"]\n"));
+    let out = send(
+        &mut trusting,
+        T0,
+        &relayed(Msg::new(MessageType::Discover, 0x10)),
+    );
+    let reply = out.reply.expect("served");
+    assert_eq!(reply.to, Destination::Relay { ip: relay });
+    assert_eq!(
+        reply_of(&send(
+            &mut trusting,
+            T0,
+            &relayed(Msg::new(MessageType::Discover, 0x10))
+        ))
+        .giaddr(),
+        relay
+    );
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# DHCPv4 throughput: perfdhcp against netvm, Kea (memfile) and dnsmasq,
+# each on the same veth pair in the same run, ramping the rate. For each
+# server: the highest rate whose 4-way exchanges (DISCOVER-OFFER-REQUEST-
+# ACK) complete with under 1% drops, the latency there, the server's CPU
+# time per 1000 exchanges, and the leases on disk afterwards; then the
+# ratios netvm/Kea and netvm/dnsmasq.
+#
+# Needs root and: perfdhcp (kea-admin), kea-dhcp4 (kea-dhcp4-server),
+# dnsmasq (dnsmasq-base). Traffic stays in two namespaces it creates and
+# removes. Usage: bench/dhcp.sh [seconds-per-step]   (default 4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEP=${1:-4}
+RATES="250 500 1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000 14000 16000 20000"
+for tool in perfdhcp kea-dhcp4 dnsmasq ip; do
+  command -v "$tool" >/dev/null || { echo "bench/dhcp.sh needs $tool: apt-get install -y kea-admin kea-dhcp4-server dnsmasq-base iproute2" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench/dhcp.sh must run as root (it creates network namespaces)" >&2; exit 1; }
+
+cargo build --release --locked -q -p netvm
+NETVM=$PWD/target/release/netvm
+WORK=$(mktemp -d /tmp/netvm-bench-dhcp.XXXXXX)
+S=nvb$$s; C=nvb$$c
+cleanup() {
+  for ns in $S $C; do
+    ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del $ns 2>/dev/null || true
+  done
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+ip netns add $S; ip netns add $C
+ip link add bs0 netns $S type veth peer name bc0 netns $C
+ip -n $S link set lo up; ip -n $C link set lo up
+ip -n $S link set bs0 up; ip -n $C link set bc0 up
+ip -n $S addr add 10.30.0.1/16 dev bs0
+ip -n $C addr add 10.30.0.2/16 dev bc0   # perfdhcp relays from here (giaddr)
+
+cat > "$WORK/netvm.toml" <<TOML
+[network]
+subnet = "10.30.0.0/16"
+mac_prefix = "02:ad:00:00"
+[netvm.uplink]
+interface = "up0"
+[dhcp]
+pool = "10.30.1.0-10.30.255.254"
+lease_time = "1h"
+relays = ["10.30.0.2"]
+[dhcp.limits]
+per_mac_rate = 1000
+per_mac_burst = 1000
+TOML
+cat > "$WORK/kea.json" <<JSON
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": [ "bs0" ] },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$WORK/kea-leases.csv", "lfc-interval": 0 },
+  "valid-lifetime": 3600,
+  "subnet4": [ { "id": 1, "subnet": "10.30.0.0/16", "pools": [ { "pool": "10.30.1.0 - 10.30.255.254" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "severity": "WARN", "output_options": [ { "output": "$WORK/kea.log" } ] } ]
+} }
+JSON
+
+start_server() {
+  case $1 in
+    netvm) ip netns exec $S "$NETVM" dhcp serve "$WORK/netvm.toml" --interface bs0 --journal "$WORK/netvm-leases" > "$WORK/netvm.log" 2>&1 & ;;
+    kea) KEA_LOCKFILE_DIR=$WORK KEA_PIDFILE_DIR=$WORK ip netns exec $S kea-dhcp4 -c "$WORK/kea.json" > "$WORK/kea.out" 2>&1 & ;;
+    dnsmasq) ip netns exec $S dnsmasq -d -k --port=0 --interface=bs0 --bind-interfaces \
+               --dhcp-range=10.30.1.0,10.30.255.254,255.255.0.0,1h --dhcp-lease-max=200000 \
+               --no-ping --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file="$WORK/dnsmasq.pid" > "$WORK/dnsmasq.log" 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  sleep 1.5
+}
+
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+
+# perfdhcp prints two blocks (DISCOVER-OFFER, REQUEST-ACK) of statistics.
+run_step() { # rate -> "sent acks avg_do avg_ra max_ra"
+  ip netns exec $C perfdhcp -4 -l bc0 -r "$1" -R 60000 -p "$STEP" -W 500000 2>/dev/null | awk '
+    /sent packets:/ { n++; sent[n] = $3 }
+    /received packets:/ { recv[n] = $3 }
+    /^avg delay: [0-9]/ { avg[n] = $3 }
+    /^max delay:/ { max[n] = $3 }
+    END { printf "%d %d %s %s %s\n", sent[1], recv[2], avg[1], avg[2], max[2] }'
+}
+
+declare -A BEST LAT MAXLAT CPU LEASES
+for server in netvm kea dnsmasq; do
+  start_server $server
+  BEST[$server]=0; LAT[$server]=-; MAXLAT[$server]=-; CPU[$server]=-
+  for rate in $RATES; do
+    before=$(cpu_ticks $SERVER_PID)
+    read -r sent acks avg_do avg_ra max_ra <<< "$(run_step $rate)"
+    after=$(cpu_ticks $SERVER_PID)
+    drop=$(awk -v s="$sent" -v a="$acks" 'BEGIN { if (s == 0) print 100; else printf "%.2f", 100 * (s - a) / s }')
+    achieved=$(( acks / STEP ))
+    printf '%-8s rate %6s/s: %7s exchanges, %6s/s done, %6s%% dropped\n' $server $rate "$sent" $achieved "$drop" >&2
+    if awk -v d="$drop" 'BEGIN { exit !(d < 1) }'; then
+      BEST[$server]=$achieved
+      LAT[$server]=$(awk -v a="$avg_do" -v b="$avg_ra" 'BEGIN { printf "%.2f", a + b }')
+      MAXLAT[$server]=$max_ra
+      CPU[$server]=$(awk -v t=$((after - before)) -v n="$acks" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n) printf "%.1f", 1000 * 1000 * t / hz / n; else print "-" }')
+    else
+      break
+    fi
+  done
+  kill $SERVER_PID; wait $SERVER_PID 2>/dev/null || true
+  case $server in
+    netvm) LEASES[$server]=$("$NETVM" leases --file "$WORK/netvm-leases" --format json | grep -c '"ip"' || true) ;;
+    kea) LEASES[$server]=$(tail -n +2 "$WORK"/kea-leases.csv* 2>/dev/null | cut -d, -f1 | sort -u | wc -l) ;;
+    dnsmasq) LEASES[$server]=$(wc -l < "$WORK/dnsmasq.leases" 2>/dev/null || echo 0) ;;
+  esac
+done
+
+echo
+echo "| server | durable leases | max 4-way exchanges/s (<1% drops) | avg latency (ms) | max latency (ms) | server CPU ms / 1000 exchanges | leases on disk |"
+echo "|---|---|---|---|---|---|---|"
+echo "| netvm | fdatasync before ACK | ${BEST[netvm]} | ${LAT[netvm]} | ${MAXLAT[netvm]} | ${CPU[netvm]} | ${LEASES[netvm]} |"
+echo "| Kea 2.2 memfile | written, not synced | ${BEST[kea]} | ${LAT[kea]} | ${MAXLAT[kea]} | ${CPU[kea]} | ${LEASES[kea]} |"
+echo "| dnsmasq 2.90 | written, not synced | ${BEST[dnsmasq]} | ${LAT[dnsmasq]} | ${MAXLAT[dnsmasq]} | ${CPU[dnsmasq]} | ${LEASES[dnsmasq]} |"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+echo "netvm/Kea: $(ratio ${BEST[netvm]} ${BEST[kea]})x   netvm/dnsmasq: $(ratio ${BEST[netvm]} ${BEST[dnsmasq]})x"
