@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Most messages handled per batch (per journal sync).
-const BATCH: usize = 64;
+const BATCH: usize = 16;
 
 /// Longest sleep without a timer due, so signals are noticed promptly.
 const MAX_WAIT: Duration = Duration::from_millis(200);
