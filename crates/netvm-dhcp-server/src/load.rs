@@ -11,7 +11,6 @@ use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use netvm_description::values::{IfName, MacAddr};
 use serde::Serialize;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -103,13 +102,7 @@ fn message(client: &Client) -> Vec<u8> {
 }
 
 fn socket(interface: &IfName) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_broadcast(true)?;
-    socket.bind_device(Some(interface.as_str().as_bytes()))?;
-    socket.set_recv_buffer_size(4 << 20)?;
-    socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())?;
-    let socket: UdpSocket = socket.into();
+    let socket = crate::sockets::udp_on(interface, 68)?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
     Ok(socket)
 }

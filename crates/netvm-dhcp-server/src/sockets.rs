@@ -19,18 +19,24 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
-/// Opens the receive socket: UDP 0.0.0.0:67 on `interface` only,
-/// non-blocking (the loop waits with [`wait_readable`]).
-pub fn receive_socket(interface: &IfName) -> io::Result<UdpSocket> {
+/// A UDP socket on `port` that sees only `interface` (`SO_BINDTODEVICE`),
+/// may broadcast, and has room for bursts (4 MiB receive buffer).
+pub(crate) fn udp_on(interface: &IfName, port: u16) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
     socket.bind_device(Some(interface.as_str().as_bytes()))?;
-    // Room for bursts while the journal is being synced.
     socket.set_recv_buffer_size(4 << 20)?;
-    socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67).into())?;
-    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
     Ok(socket.into())
+}
+
+/// Opens the receive socket: UDP 0.0.0.0:67 on `interface` only,
+/// non-blocking (the loop waits with [`wait_readable`]).
+pub fn receive_socket(interface: &IfName) -> io::Result<UdpSocket> {
+    let socket = udp_on(interface, 67)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 /// Waits up to `timeout` for `socket` to have something to read
