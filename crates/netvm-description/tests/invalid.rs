@@ -317,6 +317,13 @@ fn cases() -> Vec<Case> {
         ),
         with_uplink("vm without a name", "[[vm]]\nkind = \"app\"\n", "missing key `name`", 3, 1),
         with_uplink(
+            "relay outside the subnet",
+            "[dhcp]\nrelays = [\"10.0.0.1\"]\n",
+            "address 10.0.0.1 is outside the subnet 192.168.100.0/24",
+            4,
+            11,
+        ),
+        with_uplink(
             "dns record shadowing a vm",
             "[[vm]]\nname = \"a\"\n[dns]\nrecords = [{ name = \"a\", ip = \"192.168.100.7\" }]\n",
             "DNS record `a.internal` has the name of a VM",
