@@ -119,13 +119,19 @@ fn compact_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Maps an I/O error to [`JournalFileError::Io`] naming `path` and `action`.
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> JournalFileError {
+    let path = path.to_owned();
+    move |source| JournalFileError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
 /// Reads a journal without changing it (for `netvm leases`).
 pub fn read(path: &Path) -> Result<journal::Replay, JournalFileError> {
-    let bytes = std::fs::read(path).map_err(|source| JournalFileError::Io {
-        path: path.to_owned(),
-        action: "read it",
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(io_error(path, "read it"))?;
     journal::replay(&bytes).map_err(|source| JournalFileError::NotAJournal {
         path: path.to_owned(),
         source,
@@ -135,14 +141,7 @@ pub fn read(path: &Path) -> Result<journal::Replay, JournalFileError> {
 impl JournalFile {
     /// Opens (creating if needed), locks and replays the journal at `path`.
     pub fn open(path: &Path, unix_secs: u64) -> Result<Opened, JournalFileError> {
-        let io_error = |action: &'static str| {
-            let path = path.to_owned();
-            move |source| JournalFileError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io_error = |action| io_error(path, action);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_error("create its directory"))?;
         }
@@ -225,14 +224,7 @@ impl JournalFile {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let io_error = |action| {
-            let path = self.path.clone();
-            move |source| JournalFileError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io_error = |action| io_error(&self.path, action);
         self.file
             .write_all(&self.pending)
             .map_err(io_error("append to it"))?;
@@ -304,14 +296,7 @@ impl JournalFile {
             return Ok(None);
         };
         let target = compact_path(&self.path);
-        let io_error = |action| {
-            let path = target.clone();
-            move |source| JournalFileError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io_error = |action| io_error(&target, action);
         let snapshot_len = written.map_err(io_error("write the compacted journal"))?;
         let mut file = OpenOptions::new()
             .read(true)
