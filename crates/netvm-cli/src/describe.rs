@@ -20,6 +20,17 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+    /// Plan one machine's part: the Net VM's data plane (interfaces,
+    /// sysctls, routes, nftables ruleset).
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+}
+
+/// Which machine a plan is for.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Role {
+    /// The Net VM.
+    NetVm,
 }
 
 /// Table for people, JSON for programs.
@@ -47,7 +58,37 @@ pub fn check(args: &CheckArgs) -> Result<(), String> {
 }
 
 pub fn plan(args: &PlanArgs) -> Result<(), String> {
-    let plan = netvm_plan::plan(&load(&args.file)?);
+    let system = load(&args.file)?;
+    let plan = netvm_plan::plan(&system);
+    if let Some(Role::NetVm) = args.role {
+        let datapath = netvm_plan::datapath::plan(&system, &plan.policy);
+        match args.format {
+            OutputFormat::Json => println!("{}", to_json(&datapath)?),
+            OutputFormat::Table => {
+                println!("interfaces");
+                for i in &datapath.interfaces {
+                    let mtu = i.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
+                    println!("  {:<10} {:<9} {}{mtu}", i.name, i.role, i.address);
+                }
+                println!("\nsysctls");
+                for (key, value) in &datapath.sysctls {
+                    println!("  {key} = {value}");
+                }
+                println!("\nroutes");
+                for r in &datapath.routes {
+                    println!("  {} via {} dev {}", r.destination, r.gateway, r.device);
+                }
+                if datapath.routes.is_empty() {
+                    println!("  (default route from the uplink's DHCP lease)");
+                }
+                println!(
+                    "\nnftables ruleset (one nft -f transaction)\n{}",
+                    datapath.ruleset
+                );
+            }
+        }
+        return Ok(());
+    }
     match args.format {
         OutputFormat::Table => print!("{}", plan.to_text()),
         OutputFormat::Json => println!("{}", to_json(&plan)?),

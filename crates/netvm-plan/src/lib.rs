@@ -11,8 +11,10 @@
 #![forbid(unsafe_code)]
 
 mod addresses;
+pub mod datapath;
 mod naming;
 mod policy;
+pub mod ruleset;
 mod table;
 
 pub use addresses::{AddressRow, NetworkSummary};

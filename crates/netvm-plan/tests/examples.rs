@@ -48,9 +48,12 @@ fn example_plans_match_their_golden_files() {
         let plan = plan_of(&examples_dir().join(format!("{name}.toml")));
         let json = serde_json::to_string_pretty(&plan).expect("json") + "\n";
         let text = plan.to_text();
+        let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
+        let ruleset = netvm_plan::datapath::plan(&system, &plan.policy).ruleset;
         for (file, actual) in [
             (format!("{name}.plan.json"), &json),
             (format!("{name}.plan.txt"), &text),
+            (format!("{name}.netvm.nft"), &ruleset),
         ] {
             let path = golden_dir.join(&file);
             if update {
@@ -61,5 +64,35 @@ fn example_plans_match_their_golden_files() {
                 .unwrap_or_else(|e| panic!("{}: {e} (set NETVM_UPDATE_GOLDEN=1)", path.display()));
             assert_eq!(actual, &expected, "{file} differs from its golden file");
         }
+    }
+}
+
+/// The kernel's own parser accepts every example's ruleset (`nft -c`
+/// checks without changing anything; needs root and the nftables package).
+#[test]
+fn example_rulesets_pass_nft_check() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    for name in ["ghaf-laptop", "dev-mode", "minimal"] {
+        let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
+        let policy = netvm_plan::plan(&system).policy;
+        let ruleset = netvm_plan::datapath::plan(&system, &policy).ruleset;
+        let mut nft = Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft (Debian package nftables) runs");
+        nft.stdin
+            .take()
+            .expect("stdin")
+            .write_all(ruleset.as_bytes())
+            .expect("write");
+        let output = nft.wait_with_output().expect("nft finishes");
+        assert!(
+            output.status.success(),
+            "{name}: nft -c rejected the ruleset:\n{}\n{ruleset}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
