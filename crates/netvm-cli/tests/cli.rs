@@ -117,3 +117,30 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("tempdir");
     dir
 }
+
+#[test]
+fn plan_for_the_net_vm_prints_its_data_plane() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ghaf-laptop.toml");
+    let file = file.to_str().expect("utf-8");
+    let table = netvm(&["plan", file, "--role", "net-vm"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(
+        text.contains("ethint0    internal  192.168.100.1/24 mtu 1500"),
+        "{text}"
+    );
+    assert!(
+        text.contains("net.ipv4.conf.ethint0.proxy_arp_pvlan = 1"),
+        "{text}"
+    );
+    assert!(text.contains("table inet netvm {"), "{text}");
+    let json = netvm(&["plan", file, "--role", "net-vm", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(
+        plan["interfaces"][1]["name"], "uplink0",
+        "a passed-through NIC gets a fixed name"
+    );
+    assert!(plan["ruleset"]
+        .as_str()
+        .is_some_and(|r| r.contains("masquerade")));
+}
