@@ -26,6 +26,16 @@ pub struct PlanArgs {
     role: Option<Role>,
 }
 
+/// `netvm apply FILE --role net-vm`.
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// The description.
+    file: PathBuf,
+    /// Which machine this is.
+    #[arg(long, value_enum)]
+    role: Role,
+}
+
 /// Which machine a plan is for.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Role {
@@ -98,5 +108,19 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
 
 pub fn schema() -> Result<(), String> {
     println!("{}", to_json(&netvm_description::json_schema())?);
+    Ok(())
+}
+
+pub fn apply(args: &ApplyArgs) -> Result<(), String> {
+    let system = load(&args.file)?;
+    let plan = netvm_plan::plan(&system);
+    match args.role {
+        Role::NetVm => {
+            let datapath = netvm_plan::datapath::plan(&system, &plan.policy);
+            netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"))
+                .map_err(|e| error_chain(&e))?;
+            println!("{}: applied (net-vm)", args.file.display());
+        }
+    }
     Ok(())
 }

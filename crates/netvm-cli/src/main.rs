@@ -23,6 +23,9 @@ enum Command {
     Plan(describe::PlanArgs),
     /// Print the JSON Schema of the system description.
     Schema,
+    /// Make the plan true on this machine (idempotent; a rejected ruleset
+    /// leaves the previous one in force).
+    Apply(describe::ApplyArgs),
     /// The DHCP server.
     #[command(subcommand)]
     Dhcp(dhcp::DhcpCommand),
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Check(args) => describe::check(&args),
         Command::Plan(args) => describe::plan(&args),
         Command::Schema => describe::schema(),
+        Command::Apply(args) => describe::apply(&args),
         Command::Dhcp(command) => dhcp::run(command),
         Command::Leases(args) => dhcp::leases(&args),
     };

@@ -130,7 +130,7 @@ fn plan_for_the_net_vm_prints_its_data_plane() {
         "{text}"
     );
     assert!(
-        text.contains("net.ipv4.conf.ethint0.proxy_arp_pvlan = 1"),
+        text.contains("net/ipv4/conf/ethint0/proxy_arp_pvlan = 1"),
         "{text}"
     );
     assert!(text.contains("table inet netvm {"), "{text}");

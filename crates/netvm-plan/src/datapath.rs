@@ -43,7 +43,8 @@ pub struct RoutePlan {
 pub struct NetVmPlan {
     /// Interfaces.
     pub interfaces: Vec<InterfacePlan>,
-    /// Kernel settings, `key = value` as under /proc/sys (dots).
+    /// Kernel settings: path under /proc/sys (slashes, so interface
+    /// names with dots stay whole) and value.
     pub sysctls: Vec<(String, String)>,
     /// Routes (beyond the connected ones).
     pub routes: Vec<RoutePlan>,
@@ -88,18 +89,18 @@ pub fn plan(system: &System, policy: &PolicyPlan) -> NetVmPlan {
     };
     let sysctl = |key: String, value: &str| (key, value.to_owned());
     let sysctls = vec![
-        sysctl("net.ipv4.ip_forward".into(), "1"),
-        sysctl("net.ipv4.conf.all.send_redirects".into(), "0"),
-        sysctl("net.ipv4.conf.all.accept_redirects".into(), "0"),
-        sysctl("net.ipv4.conf.all.rp_filter".into(), "1"),
-        sysctl(format!("net.ipv4.conf.{internal}.send_redirects"), "0"),
-        sysctl(format!("net.ipv4.conf.{internal}.rp_filter"), "1"),
+        sysctl("net/ipv4/ip_forward".into(), "1"),
+        sysctl("net/ipv4/conf/all/send_redirects".into(), "0"),
+        sysctl("net/ipv4/conf/all/accept_redirects".into(), "0"),
+        sysctl("net/ipv4/conf/all/rp_filter".into(), "1"),
+        sysctl(format!("net/ipv4/conf/{internal}/send_redirects"), "0"),
+        sysctl(format!("net/ipv4/conf/{internal}/rp_filter"), "1"),
         // VMs sit on isolated bridge ports: the Net VM answers their ARP
         // for each other, so VM-to-VM traffic crosses its forward chain.
-        sysctl(format!("net.ipv4.conf.{internal}.proxy_arp"), "1"),
-        sysctl(format!("net.ipv4.conf.{internal}.proxy_arp_pvlan"), "1"),
-        sysctl(format!("net.ipv4.conf.{uplink}.rp_filter"), "1"),
-        sysctl("net.ipv6.conf.all.forwarding".into(), "0"),
+        sysctl(format!("net/ipv4/conf/{internal}/proxy_arp"), "1"),
+        sysctl(format!("net/ipv4/conf/{internal}/proxy_arp_pvlan"), "1"),
+        sysctl(format!("net/ipv4/conf/{uplink}/rp_filter"), "1"),
+        sysctl("net/ipv6/conf/all/forwarding".into(), "0"),
     ];
     NetVmPlan {
         interfaces: vec![

@@ -1,0 +1,158 @@
+//! Links, addresses and routes through netlink (rtnetlink): each call
+//! built, then executed, with `replace` semantics so that applying twice
+//! changes nothing.
+
+use futures::TryStreamExt;
+use netvm_plan::datapath::NetVmPlan;
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// A netlink step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// No netlink socket.
+    #[error("cannot open a netlink socket")]
+    Connect(#[source] std::io::Error),
+    /// The interface does not exist.
+    #[error("interface {name} does not exist")]
+    Missing {
+        /// Its name.
+        name: String,
+    },
+    /// An address or prefix in the plan did not parse.
+    #[error("bad address {text:?} for {name}")]
+    BadAddress {
+        /// The interface.
+        name: String,
+        /// The text.
+        text: String,
+    },
+    /// The kernel refused a step.
+    #[error("{step} on {name}")]
+    Netlink {
+        /// What was being done (`ip …` equivalent).
+        step: String,
+        /// The interface.
+        name: String,
+        /// Why.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the netlink runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, LinkError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(LinkError::Runtime)
+}
+
+fn connect() -> Result<Handle, LinkError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(LinkError::Connect)?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(link.header.index),
+        _ => Err(LinkError::Missing {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+fn parse_cidr(name: &str, text: &str) -> Result<(Ipv4Addr, u8), LinkError> {
+    let bad = || LinkError::BadAddress {
+        name: name.to_owned(),
+        text: text.to_owned(),
+    };
+    let (ip, prefix) = text.split_once('/').ok_or_else(bad)?;
+    Ok((
+        ip.parse().map_err(|_| bad())?,
+        prefix.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// MTU, up and addresses of every interface in the plan.
+pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
+    runtime()?.block_on(async {
+        let handle = connect()?;
+        for interface in &plan.interfaces {
+            let name = interface.name.as_str();
+            let index = index_of(&handle, name).await?;
+            let netlink = |step: String| {
+                move |source| LinkError::Netlink {
+                    step,
+                    name: name.to_owned(),
+                    source,
+                }
+            };
+            let mut message = LinkUnspec::new_with_index(index).up();
+            if let Some(mtu) = interface.mtu {
+                message = message.mtu(u32::from(mtu));
+            }
+            handle
+                .link()
+                .set(message.build())
+                .execute()
+                .await
+                .map_err(netlink(format!("ip link set {name} up")))?;
+            if interface.address == "dhcp" {
+                continue; // the uplink's DHCP client sets it
+            }
+            let (ip, prefix) = parse_cidr(name, &interface.address)?;
+            handle
+                .address()
+                .add(index, IpAddr::V4(ip), prefix)
+                .replace()
+                .execute()
+                .await
+                .map_err(netlink(format!("ip addr replace {ip}/{prefix} dev {name}")))?;
+        }
+        Ok(())
+    })
+}
+
+/// Routes of the plan (`ip route replace …`).
+pub fn apply_routes(plan: &NetVmPlan) -> Result<(), LinkError> {
+    if plan.routes.is_empty() {
+        return Ok(());
+    }
+    runtime()?.block_on(async {
+        let handle = connect()?;
+        for route in &plan.routes {
+            let name = route.device.as_str();
+            let index = index_of(&handle, name).await?;
+            let (destination, prefix) = parse_cidr(name, &route.destination)?;
+            let gateway: Ipv4Addr = route.gateway.parse().map_err(|_| LinkError::BadAddress {
+                name: name.to_owned(),
+                text: route.gateway.clone(),
+            })?;
+            let message = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(destination, prefix)
+                .gateway(gateway)
+                .output_interface(index)
+                .build();
+            handle
+                .route()
+                .add(message)
+                .replace()
+                .execute()
+                .await
+                .map_err(|source| LinkError::Netlink {
+                    step: format!(
+                        "ip route replace {} via {gateway} dev {name}",
+                        route.destination
+                    ),
+                    name: name.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
+    })
+}
