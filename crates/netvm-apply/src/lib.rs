@@ -10,13 +10,18 @@
 //!    leaves the previous one in place;
 //! 4. routes (netlink, `ip route replace …`).
 //!
-//! Not yet: removing conntrack entries of flows a new policy forbids, and
-//! addresses a previous plan added that the new one drops.
+//! 5. connections the new policy forbids are removed from conntrack, so
+//!    no connection outlives its permission.
+//!
+//! Not yet: removing addresses a previous plan added that the new one
+//! drops.
 
+mod conntrack;
 mod links;
 mod nft;
 mod sysctl;
 
+pub use conntrack::ConntrackError;
 pub use links::LinkError;
 pub use nft::NftError;
 pub use sysctl::SysctlError;
@@ -36,15 +41,31 @@ pub enum ApplyError {
     /// The ruleset was rejected (the previous one stays).
     #[error(transparent)]
     Ruleset(#[from] NftError),
+    /// Forbidden connections could not be removed.
+    #[error(transparent)]
+    Conntrack(#[from] ConntrackError),
 }
 
-/// Applies `plan`; `proc_sys` is normally `/proc/sys`.
-pub fn apply_netvm(plan: &NetVmPlan, proc_sys: &Path) -> Result<(), ApplyError> {
+/// What an apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Tracked connections removed because the policy no longer allows them.
+    pub connections_cut: usize,
+}
+
+/// Applies `plan`; `proc_sys` is normally `/proc/sys`; `forbidden` says
+/// which tracked connections the new policy no longer allows.
+pub fn apply_netvm(
+    plan: &NetVmPlan,
+    proc_sys: &Path,
+    forbidden: &dyn Fn(&netvm_plan::policy::Connection) -> bool,
+) -> Result<Applied, ApplyError> {
     links::apply_links(plan)?;
     sysctl::apply(proc_sys, &plan.sysctls)?;
     nft::apply(&plan.ruleset)?;
     links::apply_routes(plan)?;
-    Ok(())
+    let connections_cut = conntrack::cut(forbidden)?;
+    Ok(Applied { connections_cut })
 }
 
 pub use nft::apply as apply_ruleset;

@@ -117,9 +117,15 @@ pub fn apply(args: &ApplyArgs) -> Result<(), String> {
     match args.role {
         Role::NetVm => {
             let datapath = netvm_plan::datapath::plan(&system, &plan.policy);
-            netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"))
+            let forbidden =
+                |c: &netvm_plan::policy::Connection| plan.policy.allows(&system, c) == Some(false);
+            let applied = netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)
                 .map_err(|e| error_chain(&e))?;
-            println!("{}: applied (net-vm)", args.file.display());
+            println!(
+                "{}: applied (net-vm); {} connection(s) no longer allowed were cut",
+                args.file.display(),
+                applied.connections_cut
+            );
         }
     }
     Ok(())

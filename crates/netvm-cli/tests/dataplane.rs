@@ -19,7 +19,7 @@ gateway = "203.0.113.1"
 
 [[vm]]
 name = "a"
-allow = [{ to = "b", proto = "tcp", ports = 8080 }]
+allow = [{ to = "b", proto = "tcp", ports = "8080-8081" }]
 forward = [{ proto = "tcp", port = 8443, to_port = 443 }]
 
 [[vm]]
@@ -35,6 +35,19 @@ const SERVER: &str = "import socket,sys\n\
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
 s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16); print('listening', flush=True)\n\
 while True:\n    c,a=s.accept(); c.sendall((a[0]+'\\n').encode()); c.close()\n";
+
+/// An echo server that keeps connections open.
+const ECHO: &str = "import socket,sys,threading\n\
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16); print('listening', flush=True)\n\
+def echo(c):\n    while True:\n        d=c.recv(100)\n        if not d: return\n        c.sendall(d)\n\
+while True:\n    c,a=s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()\n";
+
+/// Keeps one connection and uses it every 0.3 s; says `cut` when it breaks.
+const CHATTER: &str = "import socket,sys,time\n\
+s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n\
+n=0\n\
+while True:\n    try:\n        s.sendall(b'x'); assert s.recv(1)==b'x'\n    except Exception as e:\n        print('cut', e, flush=True); break\n    n+=1; print('ok', n, flush=True); time.sleep(0.3)\n";
 
 /// Connects, prints what the server said; exit 1 when it cannot.
 const CLIENT: &str = "import socket,sys\n\
@@ -220,6 +233,39 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
     assert_eq!(
         connect(a, "192.168.100.102", 8080).as_deref(),
         Some("192.168.100.101")
+    );
+
+    // A connection must not outlive its permission: drop the a -> b rule
+    // while a connection is open, and it is cut.
+    let _echo = {
+        let server = b.spawn(&["python3", "-u", "-c", ECHO, "8081"]);
+        server.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
+        server
+    };
+    let chatter = a.spawn(&["python3", "-u", "-c", CHATTER, "192.168.100.102", "8081"]);
+    chatter.wait_for(Duration::from_secs(10), |l| l == "ok 2");
+    let narrower = dir.join("narrower.toml");
+    std::fs::write(
+        &narrower,
+        DESCRIPTION.replace(
+            "allow = [{ to = \"b\", proto = \"tcp\", ports = \"8080-8081\" }]",
+            "",
+        ),
+    )
+    .expect("write");
+    let applied = netvm.ok(&[
+        NETVM,
+        "apply",
+        narrower.to_str().expect("utf-8"),
+        "--role",
+        "net-vm",
+    ]);
+    assert!(!applied.contains(" 0 connection"), "{applied}");
+    chatter.wait_for(Duration::from_secs(10), |l| l.starts_with("cut"));
+    assert_eq!(
+        connect(a, "192.168.100.102", 8080),
+        None,
+        "new connections are refused too"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -13,7 +13,7 @@
 mod addresses;
 pub mod datapath;
 mod naming;
-mod policy;
+pub mod policy;
 pub mod ruleset;
 mod table;
 

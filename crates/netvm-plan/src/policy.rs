@@ -144,3 +144,132 @@ mod tests {
         );
     }
 }
+
+/// One connection as conntrack records its original direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// `tcp`, `udp` or `icmp` (others are never forwarded).
+    pub proto: Protocol,
+    /// Destination port (tcp/udp).
+    pub dport: Option<u16>,
+}
+
+/// A transport protocol as conntrack names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP.
+    Icmp,
+    /// Anything else.
+    Other,
+}
+
+impl PolicyPlan {
+    /// Would the forward policy let a VM open `c` now? Only connections
+    /// that start on the internal network are judged (`None` otherwise):
+    /// to another VM by the flows, to anywhere else by `internet`.
+    pub fn allows(&self, system: &System, c: &Connection) -> Option<bool> {
+        let subnet = system.network.subnet;
+        let netvm = system.netvm.endpoint.ip;
+        if !subnet.contains(c.src) || c.src == netvm || c.dst == netvm {
+            return None;
+        }
+        let from = system.vms.iter().find(|vm| vm.endpoint.ip == c.src)?;
+        if !subnet.contains(c.dst) {
+            return Some(from.internet);
+        }
+        let proto = match c.proto {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::Other => return Some(false),
+        };
+        Some(self.flows.iter().any(|f| {
+            f.from_ip == c.src
+                && f.to_ip == c.dst
+                && f.proto == proto
+                && match (&f.ports, c.dport) {
+                    (None, _) => true,
+                    (Some(range), Some(port)) => in_range(range, port),
+                    (Some(_), None) => false,
+                }
+        }))
+    }
+}
+
+fn in_range(range: &str, port: u16) -> bool {
+    let mut parts = range.split('-').filter_map(|p| p.parse::<u16>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(first), Some(last)) => (first..=last).contains(&port),
+        (Some(only), None) => only == port,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    #[test]
+    fn judges_connections_by_the_current_policy() {
+        let text = "[netvm.uplink]\ninterface = \"eth0\"\n\
+            [[vm]]\nname = \"a\"\nallow = [{ to = \"b\", proto = \"tcp\", ports = \"8000-8010\" }]\n\
+            [[vm]]\nname = \"b\"\ninternet = false\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let policy = plan(&system);
+        let (a, b) = (
+            Ipv4Addr::new(192, 168, 100, 101),
+            Ipv4Addr::new(192, 168, 100, 102),
+        );
+        let c = |src, dst, proto, dport| Connection {
+            src,
+            dst,
+            proto,
+            dport,
+        };
+        let outside = Ipv4Addr::new(203, 0, 113, 1);
+        assert_eq!(
+            policy.allows(&system, &c(a, b, Protocol::Tcp, Some(8005))),
+            Some(true)
+        );
+        assert_eq!(
+            policy.allows(&system, &c(a, b, Protocol::Tcp, Some(8011))),
+            Some(false)
+        );
+        assert_eq!(
+            policy.allows(&system, &c(a, b, Protocol::Udp, Some(8005))),
+            Some(false)
+        );
+        assert_eq!(
+            policy.allows(&system, &c(b, a, Protocol::Tcp, Some(8005))),
+            Some(false)
+        );
+        assert_eq!(
+            policy.allows(&system, &c(a, outside, Protocol::Tcp, Some(443))),
+            Some(true)
+        );
+        assert_eq!(
+            policy.allows(&system, &c(b, outside, Protocol::Tcp, Some(443))),
+            Some(false)
+        );
+        assert_eq!(
+            policy.allows(&system, &c(outside, a, Protocol::Tcp, Some(22))),
+            None
+        );
+        assert_eq!(
+            policy.allows(
+                &system,
+                &c(a, Ipv4Addr::new(192, 168, 100, 1), Protocol::Udp, Some(53))
+            ),
+            None
+        );
+    }
+}
