@@ -22,26 +22,11 @@ cd "$(dirname "$0")/.."
 STEP=${1:-4}
 RATES="250 500 1000 2000 3000 3500 4000 4500 5000 5500 6000 6500 7000 7500 8000 8500 9000 9500 10000 11000 12000"
 LOAD_RATES="250 500 1000 2000 3000 4000 5000 6000 8000 10000 12000 15000 18000 21000 24000 28000"
-for tool in perfdhcp kea-dhcp4 dnsmasq ip; do
-  command -v "$tool" >/dev/null || { echo "bench/dhcp.sh needs $tool: apt-get install -y kea-admin kea-dhcp4-server dnsmasq-base iproute2" >&2; exit 1; }
-done
-[ "$(id -u)" = 0 ] || { echo "bench/dhcp.sh must run as root (it creates network namespaces)" >&2; exit 1; }
-
-cargo build --release --locked -q -p netvm
-NETVM=$PWD/target/release/netvm
-WORK=$(mktemp -d /tmp/netvm-bench-dhcp.XXXXXX)
+. bench/common.sh
+bench_setup dhcp "kea-admin kea-dhcp4-server dnsmasq-base iproute2" perfdhcp kea-dhcp4 dnsmasq ip
 S=nvb$$s; C=nvb$$c
-cleanup() {
-  for ns in $S $C; do
-    ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-    ip netns del $ns 2>/dev/null || true
-  done
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-ip netns add $S; ip netns add $C
+bench_netns $S; bench_netns $C
 ip link add bs0 netns $S type veth peer name bc0 netns $C
-ip -n $S link set lo up; ip -n $C link set lo up
 ip -n $S link set bs0 up; ip -n $C link set bc0 up
 ip -n $S addr add 10.16.0.1/12 dev bs0
 ip -n $C addr add 10.16.0.2/12 dev bc0   # perfdhcp relays from here (giaddr)
