@@ -3,7 +3,8 @@
 //! equivalent; each is idempotent (a second apply changes nothing):
 //!
 //! 1. links (netlink): MTU, up, the internal address, a static uplink
-//!    address (`ip link set … mtu … up`, `ip addr replace …`);
+//!    address (`ip link set … mtu … up`, `ip addr replace …`), and no
+//!    other IPv4 address on those interfaces (`ip addr del …`);
 //! 2. sysctls (`/proc/sys`, the root a parameter);
 //! 3. the ruleset: one `nft -f -` transaction that replaces our table
 //!    only. nft applies a file all or nothing, so a rejected ruleset
@@ -12,9 +13,6 @@
 //!
 //! 5. connections the new policy forbids are removed from conntrack, so
 //!    no connection outlives its permission.
-//!
-//! Not yet: removing addresses a previous plan added that the new one
-//! drops.
 
 mod conntrack;
 mod links;

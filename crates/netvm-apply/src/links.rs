@@ -113,9 +113,58 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
                 .execute()
                 .await
                 .map_err(netlink(format!("ip addr replace {ip}/{prefix} dev {name}")))?;
+            remove_other_ipv4(&handle, index, name, ip, prefix).await?;
         }
         Ok(())
     })
+}
+
+/// The interface is ours alone: any other IPv4 address on it (left by an
+/// earlier plan, or added by hand) goes (`ip addr del …`).
+async fn remove_other_ipv4(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    keep: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), LinkError> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let listed: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|source| LinkError::Netlink {
+            step: format!("ip addr show dev {name}"),
+            name: name.to_owned(),
+            source,
+        })?;
+    for message in listed {
+        let address = message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        });
+        let Some(address) = address else {
+            continue;
+        };
+        if address == keep && message.header.prefix_len == prefix {
+            continue;
+        }
+        let shown = format!("{address}/{}", message.header.prefix_len);
+        handle
+            .address()
+            .del(message)
+            .execute()
+            .await
+            .map_err(|source| LinkError::Netlink {
+                step: format!("ip addr del {shown} dev {name}"),
+                name: name.to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Routes of the plan (`ip route replace …`).
