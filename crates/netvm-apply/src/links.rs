@@ -43,6 +43,12 @@ pub enum LinkError {
     Runtime(#[source] std::io::Error),
 }
 
+/// Maps a refused netlink step to [`LinkError::Netlink`] naming it.
+fn refused(step: String, name: &str) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+    let name = name.to_owned();
+    move |source| LinkError::Netlink { step, name, source }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, LinkError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -85,13 +91,7 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
         for interface in &plan.interfaces {
             let name = interface.name.as_str();
             let index = index_of(&handle, name).await?;
-            let netlink = |step: String| {
-                move |source| LinkError::Netlink {
-                    step,
-                    name: name.to_owned(),
-                    source,
-                }
-            };
+            let netlink = |step: String| refused(step, name);
             let mut message = LinkUnspec::new_with_index(index).up();
             if let Some(mtu) = interface.mtu {
                 message = message.mtu(u32::from(mtu));
@@ -136,11 +136,7 @@ async fn remove_other_ipv4(
         .execute()
         .try_collect()
         .await
-        .map_err(|source| LinkError::Netlink {
-            step: format!("ip addr show dev {name}"),
-            name: name.to_owned(),
-            source,
-        })?;
+        .map_err(refused(format!("ip addr show dev {name}"), name))?;
     for message in listed {
         let address = message.attributes.iter().find_map(|a| match a {
             AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
@@ -158,11 +154,7 @@ async fn remove_other_ipv4(
             .del(message)
             .execute()
             .await
-            .map_err(|source| LinkError::Netlink {
-                step: format!("ip addr del {shown} dev {name}"),
-                name: name.to_owned(),
-                source,
-            })?;
+            .map_err(refused(format!("ip addr del {shown} dev {name}"), name))?;
     }
     Ok(())
 }
@@ -193,14 +185,13 @@ pub fn apply_routes(plan: &NetVmPlan) -> Result<(), LinkError> {
                 .replace()
                 .execute()
                 .await
-                .map_err(|source| LinkError::Netlink {
-                    step: format!(
+                .map_err(refused(
+                    format!(
                         "ip route replace {} via {gateway} dev {name}",
                         route.destination
                     ),
-                    name: name.to_owned(),
-                    source,
-                })?;
+                    name,
+                ))?;
         }
         Ok(())
     })

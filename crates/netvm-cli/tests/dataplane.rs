@@ -60,6 +60,10 @@ const CLIENT: &str = "import socket,sys\n\
 s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n\
 print(s.recv(100).decode().strip())\n";
 
+fn serve(ns: &Netns, port: u16) -> Process {
+    serve_with(ns, SERVER, port)
+}
+
 fn connect(ns: &Netns, ip: &str, port: u16) -> Option<String> {
     let out = ns.exec(&["python3", "-c", CLIENT, ip, &port.to_string()]);
     out.status
@@ -67,8 +71,10 @@ fn connect(ns: &Netns, ip: &str, port: u16) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn serve(ns: &Netns, port: u16) -> Process {
-    let server = ns.spawn(&["python3", "-u", "-c", SERVER, &port.to_string()]);
+/// Starts the python `script` (a server) on `port` in `ns` and waits until
+/// it listens.
+fn serve_with(ns: &Netns, script: &str, port: u16) -> Process {
+    let server = ns.spawn(&["python3", "-u", "-c", script, &port.to_string()]);
     server.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
     server
 }
@@ -247,11 +253,7 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
         "fd00:2::2",
     ]);
     netvm.ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-    let _server6 = {
-        let server = upstream.spawn(&["python3", "-u", "-c", SERVER6, "9006"]);
-        server.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
-        server
-    };
+    let _server6 = serve_with(&upstream, SERVER6, 9006);
     assert!(
         connect(&upstream, "fd00:2::1", 9006).is_some(),
         "the IPv6 server answers locally"
@@ -297,11 +299,7 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
 
     // A connection must not outlive its permission: drop the a -> b rule
     // while a connection is open, and it is cut.
-    let _echo = {
-        let server = b.spawn(&["python3", "-u", "-c", ECHO, "8081"]);
-        server.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
-        server
-    };
+    let _echo = serve_with(b, ECHO, 8081);
     let chatter = a.spawn(&["python3", "-u", "-c", CHATTER, "192.168.100.102", "8081"]);
     chatter.wait_for(Duration::from_secs(10), |l| l == "ok 2");
     let narrower = dir.join("narrower.toml");
