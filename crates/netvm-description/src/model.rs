@@ -7,7 +7,7 @@
 
 pub use crate::raw::{DevUplinkMode, Mode, VmKind};
 use crate::values::{
-    DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix, PciAddress,
+    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix, PciAddress,
     PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use serde::Serialize;
@@ -136,6 +136,10 @@ pub struct Host {
     pub endpoint: Option<Endpoint>,
     /// Dev mode: the host's own uplink and how it is shared.
     pub dev_uplink: Option<DevUplink>,
+    /// Owner of the VMs' TAPs (root when `None`).
+    pub tap_user: Option<Account>,
+    /// Group of the VMs' TAPs.
+    pub tap_group: Option<Account>,
 }
 
 /// A development host's uplink.

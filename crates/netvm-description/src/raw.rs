@@ -6,7 +6,7 @@
 //! this crate sees them: `validate` turns them into [`crate::System`].
 
 use crate::values::{
-    DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, MacAddr, MacPrefix, PciAddress,
+    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, MacAddr, MacPrefix, PciAddress,
     PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use schemars::JsonSchema;
@@ -165,14 +165,14 @@ pub struct RawUplink {
     pub dns: Option<Vec<Ipv4Addr>>,
 }
 
-/// How a development host shares its uplink.
+/// How a development host shares its uplink. Only bridging (the ADR's
+/// development scenario) exists; routing it through the host would give
+/// the host a forwarding path into the internal network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DevUplinkMode {
     /// Bridge the host's uplink to the Net VM's uplink (the ADR's scenario).
     Bridge,
-    /// Route and NAT the Net VM's uplink through the host.
-    Nat,
 }
 
 /// `[host]`: the trusted host.
@@ -191,9 +191,16 @@ pub struct RawHost {
     /// Dev mode only: the host's own uplink interface.
     #[serde(default)]
     pub uplink: Option<IfName>,
-    /// Dev mode only: `bridge` (default) or `nat`.
+    /// Dev mode only: `bridge` (the default and only mode).
     #[serde(default)]
     pub uplink_mode: Option<DevUplinkMode>,
+    /// The user that owns the VMs' TAPs, so the VMM can open them
+    /// without root (name or uid). Default: root only.
+    #[serde(default)]
+    pub tap_user: Option<Account>,
+    /// The group that owns the VMs' TAPs (name or gid).
+    #[serde(default)]
+    pub tap_group: Option<Account>,
 }
 
 /// What a VM is for: system VMs come first in the address plan.

@@ -173,6 +173,8 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
         host: Host {
             endpoint: host_endpoint,
             dev_uplink,
+            tap_user: raw.host.tap_user.clone(),
+            tap_group: raw.host.tap_group.clone(),
         },
         vms,
         dhcp,
@@ -342,6 +344,14 @@ fn check_host(c: &mut Checker<'_>, raw: &RawSystem) -> Option<DevUplink> {
     }
     match raw.netvm.mode {
         Mode::Secure => {
+            if h.internal_address == Some(true) {
+                c.report(
+                    Problem::DevOnly {
+                        field: "host.internal_address = true",
+                    },
+                    at(&["host", "internal_address"]),
+                );
+            }
             if h.uplink.is_some() {
                 c.report_key(
                     Problem::DevOnly {

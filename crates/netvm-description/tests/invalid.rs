@@ -265,6 +265,20 @@ fn cases() -> Vec<Case> {
             4,
             1,
         ),
+        with_uplink(
+            "secure host with an internal address",
+            "[host]\ninternal_address = true\n",
+            "`host.internal_address = true` is only allowed in dev mode",
+            4,
+            20,
+        ),
+        with_uplink(
+            "tap owner that is no account",
+            "[host]\ntap_user = \"Qemu\"\n",
+            "`Qemu` is not a user or group: write a name like `qemu` (lower case, digits, `_`, `-`, at most 32) or a number",
+            4,
+            12,
+        ),
         toml(
             "dev mode with a passed-through nic",
             "[netvm]\nmode = \"dev\"\n[netvm.uplink]\npci = \"0000:00:14.3\"\n[host]\nuplink = \"eth0\"\n",

@@ -3,19 +3,24 @@
 //!
 //! Pure and deterministic: no I/O, no clock, collections in a fixed order,
 //! so the same description always gives byte-for-byte the same plan
-//! (`netvm plan --format json`) and plans can be golden-tested. Today the
-//! plan holds the address plan, DHCP reservations, DNS names and the flow
-//! policy; links, the nftables ruleset and VMM arguments join it as the
-//! data plane and host side are built.
+//! (`netvm plan --format json`) and plans can be golden-tested. The plan
+//! holds the address plan, DHCP reservations, DNS names and the flow
+//! policy; each machine's part is planned on its own: the Net VM's data
+//! plane ([`datapath`], [`ruleset`]) and the host's bridge, ports and
+//! layer-2 guards ([`host`], [`l2guard`]) with the VMM arguments
+//! ([`vmm`]).
 
 #![forbid(unsafe_code)]
 
 mod addresses;
 pub mod datapath;
+pub mod host;
+pub mod l2guard;
 mod naming;
 pub mod policy;
 pub mod ruleset;
 mod table;
+pub mod vmm;
 
 pub use addresses::{AddressRow, NetworkSummary};
 pub use naming::{DnsName as PlannedName, DnsPlan, Reservation};

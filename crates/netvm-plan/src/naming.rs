@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn reservations_exclude_the_server_and_records_outside_get_no_ptr() {
-        let text = "[netvm.uplink]\ninterface = \"eth0\"\n[host]\ninternal_address = true\n\
+        let text = "[netvm]\nmode = \"dev\"\n[netvm.uplink]\ninterface = \"eth0\"\n[host]\nuplink = \"eth9\"\ninternal_address = true\n\
             [[vm]]\nname = \"a\"\n\
             [dns]\nrecords = [{ name = \"updates.example.com\", ip = \"203.0.113.5\" }, { name = \"nas\", ip = \"192.168.100.50\" }]\n";
         let system = parse("t.toml", text, Format::Toml).expect("valid");

@@ -50,10 +50,16 @@ fn example_plans_match_their_golden_files() {
         let text = plan.to_text();
         let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
         let ruleset = netvm_plan::datapath::plan(&system, &plan.policy).ruleset;
+        let host = netvm_plan::host::plan(&system).expect("host plan");
+        let host_json = serde_json::to_string_pretty(&host).expect("json") + "\n";
+        let vmm = vmm_table(&system, &host);
         for (file, actual) in [
             (format!("{name}.plan.json"), &json),
             (format!("{name}.plan.txt"), &text),
             (format!("{name}.netvm.nft"), &ruleset),
+            (format!("{name}.host.json"), &host_json),
+            (format!("{name}.host.nft"), &host.ruleset),
+            (format!("{name}.vmm.txt"), &vmm),
         ] {
             let path = golden_dir.join(&file);
             if update {
@@ -67,16 +73,42 @@ fn example_plans_match_their_golden_files() {
     }
 }
 
-/// The kernel's own parser accepts every example's ruleset (`nft -c`
-/// checks without changing anything; needs root and the nftables package).
+/// Every VM's arguments under every VMM, one line each (or the error).
+fn vmm_table(system: &netvm_description::System, host: &netvm_plan::host::HostPlan) -> String {
+    use netvm_plan::vmm::{self, Vmm};
+    let mut out = String::new();
+    for port in &host.ports {
+        for tool in [Vmm::Qemu, Vmm::CloudHypervisor, Vmm::Crosvm] {
+            let line = match vmm::args(system, host, &port.vm, tool) {
+                Ok(args) => vmm::shell_line(&args),
+                Err(e) => format!("error: {e}"),
+            };
+            out.push_str(&format!("{} {tool}: {line}\n", port.vm));
+        }
+    }
+    out
+}
+
+/// The kernel's own parser accepts every example's rulesets, the Net
+/// VM's and the host's (`nft -c` checks without changing anything; needs
+/// root and the nftables package).
 #[test]
 fn example_rulesets_pass_nft_check() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     for name in ["ghaf-laptop", "dev-mode", "minimal"] {
         let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
         let policy = netvm_plan::plan(&system).policy;
-        let ruleset = netvm_plan::datapath::plan(&system, &policy).ruleset;
+        nft_check(name, &netvm_plan::datapath::plan(&system, &policy).ruleset);
+        nft_check(
+            name,
+            &netvm_plan::host::plan(&system).expect("host plan").ruleset,
+        );
+    }
+}
+
+fn nft_check(name: &str, ruleset: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    {
         let mut nft = Command::new("nft")
             .args(["-c", "-f", "-"])
             .stdin(Stdio::piped())

@@ -65,9 +65,16 @@ fn subnet(spec: &SystemSpec) -> (Ipv4Addr, u8) {
 
 fn to_toml(spec: &SystemSpec) -> String {
     let (net, prefix) = subnet(spec);
+    // Only a dev-mode host has an internal address.
+    let (mode, host_uplink) = if spec.host_address {
+        ("dev", "uplink = \"eth9\"\n")
+    } else {
+        ("secure", "")
+    };
     let mut text = format!(
         "[network]\nsubnet = \"{net}/{prefix}\"\nmac_prefix = \"02:ad:00:00\"\n\
-         [netvm.uplink]\ninterface = \"eth0\"\n[host]\ninternal_address = {}\n",
+         [netvm]\nmode = \"{mode}\"\n[netvm.uplink]\ninterface = \"eth0\"\n\
+         [host]\ninternal_address = {}\n{host_uplink}",
         spec.host_address
     );
     for vm in &spec.vms {

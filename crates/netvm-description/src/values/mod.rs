@@ -16,7 +16,7 @@ pub use device::{PciAddress, UsbId};
 pub use duration::Seconds;
 pub use ipv4::{DnsUpstream, Ipv4Cidr, Ipv4Range, PoolSetting};
 pub use mac::{MacAddr, MacPrefix};
-pub use names::{DnsName, DomainName, IfName, VmName};
+pub use names::{Account, DnsName, DomainName, IfName, VmName};
 pub use ports::{PortRange, Protocol};
 
 use std::fmt;

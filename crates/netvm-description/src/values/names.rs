@@ -235,6 +235,55 @@ string_value!(
     "eth0"
 );
 
+/// A local user or group, by name (`qemu`, `kvm`) or by number (`107`):
+/// who may open the VMs' TAPs without root.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Account {
+    /// A name, looked up in /etc/passwd or /etc/group when applied.
+    Name(String),
+    /// A numeric uid or gid.
+    Id(u32),
+}
+
+impl FromStr for Account {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(id) = text.parse::<u32>() {
+            return Ok(Account::Id(id));
+        }
+        let valid_start = text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let valid_rest = text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid_start || !valid_rest || text.len() > 32 {
+            return Err(value_error!(
+                "`{text}` is not a user or group: write a name like `qemu` (lower case, digits, `_`, `-`, at most 32) or a number"
+            ));
+        }
+        Ok(Account::Name(text.to_owned()))
+    }
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Name(name) => f.write_str(name),
+            Account::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+string_value!(
+    Account,
+    "Account",
+    "A local user or group, by name or number",
+    "qemu"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +316,17 @@ mod tests {
         assert!("a-very-long-ifname".parse::<IfName>().is_err());
         assert!("eth0:1".parse::<IfName>().is_err());
         assert!("..".parse::<IfName>().is_err());
+    }
+
+    #[test]
+    fn accounts_are_names_or_numbers() {
+        assert_eq!("107".parse::<Account>(), Ok(Account::Id(107)));
+        assert_eq!(
+            "libvirt-qemu".parse::<Account>(),
+            Ok(Account::Name("libvirt-qemu".into()))
+        );
+        for bad in ["", "Qemu", "-x", "a b", "root;", &"a".repeat(33)] {
+            assert!(bad.parse::<Account>().is_err(), "{bad} accepted");
+        }
     }
 }
