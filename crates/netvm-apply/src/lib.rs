@@ -13,16 +13,27 @@
 //!
 //! 5. connections the new policy forbids are removed from conntrack, so
 //!    no connection outlives its permission.
+//!
+//! The host's plan (`netvm_plan::host::HostPlan`) is applied the same way
+//! by [`apply_host`] (links, sysctls, links wired, guard ruleset) and
+//! undone by [`remove_host`].
 
+mod accounts;
 mod conntrack;
+mod host_links;
+pub mod inspect;
 mod links;
 mod nft;
 mod sysctl;
+mod tap;
 
+pub use accounts::AccountError;
 pub use conntrack::ConntrackError;
+pub use host_links::{Removed, MADE_BY_NETVM};
 pub use links::LinkError;
 pub use nft::NftError;
 pub use sysctl::SysctlError;
+pub use tap::TapError;
 
 use netvm_plan::datapath::NetVmPlan;
 use std::path::Path;
@@ -42,6 +53,9 @@ pub enum ApplyError {
     /// Forbidden connections could not be removed.
     #[error(transparent)]
     Conntrack(#[from] ConntrackError),
+    /// The TAPs' user or group does not exist.
+    #[error(transparent)]
+    Account(#[from] AccountError),
 }
 
 /// What an apply did.
@@ -67,3 +81,40 @@ pub fn apply_netvm(
 }
 
 pub use nft::apply as apply_ruleset;
+
+/// Makes the host's plan true: bridges and TAPs (owned by the planned
+/// user and group, looked up under `etc`), their sysctls, ports wired
+/// and isolated, and the layer-2 guards in one nft transaction.
+/// Idempotent.
+pub fn apply_host(
+    plan: &netvm_plan::host::HostPlan,
+    proc_sys: &Path,
+    etc: &Path,
+) -> Result<(), ApplyError> {
+    let user = plan
+        .tap_user
+        .as_ref()
+        .map(|a| accounts::uid(etc, a))
+        .transpose()?;
+    let group = plan
+        .tap_group
+        .as_ref()
+        .map(|a| accounts::gid(etc, a))
+        .transpose()?;
+    host_links::create(plan, (user, group))?;
+    sysctl::apply(proc_sys, &plan.sysctls)?;
+    host_links::wire(plan)?;
+    nft::apply(&plan.ruleset)?;
+    Ok(())
+}
+
+/// Undoes [`apply_host`]: the guard table goes, links netvm made are
+/// deleted, interfaces that were there before are only detached, and in
+/// dev mode the uplink gets its addresses and default route back.
+pub fn remove_host(plan: &netvm_plan::host::HostPlan) -> Result<Removed, ApplyError> {
+    let table = netvm_plan::l2guard::TABLE;
+    nft::apply(&format!(
+        "table bridge {table}\ndelete table bridge {table}\n"
+    ))?;
+    Ok(host_links::remove(plan)?)
+}

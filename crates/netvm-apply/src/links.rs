@@ -41,38 +41,56 @@ pub enum LinkError {
     /// The async runtime could not start.
     #[error("cannot start the netlink runtime")]
     Runtime(#[source] std::io::Error),
+    /// An interface that should be a bridge is something else.
+    #[error("{name} exists and is not a bridge: rename it or choose another `network.bridge`")]
+    NotABridge {
+        /// Its name.
+        name: String,
+    },
+    /// A TAP could not be made.
+    #[error(transparent)]
+    Tap(#[from] crate::tap::TapError),
 }
 
 /// Maps a refused netlink step to [`LinkError::Netlink`] naming it.
-fn refused(step: String, name: &str) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+pub(crate) fn refused(step: String, name: &str) -> impl FnOnce(rtnetlink::Error) -> LinkError {
     let name = name.to_owned();
     move |source| LinkError::Netlink { step, name, source }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, LinkError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LinkError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .map_err(LinkError::Runtime)
 }
 
-fn connect() -> Result<Handle, LinkError> {
+pub(crate) fn connect() -> Result<Handle, LinkError> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(LinkError::Connect)?;
     tokio::spawn(connection);
     Ok(handle)
 }
 
 async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
+    index_of_opt(handle, name)
+        .await?
+        .ok_or_else(|| LinkError::Missing {
+            name: name.to_owned(),
+        })
+}
+
+/// The index of `name`, `None` when there is no such link.
+pub(crate) async fn index_of_opt(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
     let mut links = handle.link().get().match_name(name.to_owned()).execute();
     match links.try_next().await {
-        Ok(Some(link)) => Ok(link.header.index),
-        _ => Err(LinkError::Missing {
-            name: name.to_owned(),
-        }),
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(refused(format!("ip link show {name}"), name)(e)),
     }
 }
 
-fn parse_cidr(name: &str, text: &str) -> Result<(Ipv4Addr, u8), LinkError> {
+pub(crate) fn parse_cidr(name: &str, text: &str) -> Result<(Ipv4Addr, u8), LinkError> {
     let bad = || LinkError::BadAddress {
         name: name.to_owned(),
         text: text.to_owned(),
@@ -113,20 +131,19 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
                 .execute()
                 .await
                 .map_err(netlink(format!("ip addr replace {ip}/{prefix} dev {name}")))?;
-            remove_other_ipv4(&handle, index, name, ip, prefix).await?;
+            remove_other_ipv4(&handle, index, name, Some((ip, prefix))).await?;
         }
         Ok(())
     })
 }
 
-/// The interface is ours alone: any other IPv4 address on it (left by an
-/// earlier plan, or added by hand) goes (`ip addr del …`).
-async fn remove_other_ipv4(
+/// The interface is ours alone: any IPv4 address on it but `keep` (left
+/// by an earlier plan, or added by hand) goes (`ip addr del …`).
+pub(crate) async fn remove_other_ipv4(
     handle: &Handle,
     index: u32,
     name: &str,
-    keep: Ipv4Addr,
-    prefix: u8,
+    keep: Option<(Ipv4Addr, u8)>,
 ) -> Result<(), LinkError> {
     use rtnetlink::packet_route::address::AddressAttribute;
     let listed: Vec<_> = handle
@@ -145,7 +162,7 @@ async fn remove_other_ipv4(
         let Some(address) = address else {
             continue;
         };
-        if address == keep && message.header.prefix_len == prefix {
+        if keep == Some((address, message.header.prefix_len)) {
             continue;
         }
         let shown = format!("{address}/{}", message.header.prefix_len);

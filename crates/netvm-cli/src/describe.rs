@@ -21,7 +21,8 @@ pub struct PlanArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
     /// Plan one machine's part: the Net VM's data plane (interfaces,
-    /// sysctls, routes, nftables ruleset).
+    /// sysctls, routes, nftables ruleset), or the host's (bridge, TAPs,
+    /// layer-2 guards).
     #[arg(long, value_enum)]
     role: Option<Role>,
 }
@@ -41,6 +42,8 @@ pub struct ApplyArgs {
 pub enum Role {
     /// The Net VM.
     NetVm,
+    /// The host (the same as `netvm host up`).
+    Host,
 }
 
 /// Table for people, JSON for programs.
@@ -70,6 +73,9 @@ pub fn check(args: &CheckArgs) -> Result<(), String> {
 pub fn plan(args: &PlanArgs) -> Result<(), String> {
     let system = load(&args.file)?;
     let plan = netvm_plan::plan(&system);
+    if let Some(Role::Host) = args.role {
+        return crate::host::print_plan(&args.file, args.format);
+    }
     if let Some(Role::NetVm) = args.role {
         let datapath = netvm_plan::datapath::plan(&system, &plan.policy);
         match args.format {
@@ -127,6 +133,7 @@ pub fn apply(args: &ApplyArgs) -> Result<(), String> {
                 applied.connections_cut
             );
         }
+        Role::Host => crate::host::run(crate::host::HostCommand::Up(args.file.clone().into()))?,
     }
     Ok(())
 }

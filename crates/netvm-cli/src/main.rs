@@ -3,6 +3,7 @@
 
 mod describe;
 mod dhcp;
+mod host;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,10 @@ enum Command {
     Dhcp(dhcp::DhcpCommand),
     /// List the leases in a lease journal.
     Leases(dhcp::LeasesArgs),
+    /// The host's half: bridge and TAPs, VMM arguments, NIC passthrough,
+    /// posture audit.
+    #[command(subcommand)]
+    Host(host::HostCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => describe::apply(&args),
         Command::Dhcp(command) => dhcp::run(command),
         Command::Leases(args) => dhcp::leases(&args),
+        Command::Host(command) => host::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,8 @@
 
 pub use crate::raw::{DevUplinkMode, Mode, VmKind};
 use crate::values::{
-    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix, PciAddress,
-    PortRange, Protocol, Seconds, UsbId, VmName,
+    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix,
+    PciAddress, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use serde::Serialize;
 use std::net::Ipv4Addr;

@@ -74,7 +74,10 @@ pub fn render(system: &System, ports: &[PortPlan]) -> String {
         verdicts.push(format!("\"{}\" : {verdict}", port.name));
     }
     let _ = writeln!(w, "\t\tiifname vmap {{ {} }}", verdicts.join(", "));
-    let _ = writeln!(w, "\t\tiifname \"{UNKNOWN_PREFIX}*\" jump unknown_port\n\t}}");
+    let _ = writeln!(
+        w,
+        "\t\tiifname \"{UNKNOWN_PREFIX}*\" jump unknown_port\n\t}}"
+    );
 
     for port in ports.iter().filter(|p| p.role != Role::NetVm) {
         render_port(w, port);

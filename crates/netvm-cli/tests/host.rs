@@ -1,0 +1,434 @@
+//! The host's half for real: `netvm host up` in a namespace standing in
+//! for the host, veths standing in for the VMs' TAPs (their other ends in
+//! VM namespaces), the net-vm's end in a net-vm namespace. Real traffic
+//! checks bridge port isolation and the layer-2 guards; udhcpc and our
+//! own server check that a rogue DHCP server in one VM reaches nobody;
+//! the audit passes on the result and names each failure on a broken
+//! copy; `down` removes exactly what `up` made. Dev mode moves the
+//! uplink's addresses onto its bridge and back. QEMU accepts the VMM
+//! arguments. Runs as root.
+
+use netvm_testsupport::{veth, Netns};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const NETVM: &str = env!("CARGO_BIN_EXE_netvm");
+
+const SECURE: &str = r#"
+[netvm.uplink]
+interface = "eth0"
+
+[host]
+tap_user = "nobody"
+tap_group = "nogroup"
+
+[[vm]]
+name = "a"
+
+[[vm]]
+name = "b"
+
+[[vm]]
+name = "c"
+"#;
+
+const DEV: &str = r#"
+[netvm]
+mode = "dev"
+
+[netvm.uplink]
+interface = "eth1"
+
+[host]
+uplink = "eth9"
+
+[[vm]]
+name = "a"
+"#;
+
+/// Listens on UDP port 68 and prints what arrives, for `secs` seconds.
+const LISTEN68: &str = "import socket,sys,time\n\
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, sys.argv[1].encode())\n\
+s.bind(('0.0.0.0', 68)); print('listening', flush=True)\n\
+while True:\n    d,a=s.recvfrom(2000); print('got', a[0], a[1], flush=True)\n";
+
+/// Broadcasts a UDP datagram from `port` to port 68 (a DHCP server's
+/// reply when `port` is 67), `n` times.
+const BROADCAST: &str = "import socket,sys,time\n\
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'eth0')\n\
+s.bind(('0.0.0.0', int(sys.argv[1])))\n\
+for _ in range(int(sys.argv[2])):\n    s.sendto(b'offer', ('255.255.255.255', 68)); time.sleep(0.1)\n";
+
+/// Sends ARP replies claiming `ip` is at this interface's MAC.
+const ARP_SPOOF: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+s.bind(('eth0', 0x0806)); mac=s.getsockname()[4]\n\
+ip=socket.inet_aton(sys.argv[1])\n\
+frame=b'\\xff'*6+mac+b'\\x08\\x06'+b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x02'+mac+ip+b'\\x00'*6+ip\n\
+for _ in range(5): s.send(frame)\n";
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn counter(ns: &Netns, name: &str) -> u64 {
+    let out = ns.ok(&["nft", "list", "counter", "bridge", "netvm_l2", name]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What `up` decides about each link: name, bridge, MTU, alias, port
+/// isolation, TAP owner (not the counters and timers the kernel moves).
+fn links(ns: &Netns) -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(&ns.ok(&["ip", "-j", "-d", "link", "show"])).expect("ip -j");
+    json.as_array()
+        .expect("links")
+        .iter()
+        .map(|l| {
+            let info = &l["linkinfo"];
+            format!(
+                "{} master={} mtu={} alias={} isolated={} user={}",
+                l["ifname"],
+                l["master"],
+                l["mtu"],
+                l["ifalias"],
+                info["info_slave_data"]["isolated"],
+                info["info_data"]["user"]
+            )
+        })
+        .collect()
+}
+
+fn ping(ns: &Netns, args: &[&str]) -> bool {
+    let mut argv = vec!["ping", "-c", "2", "-W", "1", "-i", "0.2"];
+    argv.extend_from_slice(args);
+    ns.exec(&argv).status.success()
+}
+
+fn sysfs(ns: &Netns, path: &str) -> String {
+    ns.ok(&["cat", path]).trim().to_owned()
+}
+
+/// A VM namespace on a veth standing in for its TAP, with its planned
+/// MAC and address.
+fn vm(host: &Netns, name: &str, mac: &str, ip: &str) -> Netns {
+    let ns = Netns::new(name);
+    veth(&ns, "eth0", host, &format!("tap-{name}"));
+    ns.ok(&["ip", "link", "set", "eth0", "address", mac]);
+    ns.ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+    ns
+}
+
+#[test]
+fn the_host_bridge_isolates_and_guards_every_vm_port() {
+    let description = scratch("secure.toml", SECURE);
+    let description = description.to_str().expect("utf-8");
+    let host = Netns::new("host");
+    let netvm = Netns::new("nv");
+    veth(&netvm, "ethint0", &host, "tap-net-vm");
+    netvm.ok(&["ip", "addr", "add", "192.168.100.1/24", "dev", "ethint0"]);
+    let a = vm(&host, "a", "02:ad:00:00:00:65", "192.168.100.101");
+    let b = vm(&host, "b", "02:ad:00:00:00:66", "192.168.100.102");
+    // c has no namespace: `up` makes its TAP.
+
+    host.ok(&[NETVM, "host", "up", description]);
+    let before = links(&host);
+    let ruleset = host.ok(&["nft", "list", "table", "bridge", "netvm_l2"]);
+    host.ok(&[NETVM, "host", "up", description]);
+    assert_eq!(
+        host.ok(&["nft", "list", "table", "bridge", "netvm_l2"]),
+        ruleset,
+        "second up changed the guards"
+    );
+    assert_eq!(links(&host), before, "second up changed the links");
+
+    assert_eq!(host.ipv4_addresses("vmbr0"), Vec::<String>::new());
+    assert_eq!(sysfs(&host, "/sys/class/net/vmbr0/bridge/stp_state"), "0");
+    assert_eq!(
+        sysfs(&host, "/sys/class/net/vmbr0/bridge/forward_delay"),
+        "0"
+    );
+    assert_eq!(
+        sysfs(&host, "/proc/sys/net/ipv6/conf/vmbr0/disable_ipv6"),
+        "1"
+    );
+    assert_eq!(sysfs(&host, "/sys/class/net/tap-a/brport/isolated"), "1");
+    assert_eq!(sysfs(&host, "/sys/class/net/tap-c/brport/isolated"), "1");
+    assert_eq!(
+        sysfs(&host, "/sys/class/net/tap-net-vm/brport/isolated"),
+        "0"
+    );
+    let tap_c = host.ok(&["ip", "-d", "link", "show", "tap-c"]);
+    assert!(
+        tap_c.contains("tap") && tap_c.contains("user nobody") && tap_c.contains("group nogroup"),
+        "{tap_c}"
+    );
+
+    // Isolation: a reaches the net-vm but not b, even knowing b's MAC.
+    assert!(ping(&a, &["192.168.100.1"]), "a cannot reach the net-vm");
+    a.ok(&[
+        "ip",
+        "neigh",
+        "replace",
+        "192.168.100.102",
+        "lladdr",
+        "02:ad:00:00:00:66",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    assert!(
+        !ping(&a, &["192.168.100.102"]),
+        "a reached b across isolated ports"
+    );
+
+    // Spoofed IPv4 source: dropped and counted.
+    let before = counter(&host, "port_a");
+    a.ok(&["ip", "addr", "add", "192.168.100.150/24", "dev", "eth0"]);
+    assert!(
+        !ping(&a, &["-I", "192.168.100.150", "192.168.100.1"]),
+        "spoofed source passed"
+    );
+    let after_ip = counter(&host, "port_a");
+    assert!(after_ip >= before + 2, "port_a {before} -> {after_ip}");
+    a.ok(&["ip", "addr", "del", "192.168.100.150/24", "dev", "eth0"]);
+
+    // Spoofed MAC: dropped and counted; back to normal afterwards.
+    a.ok(&["ip", "link", "set", "eth0", "address", "02:ad:00:00:00:99"]);
+    assert!(!ping(&a, &["192.168.100.1"]), "spoofed MAC passed");
+    let after_mac = counter(&host, "port_a");
+    assert!(
+        after_mac >= after_ip + 2,
+        "port_a {after_ip} -> {after_mac}"
+    );
+    a.ok(&["ip", "link", "set", "eth0", "address", "02:ad:00:00:00:65"]);
+    assert!(
+        ping(&a, &["192.168.100.1"]),
+        "a lost the net-vm after restoring its MAC"
+    );
+
+    // Spoofed ARP: a claims to be the net-vm.
+    let before = counter(&host, "port_a");
+    a.ok(&["python3", "-c", ARP_SPOOF, "192.168.100.1"]);
+    let after_arp = counter(&host, "port_a");
+    assert!(after_arp >= before + 5, "port_a {before} -> {after_arp}");
+
+    // DHCP server replies from a VM port never leave it: b's broadcast
+    // from port 67 reaches neither a nor the net-vm (whose port is not
+    // isolated); from another port it reaches the net-vm, so the path
+    // itself works and it is the guard that drops.
+    let at_netvm = netvm.spawn(&["python3", "-u", "-c", LISTEN68, "ethint0"]);
+    let at_a = a.spawn(&["python3", "-u", "-c", LISTEN68, "eth0"]);
+    at_netvm.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
+    at_a.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
+    let before = counter(&host, "port_b");
+    b.ok(&["python3", "-c", BROADCAST, "67", "5"]);
+    assert!(
+        counter(&host, "port_b") >= before + 5,
+        "b's offers not counted"
+    );
+    b.ok(&["python3", "-c", BROADCAST, "6700", "3"]);
+    at_netvm.wait_for(Duration::from_secs(5), |l| {
+        l.contains("got 192.168.100.102 6700")
+    });
+    assert!(
+        !at_netvm.lines().iter().any(|l| l.ends_with(" 67")),
+        "{:?}",
+        at_netvm.lines()
+    );
+    assert!(
+        at_a.lines().iter().all(|l| !l.starts_with("got")),
+        "{:?}",
+        at_a.lines()
+    );
+
+    // A rogue DHCP server (our own, configured as if it were the net-vm)
+    // in b: udhcpc in a gets nothing; with the real server in the net-vm
+    // it gets its reservation.
+    let rogue = scratch(
+        "rogue.toml",
+        "[netvm]\nip = \"192.168.100.102\"\nmac = \"02:ad:00:00:00:66\"\n[netvm.uplink]\ninterface = \"x0\"\n",
+    );
+    let journal = scratch("rogue.journal", "");
+    std::fs::remove_file(&journal).expect("fresh journal");
+    let rogue_server = b.spawn(&[
+        NETVM,
+        "dhcp",
+        "serve",
+        rogue.to_str().expect("utf-8"),
+        "--interface",
+        "eth0",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    rogue_server.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"ready\"")
+    });
+    a.ok(&["ip", "addr", "flush", "dev", "eth0"]);
+    let udhcpc = [
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "3",
+        "-T",
+        "1",
+        "-s",
+        "/bin/true",
+    ];
+    assert!(
+        !a.exec(&udhcpc).status.success(),
+        "a took a lease from the rogue server"
+    );
+    let journal = scratch("real.journal", "");
+    std::fs::remove_file(&journal).expect("fresh journal");
+    let server = netvm.spawn(&[
+        NETVM,
+        "dhcp",
+        "serve",
+        description,
+        "--interface",
+        "ethint0",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    server.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"ready\"")
+    });
+    let out = a.exec(&udhcpc);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "a got no lease from the net-vm: {said}"
+    );
+    assert!(said.contains("lease of 192.168.100.101 obtained"), "{said}");
+
+    // The audit passes on what `up` built.
+    let audit = host.exec(&[NETVM, "host", "audit", description]);
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        audit.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    assert!(!report.contains("FAIL"), "{report}");
+
+    // Break it in five ways; the audit names each one.
+    host.ok(&["ip", "addr", "add", "192.168.100.2/24", "dev", "vmbr0"]);
+    host.ok(&["bridge", "link", "set", "dev", "tap-a", "isolated", "off"]);
+    host.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    host.ok(&[
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "192.168.100.1",
+        "dev",
+        "vmbr0",
+    ]);
+    host.ok(&["nft", "delete", "table", "bridge", "netvm_l2"]);
+    let audit = host.exec(&[NETVM, "host", "audit", description]);
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(!audit.status.success(), "{report}");
+    for failure in [
+        "FAIL bridge vmbr0 has no address (secure mode): has 192.168.100.2/24",
+        "FAIL port tap-a (a): isolated is off, should be on",
+        "FAIL IPv4 forwarding off (secure mode): ip_forward = 1",
+        "FAIL no default route (secure mode): default route via vmbr0",
+        "FAIL layer-2 guard table bridge netvm_l2 loaded: not loaded",
+    ] {
+        assert!(report.contains(failure), "missing {failure:?} in\n{report}");
+    }
+    assert_eq!(report.matches("FAIL").count(), 5, "{report}");
+    // `up` repairs what it owns (the default route is not its to remove).
+    host.ok(&["ip", "route", "del", "default"]);
+    host.ok(&[NETVM, "host", "up", description]);
+    host.ok(&[NETVM, "host", "audit", description]);
+
+    // `down` removes what `up` made and only detaches the rest.
+    host.ok(&[NETVM, "host", "down", description]);
+    assert!(
+        !host.exec(&["ip", "link", "show", "vmbr0"]).status.success(),
+        "bridge left behind"
+    );
+    assert!(
+        !host.exec(&["ip", "link", "show", "tap-c"]).status.success(),
+        "tap-c left behind"
+    );
+    assert!(!host
+        .exec(&["nft", "list", "table", "bridge", "netvm_l2"])
+        .status
+        .success());
+    for stand_in in ["tap-a", "tap-b", "tap-net-vm"] {
+        let link = host.ok(&["ip", "link", "show", stand_in]);
+        assert!(
+            !link.contains("master"),
+            "{stand_in} still on a bridge: {link}"
+        );
+    }
+    host.ok(&[NETVM, "host", "down", description]);
+}
+
+#[test]
+fn dev_mode_bridges_the_uplink_and_gives_it_back() {
+    let description = scratch("dev.toml", DEV);
+    let description = description.to_str().expect("utf-8");
+    let host = Netns::new("devh");
+    let upstream = Netns::new("devu");
+    veth(&upstream, "u0", &host, "eth9");
+    upstream.ok(&["ip", "addr", "add", "10.0.0.1/24", "dev", "u0"]);
+    host.ok(&["ip", "addr", "add", "10.0.0.2/24", "dev", "eth9"]);
+    host.ok(&["ip", "route", "add", "default", "via", "10.0.0.1"]);
+
+    host.ok(&[NETVM, "host", "up", description]);
+    host.ok(&[NETVM, "host", "up", description]);
+    assert_eq!(host.ipv4_addresses("vmbr0-up"), ["10.0.0.2/24"]);
+    assert_eq!(host.ipv4_addresses("eth9"), Vec::<String>::new());
+    assert_eq!(host.ipv4_addresses("vmbr0"), ["192.168.100.2/24"]);
+    assert!(host
+        .ok(&["ip", "route", "show", "default"])
+        .contains("dev vmbr0-up"));
+    assert!(host
+        .ok(&["ip", "link", "show", "tap-net-vm-up"])
+        .contains("master vmbr0-up"));
+    assert!(ping(&host, &["10.0.0.1"]), "the host lost its uplink");
+
+    host.ok(&[NETVM, "host", "down", description]);
+    assert_eq!(host.ipv4_addresses("eth9"), ["10.0.0.2/24"]);
+    assert!(host
+        .ok(&["ip", "route", "show", "default"])
+        .contains("dev eth9"));
+    assert!(!host
+        .exec(&["ip", "link", "show", "vmbr0-up"])
+        .status
+        .success());
+    assert!(!host
+        .exec(&["ip", "link", "show", "tap-net-vm-up"])
+        .status
+        .success());
+    assert!(
+        ping(&host, &["10.0.0.1"]),
+        "the host did not get its uplink back"
+    );
+}

@@ -1,0 +1,305 @@
+//! The posture audit (`netvm host audit`): what the live host looks like
+//! ([`gather`], reads only) checked against the description and the host
+//! plan ([`check`], pure), each check a pass or a fail with its reason.
+
+use crate::{devices, HostRoot};
+use netvm_description::{Mode, System, UplinkDevice};
+use netvm_plan::host::HostPlan;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// What the host looks like, as far as the audit cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Whether the bridge exists and is a bridge.
+    pub bridge_exists: bool,
+    /// Addresses on the bridge (IPv4 and IPv6), `ip/prefix`.
+    pub bridge_addresses: Vec<String>,
+    /// The bridge's `stp_state`.
+    pub bridge_stp: Option<String>,
+    /// Per planned port: its bridge (`master`) and `isolated` flag, or
+    /// `None` when the interface does not exist.
+    pub ports: BTreeMap<String, Option<PortFacts>>,
+    /// Interfaces carrying a default route (IPv4 or IPv6).
+    pub default_routes: BTreeSet<String>,
+    /// The guard table as `nft list` prints it; `None` when not loaded.
+    pub guard_table: Option<String>,
+    /// `net/ipv4/ip_forward`.
+    pub ip_forward: Option<String>,
+    /// The PCI uplink's driver (`None` when unbound or not PCI) and its
+    /// network interfaces on the host.
+    pub uplink_driver: Option<String>,
+    /// Host interfaces of the uplink device (it should have none).
+    pub uplink_interfaces: Vec<String>,
+    /// Whether the uplink device was found on the host.
+    pub uplink_found: bool,
+}
+
+/// One port as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortFacts {
+    /// The bridge it is on, if any.
+    pub master: Option<String>,
+    /// Its `brport/isolated` flag.
+    pub isolated: Option<bool>,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What was checked.
+    pub check: String,
+    /// Whether it holds.
+    pub passed: bool,
+    /// Why it failed, or what was seen.
+    pub detail: String,
+}
+
+/// Reads the live state under `root` (sysfs, procfs; netlink and nft for
+/// addresses and the guard table, which have no file form).
+pub fn gather(root: &HostRoot, system: &System, plan: &HostPlan) -> Facts {
+    let class_net = |rel: &str| root.sys(&format!("class/net/{rel}"));
+    let bridge = &plan.bridge.name;
+    let mut facts = Facts {
+        bridge_exists: root.is_dir(&class_net(&format!("{bridge}/bridge"))),
+        bridge_addresses: netvm_apply::inspect::addresses(bridge)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        bridge_stp: root.read(&class_net(&format!("{bridge}/bridge/stp_state"))),
+        default_routes: devices::default_route_interfaces(root),
+        guard_table: list_guard_table(),
+        ip_forward: root.read(&root.proc("sys/net/ipv4/ip_forward")),
+        ..Facts::default()
+    };
+    for port in &plan.ports {
+        let dir = class_net(&port.name);
+        let found = root.exists(&dir).then(|| PortFacts {
+            master: root.link_name(&dir.join("master")),
+            isolated: root
+                .read(&dir.join("brport/isolated"))
+                .map(|flag| flag == "1"),
+        });
+        facts.ports.insert(port.name.clone(), found);
+    }
+    gather_uplink(root, system, &mut facts);
+    facts
+}
+
+fn gather_uplink(root: &HostRoot, system: &System, facts: &mut Facts) {
+    let Ok(listed) = devices::list(root) else {
+        return;
+    };
+    let wanted = |device: &devices::NetDevice| match (&system.netvm.uplink.device, &device.bus) {
+        (UplinkDevice::Pci(address), devices::Bus::Pci(pci)) => pci.address == *address,
+        (UplinkDevice::Usb(id), devices::Bus::Usb(usb)) => usb.id == Some(*id),
+        _ => false,
+    };
+    if let Some(device) = listed.iter().find(|d| wanted(d)) {
+        facts.uplink_found = true;
+        facts.uplink_driver = device.driver.clone();
+        facts.uplink_interfaces = device.interfaces.clone();
+    } else if let UplinkDevice::Pci(address) = &system.netvm.uplink.device {
+        // Bound to vfio-pci, a NIC is still listed by class; a missing
+        // one is reported by the check.
+        let dir = root.sys(&format!("bus/pci/devices/{address}"));
+        facts.uplink_found = root.exists(&dir);
+        facts.uplink_driver = root.link_name(&dir.join("driver"));
+    }
+}
+
+fn list_guard_table() -> Option<String> {
+    let output = Command::new("nft")
+        .args(["list", "table", "bridge", netvm_plan::l2guard::TABLE])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Checks `facts` against the description and plan.
+pub fn check(system: &System, plan: &HostPlan, facts: &Facts) -> Vec<Finding> {
+    let secure = system.netvm.mode == Mode::Secure;
+    let mut out = Vec::new();
+    let mut finding = |check: String, passed: bool, detail: String| {
+        out.push(Finding {
+            check,
+            passed,
+            detail,
+        })
+    };
+    let bridge = &plan.bridge.name;
+    finding(
+        format!("bridge {bridge} exists"),
+        facts.bridge_exists,
+        if facts.bridge_exists {
+            "present"
+        } else {
+            "missing (run `netvm host up`)"
+        }
+        .into(),
+    );
+    let stp_off = facts.bridge_stp.as_deref() == Some("0");
+    finding(
+        format!("bridge {bridge} has STP off"),
+        stp_off,
+        format!(
+            "stp_state {}",
+            facts.bridge_stp.as_deref().unwrap_or("unknown")
+        ),
+    );
+    let expected: Vec<String> = plan.bridge.address.iter().cloned().collect();
+    let address_ok = facts.bridge_addresses == expected;
+    finding(
+        if secure {
+            format!("bridge {bridge} has no address (secure mode)")
+        } else {
+            format!("bridge {bridge} has only the host's address")
+        },
+        address_ok,
+        if facts.bridge_addresses.is_empty() {
+            "no address".into()
+        } else {
+            format!("has {}", facts.bridge_addresses.join(", "))
+        },
+    );
+    for port in &plan.ports {
+        let seen = facts.ports.get(&port.name).cloned().flatten();
+        let (passed, detail) = match seen {
+            None => (false, "missing".to_owned()),
+            Some(p) if p.master.as_deref() != Some(bridge.as_str()) => (
+                false,
+                format!(
+                    "on {} instead of {bridge}",
+                    p.master.as_deref().unwrap_or("no bridge")
+                ),
+            ),
+            Some(p) if p.isolated != Some(port.isolated) => (
+                false,
+                format!(
+                    "isolated is {}, should be {}",
+                    p.isolated.map(on_off).unwrap_or("unknown"),
+                    on_off(port.isolated)
+                ),
+            ),
+            Some(_) => (
+                true,
+                format!("on {bridge}, isolated {}", on_off(port.isolated)),
+            ),
+        };
+        finding(format!("port {} ({})", port.name, port.vm), passed, detail);
+    }
+    let guard = facts.guard_table.as_deref();
+    let missing: Vec<&str> = plan
+        .ports
+        .iter()
+        .filter(|p| guard.is_some_and(|t| !t.contains(&format!("\"{}\"", p.name))))
+        .map(|p| p.name.as_str())
+        .collect();
+    finding(
+        format!(
+            "layer-2 guard table bridge {} loaded",
+            netvm_plan::l2guard::TABLE
+        ),
+        guard.is_some() && missing.is_empty(),
+        match guard {
+            None => "not loaded".into(),
+            Some(_) if !missing.is_empty() => format!("no rule for {}", missing.join(", ")),
+            Some(_) => "loaded, every port guarded".into(),
+        },
+    );
+    if secure {
+        check_secure(system, facts, &mut finding);
+    }
+    out
+}
+
+fn on_off(flag: bool) -> &'static str {
+    if flag {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String, bool, String)) {
+    finding(
+        "no default route (secure mode)".into(),
+        facts.default_routes.is_empty(),
+        if facts.default_routes.is_empty() {
+            "none".into()
+        } else {
+            format!(
+                "default route via {}",
+                facts
+                    .default_routes
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    );
+    let forwarding_off = facts.ip_forward.as_deref() == Some("0");
+    finding(
+        "IPv4 forwarding off (secure mode)".into(),
+        forwarding_off,
+        format!(
+            "ip_forward = {}",
+            facts.ip_forward.as_deref().unwrap_or("unknown")
+        ),
+    );
+    match &system.netvm.uplink.device {
+        UplinkDevice::Pci(address) => {
+            let bound = facts.uplink_driver.as_deref() == Some("vfio-pci");
+            finding(
+                format!("uplink NIC {address} bound to vfio-pci"),
+                bound,
+                if !facts.uplink_found {
+                    "not found on this host".into()
+                } else {
+                    format!(
+                        "driver {}",
+                        facts.uplink_driver.as_deref().unwrap_or("none")
+                    )
+                },
+            );
+        }
+        UplinkDevice::Usb(id) => {
+            let free = facts.uplink_interfaces.is_empty();
+            finding(
+                format!("uplink USB NIC {id} has no host interface"),
+                free,
+                if free {
+                    "no interface".into()
+                } else {
+                    format!("host interface {}", facts.uplink_interfaces.join(", "))
+                },
+            );
+        }
+        UplinkDevice::Interface(_) => {}
+    }
+    if matches!(system.netvm.uplink.device, UplinkDevice::Pci(_))
+        && !facts.uplink_interfaces.is_empty()
+    {
+        finding(
+            "uplink NIC has no host interface".into(),
+            false,
+            format!("host interface {}", facts.uplink_interfaces.join(", ")),
+        );
+    }
+}
+
+/// The findings as text: `PASS check: detail` / `FAIL check: detail`.
+pub fn report(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let verdict = if f.passed { "PASS" } else { "FAIL" };
+        out.push_str(&format!("{verdict} {}: {}\n", f.check, f.detail));
+    }
+    let failed = findings.iter().filter(|f| !f.passed).count();
+    out.push_str(&format!("{} check(s), {failed} failed\n", findings.len()));
+    out
+}

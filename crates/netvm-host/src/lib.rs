@@ -1,0 +1,17 @@
+//! The host side of netvm, the parts that read or change the live host
+//! rather than plan it: the network devices sysfs shows and their IOMMU
+//! groups (`netvm host devices`), handing a PCI NIC to `vfio-pci` and
+//! back (`netvm host passthrough`), and the posture audit
+//! (`netvm host audit`).
+//!
+//! Every file access goes through a [`HostRoot`], normally `/`, so the
+//! tests run on synthetic sysfs trees.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod devices;
+pub mod passthrough;
+mod root;
+
+pub use root::{AccessError, HostRoot};
