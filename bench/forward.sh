@@ -8,10 +8,10 @@
 # prints the median Gbit/s of interleaved rounds, the ratios b/a and c/a,
 # and the time `netvm apply` took for (c). Needs root, iproute2, nftables, conntrack, iperf3. Traffic stays
 # in the namespaces it creates and removes.
-# Usage: [ROUNDS=5] bench/forward.sh [seconds-per-run]   (default 5)
+# Usage: [ROUNDS=21] bench/forward.sh [seconds-per-run]   (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${1:-5}
+SECS=${1:-2}
 . bench/common.sh
 bench_setup forward "iperf3 nftables conntrack iproute2 python3" iperf3 nft conntrack ip python3
 UP=nvf$$u; NV=nvf$$n; VM=nvf$$v
@@ -79,7 +79,7 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[in
 
 # veth throughput on 2 cores drifts by tens of percent from run to run, so
 # the cases are interleaved round by round and each reported as a median.
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-21}
 # The first apply sets the net-vm's addresses, sysctls and routes; (a)
 # then runs with its table deleted.
 ip netns exec $NV "$NETVM" apply "$WORK/small.toml" --role net-vm >/dev/null
@@ -104,13 +104,25 @@ RULES=$(ip netns exec $NV nft -s list set inet netvm flows | grep -o ' \. tcp \.
 A=$(echo $RA | median); A2=$(echo $RA2 | median); B=$(echo $RB | median); C=$(echo $RC | median); APPLY=$(echo $APPLY | median)
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+# A 90% bootstrap interval of median(x)/median(y): how far the noise of
+# this machine lets the ratio be trusted.
+interval() {
+  python3 - "$1" "$2" <<'PY'
+import random, statistics, sys
+x = [float(v) for v in sys.argv[1].split()]
+y = [float(v) for v in sys.argv[2].split()]
+random.seed(1)
+r = sorted(statistics.median(random.choices(x, k=len(x))) / statistics.median(random.choices(y, k=len(y))) for _ in range(4000))
+print("%.2f-%.2f" % (r[len(r) // 20], r[-len(r) // 20]))
+PY
+}
 echo
-echo "| case | Gbit/s (median) | ratio to (a) | ratio to (a2) |"
-echo "|---|---|---|---|"
-echo "| (a) plain routing, no ruleset | $A | 1.00 | $(ratio $A $A2) |"
-echo "| (a2) conntrack + masquerade only | $A2 | $(ratio $A2 $A) | 1.00 |"
-echo "| (b) netvm ruleset, Ghaf-like system | $B | $(ratio $B $A) | $(ratio $B $A2) |"
-echo "| (c) netvm ruleset, 1,000 VMs, $RULES VM-to-VM rules | $C | $(ratio $C $A) | $(ratio $C $A2) |"
+echo "| case | Gbit/s (median) | ratio to (a) | 90% interval | ratio to (a2) |"
+echo "|---|---|---|---|---|"
+echo "| (a) plain routing, no ruleset | $A | 1.00 | | $(ratio $A $A2) |"
+echo "| (a2) conntrack + masquerade only | $A2 | $(ratio $A2 $A) | $(interval "$RA2" "$RA") | 1.00 |"
+echo "| (b) netvm ruleset, Ghaf-like system | $B | $(ratio $B $A) | $(interval "$RB" "$RA") | $(ratio $B $A2) |"
+echo "| (c) netvm ruleset, 1,000 VMs, $RULES VM-to-VM rules | $C | $(ratio $C $A) | $(interval "$RC" "$RA") | $(ratio $C $A2) |"
 echo
 echo "netvm apply for (c): $APPLY s (median)"
 echo "runs (a):$RA  (a2):$RA2  (b):$RB  (c):$RC"
