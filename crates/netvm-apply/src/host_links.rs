@@ -6,7 +6,9 @@
 //! exactly those and only detaches the rest (an interface that existed
 //! before `up`, such as a test's veth standing in for a TAP).
 
-use crate::links::{connect, index_of_opt, parse_cidr, refused, remove_other_ipv4, runtime};
+use crate::links::{
+    addresses_of, connect, index_of_opt, parse_cidr, refused, remove_other_ipv4, runtime, set_up,
+};
 use crate::{tap, LinkError};
 use futures::TryStreamExt;
 use netvm_plan::host::HostPlan;
@@ -156,16 +158,7 @@ async fn attach(
     mtu: Option<u16>,
     isolated: bool,
 ) -> Result<(), LinkError> {
-    let mut message = LinkUnspec::new_with_index(index).controller(bridge).up();
-    if let Some(mtu) = mtu {
-        message = message.mtu(u32::from(mtu));
-    }
-    handle
-        .link()
-        .set(message.build())
-        .execute()
-        .await
-        .map_err(refused(format!("ip link set {name} master … up"), name))?;
+    set_up(handle, name, index, mtu, Some(bridge)).await?;
     handle
         .link()
         .set_port(LinkBridgePort::new(index).isolated(isolated).build())
@@ -213,17 +206,7 @@ pub fn wire(plan: &HostPlan) -> Result<(), LinkError> {
         let handle = connect()?;
         let name = plan.bridge.name.as_str();
         let bridge = index_of(&handle, name).await?;
-        handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(bridge)
-                    .mtu(u32::from(plan.bridge.mtu))
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(refused(format!("ip link set {name} up"), name))?;
+        set_up(&handle, name, bridge, Some(plan.bridge.mtu), None).await?;
         for port in &plan.ports {
             let index = index_of(&handle, &port.name).await?;
             attach(
@@ -260,12 +243,7 @@ pub fn wire(plan: &HostPlan) -> Result<(), LinkError> {
             attach(&handle, &up.netvm_port, tap, up_bridge, None, false).await?;
             let uplink = index_of(&handle, &up.host_uplink).await?;
             attach(&handle, &up.host_uplink, uplink, up_bridge, None, false).await?;
-            handle
-                .link()
-                .set(LinkUnspec::new_with_index(up_bridge).up().build())
-                .execute()
-                .await
-                .map_err(refused(format!("ip link set {} up", up.name), &up.name))?;
+            set_up(&handle, &up.name, up_bridge, None, None).await?;
             move_ipv4(&handle, (&up.host_uplink, uplink), (&up.name, up_bridge)).await?;
         }
         Ok(())
@@ -284,23 +262,11 @@ async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
 /// (`ip addr add` on `to`, `ip addr del` on `from`, `ip route replace
 /// default … dev to`). Nothing to move on a second run.
 async fn move_ipv4(handle: &Handle, from: (&str, u32), to: (&str, u32)) -> Result<(), LinkError> {
-    use rtnetlink::packet_route::address::AddressAttribute;
     let (from_name, from_index) = from;
     let (to_name, to_index) = to;
     let gateways = default_gateways(handle, from_index, from_name).await?;
-    let listed: Vec<_> = handle
-        .address()
-        .get()
-        .set_link_index_filter(from_index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(refused(format!("ip addr show dev {from_name}"), from_name))?;
-    for message in listed {
-        let Some(ip) = message.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
-        }) else {
+    for (ip, message) in addresses_of(handle, from_index, from_name).await? {
+        let IpAddr::V4(ip) = ip else {
             continue;
         };
         let prefix = message.header.prefix_len;

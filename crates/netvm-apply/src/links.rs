@@ -4,6 +4,7 @@
 
 use futures::TryStreamExt;
 use netvm_plan::datapath::NetVmPlan;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -110,16 +111,7 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
             let name = interface.name.as_str();
             let index = index_of(&handle, name).await?;
             let netlink = |step: String| refused(step, name);
-            let mut message = LinkUnspec::new_with_index(index).up();
-            if let Some(mtu) = interface.mtu {
-                message = message.mtu(u32::from(mtu));
-            }
-            handle
-                .link()
-                .set(message.build())
-                .execute()
-                .await
-                .map_err(netlink(format!("ip link set {name} up")))?;
+            set_up(&handle, name, index, interface.mtu, None).await?;
             if interface.address == "dhcp" {
                 continue; // the uplink's DHCP client sets it
             }
@@ -137,6 +129,57 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
     })
 }
 
+/// The addresses on link `index` (`ip addr show dev NAME`), each with
+/// the address it carries.
+pub(crate) async fn addresses_of(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+) -> Result<Vec<(IpAddr, AddressMessage)>, LinkError> {
+    let listed: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(refused(format!("ip addr show dev {name}"), name))?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|message| {
+            let ip = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            })?;
+            Some((ip, message))
+        })
+        .collect())
+}
+
+/// Sets link `index` up, with `mtu` and on bridge `controller` when given
+/// (`ip link set NAME [master BR] [mtu N] up`).
+pub(crate) async fn set_up(
+    handle: &Handle,
+    name: &str,
+    index: u32,
+    mtu: Option<u16>,
+    controller: Option<u32>,
+) -> Result<(), LinkError> {
+    let mut message = LinkUnspec::new_with_index(index).up();
+    if let Some(mtu) = mtu {
+        message = message.mtu(u32::from(mtu));
+    }
+    if let Some(bridge) = controller {
+        message = message.controller(bridge);
+    }
+    handle
+        .link()
+        .set(message.build())
+        .execute()
+        .await
+        .map_err(refused(format!("ip link set {name} up"), name))
+}
+
 /// The interface is ours alone: any IPv4 address on it but `keep` (left
 /// by an earlier plan, or added by hand) goes (`ip addr del …`).
 pub(crate) async fn remove_other_ipv4(
@@ -145,21 +188,8 @@ pub(crate) async fn remove_other_ipv4(
     name: &str,
     keep: Option<(Ipv4Addr, u8)>,
 ) -> Result<(), LinkError> {
-    use rtnetlink::packet_route::address::AddressAttribute;
-    let listed: Vec<_> = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(refused(format!("ip addr show dev {name}"), name))?;
-    for message in listed {
-        let address = message.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
-        });
-        let Some(address) = address else {
+    for (ip, message) in addresses_of(handle, index, name).await? {
+        let IpAddr::V4(address) = ip else {
             continue;
         };
         if keep == Some((address, message.header.prefix_len)) {
