@@ -243,6 +243,12 @@ pub struct Dns {
     pub records: Vec<Record>,
     /// Cache size.
     pub cache_size: u32,
+    /// Queries per second one client may make (0: no limit).
+    pub client_rate: u32,
+    /// Burst above that rate.
+    pub client_burst: u32,
+    /// Most queries waiting for an upstream at once.
+    pub max_inflight: u32,
 }
 
 /// An A record.

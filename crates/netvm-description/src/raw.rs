@@ -375,10 +375,31 @@ pub struct RawDns {
     /// Most answers kept in the cache.
     #[serde(default = "default_cache_size")]
     pub cache_size: u32,
+    /// Queries per second one client may make (0: no limit).
+    #[serde(default = "default_client_rate")]
+    pub client_rate: u32,
+    /// Queries one client may make in a burst above its rate.
+    #[serde(default = "default_client_burst")]
+    pub client_burst: u32,
+    /// Most queries waiting for an upstream at once.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: u32,
 }
 
 fn default_cache_size() -> u32 {
     10_000
+}
+
+fn default_client_rate() -> u32 {
+    500
+}
+
+fn default_client_burst() -> u32 {
+    1_000
+}
+
+fn default_max_inflight() -> u32 {
+    512
 }
 
 impl Default for RawDns {
@@ -387,6 +408,9 @@ impl Default for RawDns {
             upstreams: Vec::new(),
             records: Vec::new(),
             cache_size: default_cache_size(),
+            client_rate: default_client_rate(),
+            client_burst: default_client_burst(),
+            max_inflight: default_max_inflight(),
         }
     }
 }

@@ -775,5 +775,8 @@ fn check_dns(c: &mut Checker<'_>, raw: &RawSystem, network: &Network, slots: &[S
         upstreams: raw.dns.upstreams.clone(),
         records,
         cache_size: raw.dns.cache_size,
+        client_rate: raw.dns.client_rate,
+        client_burst: raw.dns.client_burst.max(1),
+        max_inflight: raw.dns.max_inflight.max(1),
     }
 }

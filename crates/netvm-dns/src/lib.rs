@@ -1,0 +1,19 @@
+//! netvm's DNS engine for the internal network: authoritative for the
+//! internal zone (names and reverse names from the description and from
+//! DHCP leases), a forwarding cache for everything else with request
+//! coalescing, upstream failover and per-client limits.
+//!
+//! Messages are read and written with `hickory-proto`; the engine owns
+//! no socket and no clock ([`Engine`] takes bytes and the time and
+//! returns [`Step`]s), so it is tested and fuzzed without a network.
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+mod engine;
+mod limiter;
+pub mod zone;
+
+pub use cache::Millis;
+pub use engine::{Client, Config, Counters, Engine, Step, Transport};
+pub use zone::{Lookup, Zone, ZoneError};
