@@ -3,6 +3,7 @@
 
 mod describe;
 mod dhcp;
+mod dns;
 mod host;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,9 @@ enum Command {
     Dhcp(dhcp::DhcpCommand),
     /// List the leases in a lease journal.
     Leases(dhcp::LeasesArgs),
+    /// The DNS server.
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
     /// The host's half: bridge and TAPs, VMM arguments, NIC passthrough,
     /// posture audit.
     #[command(subcommand)]
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => describe::apply(&args),
         Command::Dhcp(command) => dhcp::run(command),
         Command::Leases(args) => dhcp::leases(&args),
+        Command::Dns(command) => dns::run(command),
         Command::Host(command) => host::run(command),
     };
     match result {

@@ -1,0 +1,312 @@
+//! Runs the DNS engine (`netvm-dns`) on the Net VM's internal address:
+//! UDP and TCP port 53, bound to the internal interface
+//! (`SO_BINDTODEVICE`) so that queries arriving from the uplink never
+//! reach it; each upstream question on a fresh socket with a random port,
+//! connected to its upstream; host names from the DHCP lease journal
+//! while their leases live.
+//!
+//! One thread, one tokio current-thread runtime: the engine is not shared
+//! across threads. Events are JSON lines on stdout: `ready`, `counters`
+//! on SIGUSR1, `stopped` on SIGTERM or SIGINT.
+
+#![forbid(unsafe_code)]
+
+mod leases;
+mod tcp;
+
+use netvm_description::values::IfName;
+use netvm_description::System;
+use netvm_dns::{Client, Config, Engine, Step, Transport, Zone};
+use serde_json::json;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long an upstream has to answer before the next one is asked.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    /// The internal interface: the only one served.
+    pub interface: IfName,
+    /// Upstreams to use instead of the description's.
+    pub upstreams: Vec<SocketAddr>,
+    /// The DHCP lease journal whose host names to serve, if any.
+    pub leases: Option<PathBuf>,
+}
+
+/// Why the server could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The zone could not be built from the description.
+    #[error("the internal zone")]
+    Zone(#[from] netvm_dns::ZoneError),
+    /// A socket could not be opened.
+    #[error("cannot listen on {what} {address} on {interface}")]
+    Listen {
+        /// `UDP` or `TCP`.
+        what: &'static str,
+        /// The address.
+        address: SocketAddrV4,
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The runtime could not start.
+    #[error("cannot start the runtime")]
+    Runtime(#[source] io::Error),
+}
+
+/// What the tasks share: the engine, the UDP socket, the TCP writers.
+pub(crate) struct Shared {
+    engine: RefCell<Engine>,
+    udp: UdpSocket,
+    tcp: RefCell<HashMap<u64, UnboundedSender<Vec<u8>>>>,
+    started: Instant,
+}
+
+impl Shared {
+    /// Milliseconds since start (the engine's clock).
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Hands a query to the engine and carries out what it says.
+    pub(crate) fn query(self: &Rc<Self>, client: Client, bytes: &[u8]) {
+        let mut steps = Vec::new();
+        self.engine
+            .borrow_mut()
+            .query(self.now(), client, bytes, &mut steps);
+        self.perform(steps);
+    }
+
+    fn perform(self: &Rc<Self>, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Reply { to, bytes } => self.send(to, bytes),
+                Step::Ask {
+                    token,
+                    upstream,
+                    bytes,
+                } => {
+                    let shared = Rc::clone(self);
+                    tokio::task::spawn_local(async move {
+                        let answer = ask(upstream, &bytes).await;
+                        let mut steps = Vec::new();
+                        match answer {
+                            Ok(reply) => shared.engine.borrow_mut().upstream_reply(
+                                shared.now(),
+                                token,
+                                &reply,
+                                &mut steps,
+                            ),
+                            Err(_) => shared
+                                .engine
+                                .borrow_mut()
+                                .upstream_failed(token, &mut steps),
+                        }
+                        shared.perform(steps);
+                    });
+                }
+            }
+        }
+    }
+
+    fn send(&self, to: Client, bytes: Vec<u8>) {
+        match to.transport {
+            Transport::Udp => {
+                // A full socket buffer drops the reply, as the network
+                // would; the client asks again.
+                let _ = self.udp.try_send_to(&bytes, to.addr);
+            }
+            Transport::Tcp(connection) => {
+                if let Some(writer) = self.tcp.borrow().get(&connection) {
+                    let _ = writer.send(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// One question to one upstream on a fresh socket (a random source port
+/// and the connected address filter out forged answers from elsewhere).
+async fn ask(upstream: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).await?;
+    socket.connect(upstream).await?;
+    socket.send(bytes).await?;
+    let mut buf = vec![0u8; 65_535];
+    let n = tokio::time::timeout(UPSTREAM_TIMEOUT, socket.recv(&mut buf))
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// A socket on `address` that sees only `interface`.
+fn socket_on(
+    kind: Type,
+    protocol: Protocol,
+    address: SocketAddrV4,
+    interface: &IfName,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, kind, Some(protocol))?;
+    socket.set_reuse_address(true)?;
+    socket.bind_device(Some(interface.as_str().as_bytes()))?;
+    if kind == Type::DGRAM {
+        socket.set_recv_buffer_size(4 << 20)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket)
+}
+
+/// The internal zone of `system`.
+pub fn zone(system: &System) -> Result<Zone, netvm_dns::ZoneError> {
+    let plan = netvm_plan::plan(system);
+    let names: Vec<(String, Ipv4Addr, bool)> = plan
+        .dns
+        .names
+        .iter()
+        .map(|n| (n.name.clone(), n.ip, n.ptr))
+        .collect();
+    let subnet = system.network.subnet;
+    Zone::new(
+        &plan.dns.domain,
+        subnet.network(),
+        subnet.prefix(),
+        system.netvm.endpoint.fqdn.as_str(),
+        &names,
+    )
+}
+
+fn event(value: serde_json::Value) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// Serves DNS for `system` until SIGTERM or SIGINT.
+pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
+    let zone = zone(system)?;
+    let names = zone.len().0;
+    let upstreams = if options.upstreams.is_empty() {
+        system
+            .dns
+            .upstreams
+            .iter()
+            .map(|u| SocketAddr::V4(u.0))
+            .collect()
+    } else {
+        options.upstreams.clone()
+    };
+    let engine = Engine::new(
+        zone,
+        Config {
+            upstreams: upstreams.clone(),
+            cache_size: system.dns.cache_size as usize,
+            client_rate: system.dns.client_rate,
+            client_burst: system.dns.client_burst,
+            max_inflight: system.dns.max_inflight as usize,
+            seed: random_seed(),
+        },
+    );
+    let address = SocketAddrV4::new(system.netvm.endpoint.ip, 53);
+    let interface = options.interface.clone();
+    let listen = |what, kind, protocol| {
+        socket_on(kind, protocol, address, &interface).map_err(|source| DnsError::Listen {
+            what,
+            address,
+            interface: interface.clone(),
+            source,
+        })
+    };
+    let udp = listen("UDP", Type::DGRAM, Protocol::UDP)?;
+    let tcp = listen("TCP", Type::STREAM, Protocol::TCP)?;
+    tcp.listen(128).map_err(|source| DnsError::Listen {
+        what: "TCP",
+        address,
+        interface: interface.clone(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DnsError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let udp = UdpSocket::from_std(udp.into()).map_err(DnsError::Runtime)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp.into()).map_err(DnsError::Runtime)?;
+        let shared = Rc::new(Shared {
+            engine: RefCell::new(engine),
+            udp,
+            tcp: RefCell::new(HashMap::new()),
+            started: Instant::now(),
+        });
+        tokio::task::spawn_local(tcp::accept(Rc::clone(&shared), tcp));
+        if let Some(journal) = options.leases.clone() {
+            tokio::task::spawn_local(leases::follow(Rc::clone(&shared), journal));
+        }
+        event(json!({
+            "event": "ready",
+            "listen": address.to_string(),
+            "interface": interface.to_string(),
+            "upstreams": upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "names": names,
+        }));
+        run(shared).await
+    })
+}
+
+/// A seed from the kernel's random pool, or the clock if unreadable.
+fn random_seed() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    }
+}
+
+/// The UDP loop and the signals.
+async fn run(shared: Rc<Shared>) -> Result<(), DnsError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).map_err(DnsError::Runtime)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DnsError::Runtime)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(DnsError::Runtime)?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        tokio::select! {
+            ready = shared.udp.readable() => {
+                ready.map_err(DnsError::Runtime)?;
+                // Drain what is queued before waiting again.
+                loop {
+                    match shared.udp.try_recv_from(&mut buf) {
+                        Ok((n, addr)) => shared.query(Client { addr, transport: Transport::Udp }, &buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = usr1.recv() => {
+                event(json!({"event": "counters", "counters": shared.engine.borrow().counters()}));
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    event(json!({"event": "stopped", "counters": shared.engine.borrow().counters()}));
+    Ok(())
+}
