@@ -31,7 +31,7 @@ pub(crate) async fn follow(shared: Rc<Shared>, journal: PathBuf) {
             .filter(|(_, _, until)| *until > now)
             .map(|(name, ip, _)| (name.clone(), *ip))
             .collect();
-        shared.engine.borrow_mut().zone_mut().set_learned(&live);
+        shared.engine.borrow_mut().set_learned(&live);
     }
 }
 

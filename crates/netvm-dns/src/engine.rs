@@ -10,8 +10,9 @@
 //! is asked of an upstream — the one that answered last, then the next on
 //! failure, until all were tried (SERVFAIL).
 
-use crate::cache::{Cache, Cached, Key, Millis};
+use crate::cache::{Cache, Key, Millis};
 use crate::limiter::Limiter;
+use crate::prepared::{PreparedReplies, Source};
 use crate::zone::{Lookup, Zone};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
@@ -138,6 +139,7 @@ pub struct Engine {
     by_key: HashMap<Key, u64>,
     next_token: u64,
     rng: u64,
+    prepared: PreparedReplies,
     counters: Counters,
 }
 
@@ -155,6 +157,7 @@ impl Engine {
             by_key: HashMap::new(),
             next_token: 1,
             rng: config.seed | 1,
+            prepared: PreparedReplies::new(config.cache_size + 4096),
             counters: Counters::default(),
         }
     }
@@ -164,9 +167,12 @@ impl Engine {
         self.counters
     }
 
-    /// The zone (to update learned names).
-    pub fn zone_mut(&mut self) -> &mut Zone {
-        &mut self.zone
+    /// Replaces the names learned from DHCP leases (see
+    /// [`Zone::set_learned`]).
+    pub fn set_learned(&mut self, learned: &[(String, std::net::Ipv4Addr)]) {
+        if self.zone.set_learned(learned) {
+            self.prepared.forget_local();
+        }
     }
 
     /// Replaces the upstreams (learned on the uplink); questions already
@@ -232,36 +238,57 @@ impl Engine {
             return;
         }
         let qname = query.name.to_lowercase();
-        match self.zone.lookup(&qname, query.query_type) {
-            Lookup::Answer(records) => {
-                self.counters.local += 1;
-                self.reply(&waiter, ResponseCode::NoError, &records, &[], true, out);
-                return;
+        let prepared_key = (
+            qname.clone(),
+            query.query_type,
+            waiter.recursion_desired,
+            waiter.edns,
+        );
+        if let Some((bytes, source)) =
+            self.prepared
+                .reply(&prepared_key, bytes, waiter.id, waiter.payload, now)
+        {
+            match source {
+                Source::Local => self.counters.local += 1,
+                Source::Cache => self.counters.cache_hits += 1,
             }
-            Lookup::NotOurs => {}
+            out.push(Step::Reply { to: client, bytes });
+            return;
+        }
+        let answer = match self.zone.lookup(&qname, query.query_type) {
+            Lookup::Answer(records) => Some((ResponseCode::NoError, records, Vec::new(), true)),
+            Lookup::NotOurs => None,
             negative => {
-                self.counters.local += 1;
                 let rcode = if negative == Lookup::NxDomain {
                     ResponseCode::NXDomain
                 } else {
                     ResponseCode::NoError
                 };
-                let soa = [self.zone.soa().clone()];
-                self.reply(&waiter, rcode, &[], &soa, true, out);
-                return;
+                Some((rcode, Vec::new(), vec![self.zone.soa().clone()], true))
             }
-        }
-        let key = (qname, query.query_type);
-        if let Some(Cached {
-            rcode,
-            answers,
-            authorities,
-        }) = self.cache.get(&key, now)
-        {
-            self.counters.cache_hits += 1;
-            self.reply(&waiter, rcode, &answers, &authorities, false, out);
+        };
+        let (answer, source) = match answer {
+            Some(local) => (Some(local), Source::Local),
+            None => (
+                self.cache
+                    .get(&(qname.clone(), query.query_type), now)
+                    .map(|c| (c.rcode, c.answers, c.authorities, false)),
+                Source::Cache,
+            ),
+        };
+        if let Some((rcode, answers, authorities, authoritative)) = answer {
+            match source {
+                Source::Local => self.counters.local += 1,
+                Source::Cache => self.counters.cache_hits += 1,
+            }
+            if let Some(bytes) = self.encode(&waiter, rcode, &answers, &authorities, authoritative)
+            {
+                self.prepared.keep(prepared_key, &bytes, source, now);
+                out.push(Step::Reply { to: client, bytes });
+            }
             return;
         }
+        let key = (qname, query.query_type);
         if let Some(token) = self.by_key.get(&key) {
             if let Some(pending) = self.pending.get_mut(token) {
                 self.counters.coalesced += 1;
@@ -382,8 +409,7 @@ impl Engine {
         }
     }
 
-    /// Builds the reply for `waiter`; cut to a truncated header and
-    /// question when it does not fit the client's payload size.
+    /// Builds the reply for `waiter` and hands it out.
     fn reply(
         &self,
         waiter: &Waiter,
@@ -393,6 +419,24 @@ impl Engine {
         authoritative: bool,
         out: &mut Vec<Step>,
     ) {
+        if let Some(bytes) = self.encode(waiter, rcode, answers, authorities, authoritative) {
+            out.push(Step::Reply {
+                to: waiter.client,
+                bytes,
+            });
+        }
+    }
+
+    /// Encodes the reply for `waiter`; cut to a truncated header and
+    /// question when it does not fit the client's payload size.
+    fn encode(
+        &self,
+        waiter: &Waiter,
+        rcode: ResponseCode,
+        answers: &[Record],
+        authorities: &[Record],
+        authoritative: bool,
+    ) -> Option<Vec<u8>> {
         let mut message = Message::response(waiter.id, OpCode::Query);
         message.metadata.response_code = rcode;
         message.metadata.recursion_desired = waiter.recursion_desired;
@@ -407,20 +451,13 @@ impl Engine {
         let question_only = message.clone();
         message.add_answers(answers.iter().cloned());
         message.add_authorities(authorities.iter().cloned());
-        let bytes = match message.to_vec() {
-            Ok(bytes) if bytes.len() <= waiter.payload => bytes,
+        match message.to_vec() {
+            Ok(bytes) if bytes.len() <= waiter.payload => Some(bytes),
             _ => {
                 let mut cut = question_only;
                 cut.metadata.truncation = true;
-                match cut.to_vec() {
-                    Ok(bytes) => bytes,
-                    Err(_) => return,
-                }
+                cut.to_vec().ok()
             }
-        };
-        out.push(Step::Reply {
-            to: waiter.client,
-            bytes,
-        });
+        }
     }
 }

@@ -12,6 +12,7 @@
 pub mod cache;
 mod engine;
 mod limiter;
+mod prepared;
 pub mod zone;
 
 pub use cache::Millis;

@@ -109,10 +109,12 @@ impl Zone {
 
     /// Replaces the names learned from DHCP leases: (label, address). A
     /// label that is not a DNS label, or whose name or address the
-    /// description already names, is left out.
-    pub fn set_learned(&mut self, learned: &[(String, Ipv4Addr)]) {
-        self.learned.clear();
-        self.learned_ptrs.clear();
+    /// description already names, is left out. Whether anything changed.
+    pub fn set_learned(&mut self, learned: &[(String, Ipv4Addr)]) -> bool {
+        let before = (
+            std::mem::take(&mut self.learned),
+            std::mem::take(&mut self.learned_ptrs),
+        );
         for (label, ip) in learned {
             let Ok(owner) = name(&format!("{label}.{}", self.domain)) else {
                 continue;
@@ -128,6 +130,7 @@ impl Zone {
             }
             self.learned.insert(owner, *ip);
         }
+        before != (self.learned.clone(), self.learned_ptrs.clone())
     }
 
     /// The zone's SOA record (for negative answers).

@@ -426,3 +426,48 @@ proptest! {
         prop_assert!(replies <= waiting);
     }
 }
+
+#[test]
+fn prepared_replies_carry_each_clients_id_and_spelling_and_age() {
+    let mut e = engine();
+    for (id, name) in [(1, "chrome-vm.internal."), (2, "CHROME-vm.INTERNAL.")] {
+        let (_, m) = reply_of(&ask(&mut e, 0, client(1), id, name, RecordType::A)[0]);
+        assert_eq!(
+            (m.metadata.id, m.queries[0].name.to_ascii()),
+            (id, name.to_owned())
+        );
+        assert_eq!(m.answers.len(), 1);
+    }
+    assert_eq!(e.counters().local, 2);
+    // A cached answer's TTL still counts down across seconds.
+    let out = ask(&mut e, 0, client(1), 3, "t.example.", RecordType::A);
+    let (token, _, question) = asked(&out[0]);
+    e.upstream_reply(0, token, &upstream_answer(&question, 100), &mut Vec::new());
+    let ttl = |e: &mut Engine, now, id| {
+        reply_of(&ask(e, now, client(2), id, "T.example.", RecordType::A)[0])
+            .1
+            .answers[0]
+            .ttl
+    };
+    assert_eq!(ttl(&mut e, 100, 4), 100);
+    assert_eq!(ttl(&mut e, 900, 5), 100);
+    assert_eq!(ttl(&mut e, 2_100, 6), 98);
+    assert!(
+        asked_nothing(&mut e, 100_000),
+        "expired: asked upstream again"
+    );
+    // A learned name replaces the prepared NXDOMAIN at once.
+    let (_, m) = reply_of(&ask(&mut e, 0, client(1), 7, "laptop.internal.", RecordType::A)[0]);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    e.set_learned(&[("laptop".into(), Ipv4Addr::new(192, 168, 100, 200))]);
+    let (_, m) = reply_of(&ask(&mut e, 0, client(1), 8, "laptop.internal.", RecordType::A)[0]);
+    assert_eq!(m.answers.len(), 1);
+}
+
+/// Whether asking t.example at `now` goes upstream (no prepared reply).
+fn asked_nothing(e: &mut Engine, now: u64) -> bool {
+    matches!(
+        ask(e, now, client(2), 9, "t.example.", RecordType::A).first(),
+        Some(Step::Ask { .. })
+    )
+}
