@@ -6,12 +6,12 @@
 //! while their leases live.
 //!
 //! One thread, one tokio current-thread runtime: the engine is not shared
-//! across threads. Events are JSON lines on stdout: `ready`, `counters`
+//! across threads. UDP is read and written in batches (`mmsg`), the only
+//! unsafe code of the crate. Events are JSON lines on stdout: `ready`, `counters`
 //! on SIGUSR1, `stopped` on SIGTERM or SIGINT.
 
-#![forbid(unsafe_code)]
-
 mod leases;
+mod mmsg;
 mod tcp;
 
 use netvm_description::values::IfName;
@@ -71,6 +71,8 @@ pub enum DnsError {
 pub(crate) struct Shared {
     engine: RefCell<Engine>,
     udp: UdpSocket,
+    /// UDP replies waiting to go out in one `sendmmsg`.
+    outbox: RefCell<Vec<(SocketAddr, Vec<u8>)>>,
     tcp: RefCell<HashMap<u64, UnboundedSender<Vec<u8>>>>,
     started: Instant,
 }
@@ -116,6 +118,7 @@ impl Shared {
                                 .upstream_failed(token, &mut steps),
                         }
                         shared.perform(steps);
+                        shared.flush();
                     });
                 }
             }
@@ -124,16 +127,23 @@ impl Shared {
 
     fn send(&self, to: Client, bytes: Vec<u8>) {
         match to.transport {
-            Transport::Udp => {
-                // A full socket buffer drops the reply, as the network
-                // would; the client asks again.
-                let _ = self.udp.try_send_to(&bytes, to.addr);
-            }
+            Transport::Udp => self.outbox.borrow_mut().push((to.addr, bytes)),
             Transport::Tcp(connection) => {
                 if let Some(writer) = self.tcp.borrow().get(&connection) {
                     let _ = writer.send(bytes);
                 }
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Sends the UDP replies waiting in the outbox.
+    pub(crate) fn flush(&self) {
+        use std::os::fd::AsRawFd;
+        let replies = std::mem::take(&mut *self.outbox.borrow_mut());
+        if !replies.is_empty() {
+            mmsg::send(self.udp.as_raw_fd(), &replies);
         }
     }
 }
@@ -249,6 +259,7 @@ pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
         let shared = Rc::new(Shared {
             engine: RefCell::new(engine),
             udp,
+            outbox: RefCell::new(Vec::new()),
             tcp: RefCell::new(HashMap::new()),
             started: Instant::now(),
         });
@@ -286,16 +297,27 @@ async fn run(shared: Rc<Shared>) -> Result<(), DnsError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DnsError::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DnsError::Runtime)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DnsError::Runtime)?;
-    let mut buf = vec![0u8; 65_535];
+    let mut inbox = mmsg::Inbox::new();
     loop {
         tokio::select! {
             ready = shared.udp.readable() => {
                 ready.map_err(DnsError::Runtime)?;
-                // Drain what is queued before waiting again.
+                // Drain what is queued, a batch per system call, before
+                // waiting again; each batch's replies leave together.
                 loop {
-                    match shared.udp.try_recv_from(&mut buf) {
-                        Ok((n, addr)) => shared.query(Client { addr, transport: Transport::Udp }, &buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    use std::os::fd::AsRawFd;
+                    let fd = shared.udp.as_raw_fd();
+                    match shared.udp.try_io(tokio::io::Interest::READABLE, || inbox.receive(fd)) {
+                        Ok(n) => {
+                            for i in 0..n {
+                                let (bytes, addr) = inbox.get(i);
+                                shared.query(Client { addr, transport: Transport::Udp }, bytes);
+                            }
+                            shared.flush();
+                            if n < mmsg::BATCH {
+                                break;
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
