@@ -14,6 +14,17 @@ pub(crate) const BATCH: usize = 32;
 /// Largest query read (longer ones are cut and then fail to parse).
 const SIZE: usize = 4096;
 
+/// One message header: one buffer, one IPv4 address.
+fn header(iov: &mut libc::iovec, addr: &mut libc::sockaddr_in) -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain data; all zeroes is valid.
+    let mut h: libc::mmsghdr = unsafe { zeroed() };
+    h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
+    h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h
+}
+
 /// Receive buffers for one batch.
 pub(crate) struct Inbox {
     buffers: Vec<[u8; SIZE]>,
@@ -44,15 +55,7 @@ impl Inbox {
         let mut headers: Vec<libc::mmsghdr> = iovecs
             .iter_mut()
             .zip(self.addresses.iter_mut())
-            .map(|(iov, addr)| {
-                // SAFETY: mmsghdr is plain data; all zeroes is valid.
-                let mut h: libc::mmsghdr = unsafe { zeroed() };
-                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
+            .map(|(iov, addr)| header(iov, addr))
             .collect();
         // SAFETY: every header points at a live iovec, buffer and address
         // of the right sizes, all of which outlive the call.
@@ -112,15 +115,7 @@ pub(crate) fn send(fd: RawFd, replies: &[(SocketAddr, Vec<u8>)]) {
         let mut headers: Vec<libc::mmsghdr> = iovecs
             .iter_mut()
             .zip(addresses.iter_mut())
-            .map(|(iov, addr)| {
-                // SAFETY: mmsghdr is plain data; all zeroes is valid.
-                let mut h: libc::mmsghdr = unsafe { zeroed() };
-                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
-                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
+            .map(|(iov, addr)| header(iov, addr))
             .collect();
         let mut sent = 0;
         while sent < headers.len() {

@@ -248,10 +248,7 @@ impl Engine {
             self.prepared
                 .reply(&prepared_key, bytes, waiter.id, waiter.payload, now)
         {
-            match source {
-                Source::Local => self.counters.local += 1,
-                Source::Cache => self.counters.cache_hits += 1,
-            }
+            self.count(source);
             out.push(Step::Reply { to: client, bytes });
             return;
         }
@@ -277,10 +274,7 @@ impl Engine {
             ),
         };
         if let Some((rcode, answers, authorities, authoritative)) = answer {
-            match source {
-                Source::Local => self.counters.local += 1,
-                Source::Cache => self.counters.cache_hits += 1,
-            }
+            self.count(source);
             if let Some(bytes) = self.encode(&waiter, rcode, &answers, &authorities, authoritative)
             {
                 self.prepared.keep(prepared_key, &bytes, source, now);
@@ -406,6 +400,14 @@ impl Engine {
         for waiter in &pending.waiters {
             self.counters.servfail += 1;
             self.reply(waiter, ResponseCode::ServFail, &[], &[], false, out);
+        }
+    }
+
+    /// Counts an answer given without an upstream.
+    fn count(&mut self, source: Source) {
+        match source {
+            Source::Local => self.counters.local += 1,
+            Source::Cache => self.counters.cache_hits += 1,
         }
     }
 
