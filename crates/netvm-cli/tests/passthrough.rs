@@ -1,0 +1,107 @@
+//! `netvm host devices` and `netvm host passthrough` as a user runs them,
+//! on a synthetic sysfs tree (the hidden `--root` option; the same tree
+//! builder as `netvm-host`'s tests): what is listed, what a bind writes,
+//! how a refusal reads, and that unbind gives the NIC back.
+
+#[path = "../../netvm-host/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Output};
+use support::{Tree, ETHERNET, WIFI};
+
+const NETVM: &str = env!("CARGO_BIN_EXE_netvm");
+const NIC: &str = "0000:03:00.0";
+
+fn netvm(tree: &Tree, args: &[&str]) -> Output {
+    let root = tree.path("");
+    Command::new(NETVM)
+        .args(args)
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .expect("netvm runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn devices_bind_refuse_and_unbind_from_the_command_line() {
+    let tree = Tree::new();
+    tree.pci_driver("vfio-pci");
+    tree.pci(NIC, WIFI)
+        .id("0x8086", "0x2723")
+        .driver("iwlwifi")
+        .group(7)
+        .net("wlp3s0")
+        .add();
+    tree.pci("0000:00:1f.6", ETHERNET)
+        .id("0x8086", "0x15fa")
+        .driver("e1000e")
+        .group(9)
+        .net("eno1")
+        .add();
+    tree.default_route("eno1");
+
+    let listed = netvm(&tree, &["host", "devices", "--format", "json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let devices: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    // In address order: the onboard NIC first.
+    assert_eq!(devices[0]["address"], "0000:00:1f.6");
+    assert_eq!(
+        devices[0]["passable"][0],
+        "eno1 carries the host's default route"
+    );
+    assert_eq!(devices[1]["address"], NIC);
+    assert_eq!(devices[1]["passable"], serde_json::json!([]));
+
+    let refused = netvm(&tree, &["host", "passthrough", "bind", "0000:00:1f.6"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("eno1 carries the host's default route"),
+        "{}",
+        text(&refused)
+    );
+    // Nothing written: the override still reads as the kernel shows none.
+    assert_eq!(
+        tree.read(&format!(
+            "{}/driver_override",
+            Tree::pci_dir("0000:00:1f.6")
+        )),
+        "(null)\n"
+    );
+
+    let bound = netvm(&tree, &["host", "passthrough", "bind", NIC]);
+    assert!(bound.status.success(), "{}", text(&bound));
+    assert!(
+        text(&bound).contains("IOMMU group 7 bound to vfio-pci"),
+        "{}",
+        text(&bound)
+    );
+    assert_eq!(
+        tree.read(&format!("{}/driver_override", Tree::pci_dir(NIC))),
+        "vfio-pci"
+    );
+    assert_eq!(
+        tree.read("sys/bus/pci/drivers/iwlwifi/unbind"),
+        NIC,
+        "{}",
+        text(&bound)
+    );
+
+    // The kernel would now probe vfio-pci; the tree plays that part.
+    tree.set_driver(NIC, Some("vfio-pci"));
+    let unbound = netvm(&tree, &["host", "passthrough", "unbind", NIC]);
+    assert!(unbound.status.success(), "{}", text(&unbound));
+    assert!(
+        text(&unbound).contains("back to iwlwifi"),
+        "{}",
+        text(&unbound)
+    );
+    assert_eq!(tree.read("sys/bus/pci/drivers/vfio-pci/unbind"), NIC);
+}
