@@ -26,6 +26,7 @@ mod links;
 mod nft;
 mod sysctl;
 mod tap;
+mod uplink;
 
 pub use accounts::AccountError;
 pub use conntrack::ConntrackError;
@@ -34,6 +35,7 @@ pub use links::LinkError;
 pub use nft::NftError;
 pub use sysctl::SysctlError;
 pub use tap::TapError;
+pub use uplink::set_uplink;
 
 use netvm_plan::datapath::NetVmPlan;
 use std::path::Path;

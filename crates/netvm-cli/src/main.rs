@@ -5,6 +5,7 @@ mod describe;
 mod dhcp;
 mod dns;
 mod host;
+mod uplink;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     /// posture audit.
     #[command(subcommand)]
     Host(host::HostCommand),
+    /// The Net VM uplink's DHCP client.
+    #[command(subcommand)]
+    Uplink(uplink::UplinkCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Leases(args) => dhcp::leases(&args),
         Command::Dns(command) => dns::run(command),
         Command::Host(command) => host::run(command),
+        Command::Uplink(command) => uplink::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

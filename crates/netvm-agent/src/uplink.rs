@@ -1,0 +1,167 @@
+//! Runs the uplink DHCP client (`netvm-uplink`) on an interface: a UDP
+//! socket on port 68 that sees only that interface (`SO_BINDTODEVICE`;
+//! the client asks for broadcast replies while it has no address), the
+//! client's timers, and each lease applied with `netvm_apply::set_uplink`.
+//! Events are JSON lines: `uplink_bound` (address, prefix, router, DNS
+//! servers, lease times), `uplink_lost`, `uplink_stopped`.
+
+use netvm_description::values::IfName;
+use netvm_uplink::{Action, Client, Lease};
+use serde_json::json;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for a reply before looking at the timers and signals.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Why the client stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    /// The interface's MAC could not be read.
+    #[error("cannot read the MAC of {interface} from sysfs")]
+    Mac {
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket could not be opened or used.
+    #[error("DHCP client socket on {interface}")]
+    Socket {
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A lease could not be put on (or taken off) the interface.
+    #[error(transparent)]
+    Apply(#[from] netvm_apply::LinkError),
+}
+
+fn mac_of(interface: &IfName) -> io::Result<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))?;
+    let mut mac = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for byte in &mut mac {
+        let part = parts.next().unwrap_or_default();
+        *byte = u8::from_str_radix(part, 16)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, text.trim().to_owned()))?;
+    }
+    Ok(mac)
+}
+
+fn socket(interface: &IfName) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_broadcast(true)?;
+    socket.bind_device(Some(interface.as_str().as_bytes()))?;
+    socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())?;
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(TICK))?;
+    Ok(socket)
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Runs the client on `interface` until `stop` is set, writing events to
+/// `events`. The lease is left on the interface when it stops (the data
+/// plane keeps working across a restart; a new client asks for it again).
+pub fn run(
+    interface: &IfName,
+    stop: &AtomicBool,
+    events: &mut dyn Write,
+) -> Result<(), UplinkError> {
+    let mac = mac_of(interface).map_err(|source| UplinkError::Mac {
+        interface: interface.clone(),
+        source,
+    })?;
+    let socket_error = |source| UplinkError::Socket {
+        interface: interface.clone(),
+        source,
+    };
+    let socket = socket(interface).map_err(socket_error)?;
+    let started = Instant::now();
+    let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut client = Client::new(mac, seed());
+    let mut actions = client.start(now());
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        for action in actions.drain(..) {
+            perform(interface, &socket, action, events)?;
+        }
+        match socket.recv(&mut buf) {
+            Ok(n) => actions.extend(client.handle(now(), &buf[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(socket_error(e)),
+        }
+        actions.extend(client.poll(now()));
+    }
+    let _ = writeln!(events, "{}", json!({"event": "uplink_stopped"}));
+    Ok(())
+}
+
+fn perform(
+    interface: &IfName,
+    socket: &UdpSocket,
+    action: Action,
+    events: &mut dyn Write,
+) -> Result<(), UplinkError> {
+    let send = |bytes: &[u8], to: Ipv4Addr| {
+        // A send that fails (no route yet, a full buffer) is retried by
+        // the client's own retransmission.
+        let _ = socket.send_to(bytes, SocketAddrV4::new(to, 67));
+    };
+    match action {
+        Action::Broadcast(bytes) => send(&bytes, Ipv4Addr::BROADCAST),
+        Action::Unicast { server, bytes } => send(&bytes, server),
+        Action::Configure(lease) => {
+            netvm_apply::set_uplink(
+                interface.as_str(),
+                Some((lease.address, lease.prefix)),
+                lease.router,
+            )?;
+            event(events, "uplink_bound", Some(&lease));
+        }
+        Action::Deconfigure => {
+            netvm_apply::set_uplink(interface.as_str(), None, None)?;
+            event(events, "uplink_lost", None);
+        }
+    }
+    Ok(())
+}
+
+fn event(events: &mut dyn Write, name: &str, lease: Option<&Lease>) {
+    let line = match lease {
+        Some(lease) => json!({"event": name, "lease": lease}),
+        None => json!({"event": name}),
+    };
+    let _ = writeln!(events, "{line}");
+    let _ = events.flush();
+}
+
+/// Sets `stop` on SIGTERM and SIGINT.
+pub fn stop_on_signals() -> io::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
