@@ -7,7 +7,8 @@
 //! before `up`, such as a test's veth standing in for a TAP).
 
 use crate::links::{
-    addresses_of, connect, index_of_opt, parse_cidr, refused, remove_other_ipv4, runtime, set_up,
+    addresses_of, connect, index_of_opt, parse_cidr, refused, replace_default_route, runtime,
+    set_only_ipv4, set_up,
 };
 use crate::{tap, LinkError};
 use futures::TryStreamExt;
@@ -219,24 +220,11 @@ pub fn wire(plan: &HostPlan) -> Result<(), LinkError> {
             )
             .await?;
         }
-        let keep = match &plan.bridge.address {
-            Some(address) => {
-                let (ip, prefix) = parse_cidr(name, address)?;
-                handle
-                    .address()
-                    .add(bridge, IpAddr::V4(ip), prefix)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(refused(
-                        format!("ip addr replace {address} dev {name}"),
-                        name,
-                    ))?;
-                Some((ip, prefix))
-            }
+        let address = match &plan.bridge.address {
+            Some(address) => Some(parse_cidr(name, address)?),
             None => None,
         };
-        remove_other_ipv4(&handle, bridge, name, keep).await?;
+        set_only_ipv4(&handle, bridge, name, address).await?;
         if let Some(up) = &plan.uplink_bridge {
             let up_bridge = index_of(&handle, &up.name).await?;
             let tap = index_of(&handle, &up.netvm_port).await?;
@@ -291,20 +279,7 @@ async fn move_ipv4(handle: &Handle, from: (&str, u32), to: (&str, u32)) -> Resul
             ))?;
     }
     for gateway in gateways {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .output_interface(to_index)
-            .build();
-        handle
-            .route()
-            .add(route)
-            .replace()
-            .execute()
-            .await
-            .map_err(refused(
-                format!("ip route replace default via {gateway} dev {to_name}"),
-                to_name,
-            ))?;
+        replace_default_route(handle, to_index, to_name, gateway).await?;
     }
     Ok(())
 }

@@ -110,20 +110,12 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
         for interface in &plan.interfaces {
             let name = interface.name.as_str();
             let index = index_of(&handle, name).await?;
-            let netlink = |step: String| refused(step, name);
             set_up(&handle, name, index, interface.mtu, None).await?;
             if interface.address == "dhcp" {
                 continue; // the uplink's DHCP client sets it
             }
-            let (ip, prefix) = parse_cidr(name, &interface.address)?;
-            handle
-                .address()
-                .add(index, IpAddr::V4(ip), prefix)
-                .replace()
-                .execute()
-                .await
-                .map_err(netlink(format!("ip addr replace {ip}/{prefix} dev {name}")))?;
-            remove_other_ipv4(&handle, index, name, Some((ip, prefix))).await?;
+            let address = parse_cidr(name, &interface.address)?;
+            set_only_ipv4(&handle, index, name, Some(address)).await?;
         }
         Ok(())
     })
@@ -178,6 +170,52 @@ pub(crate) async fn set_up(
         .execute()
         .await
         .map_err(refused(format!("ip link set {name} up"), name))
+}
+
+/// `address` becomes the only IPv4 address on link `index` (`ip addr
+/// replace`, then the others deleted); `None` leaves it none.
+pub(crate) async fn set_only_ipv4(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    address: Option<(Ipv4Addr, u8)>,
+) -> Result<(), LinkError> {
+    if let Some((ip, prefix)) = address {
+        handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(refused(
+                format!("ip addr replace {ip}/{prefix} dev {name}"),
+                name,
+            ))?;
+    }
+    remove_other_ipv4(handle, index, name, address).await
+}
+
+/// `ip route replace default via GATEWAY dev NAME`.
+pub(crate) async fn replace_default_route(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    gateway: Ipv4Addr,
+) -> Result<(), LinkError> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .output_interface(index)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(refused(
+            format!("ip route replace default via {gateway} dev {name}"),
+            name,
+        ))
 }
 
 /// The interface is ours alone: any IPv4 address on it but `keep` (left

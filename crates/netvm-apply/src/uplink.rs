@@ -3,10 +3,9 @@
 //! default via ROUTER dev UPLINK`; or, when the lease is lost, no IPv4
 //! address at all (its routes go with it).
 
-use crate::links::{connect, index_of_opt, refused, remove_other_ipv4, runtime};
+use crate::links::{connect, index_of_opt, replace_default_route, runtime, set_only_ipv4};
 use crate::LinkError;
-use rtnetlink::RouteMessageBuilder;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 /// Puts `address`/`prefix` (and a default route via `router`) on
 /// `interface`, or with `None` takes every IPv4 address off it.
@@ -22,34 +21,9 @@ pub fn set_uplink(
             .ok_or_else(|| LinkError::Missing {
                 name: interface.to_owned(),
             })?;
-        if let Some((ip, prefix)) = address {
-            handle
-                .address()
-                .add(index, IpAddr::V4(ip), prefix)
-                .replace()
-                .execute()
-                .await
-                .map_err(refused(
-                    format!("ip addr replace {ip}/{prefix} dev {interface}"),
-                    interface,
-                ))?;
-        }
-        remove_other_ipv4(&handle, index, interface, address).await?;
+        set_only_ipv4(&handle, index, interface, address).await?;
         if let (Some(_), Some(router)) = (address, router) {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(router)
-                .output_interface(index)
-                .build();
-            handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(refused(
-                    format!("ip route replace default via {router} dev {interface}"),
-                    interface,
-                ))?;
+            replace_default_route(&handle, index, interface, router).await?;
         }
         Ok(())
     })
