@@ -1,8 +1,8 @@
-//! What runs inside the Net VM. So far: the uplink's DHCP client on its
-//! interface ([`uplink`]), which puts each lease on the uplink (address,
-//! default route) and reports it; the agent that ties the data plane,
-//! DHCP and DNS together will be built around it.
+//! What runs inside the Net VM: [`daemon`] (`netvm agent`) applies the
+//! data plane and runs the DHCP server, the DNS server and the uplink's
+//! DHCP client ([`uplink`]) together in one process.
 
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 pub mod uplink;

@@ -82,6 +82,7 @@ pub fn run(
     interface: &IfName,
     stop: &AtomicBool,
     events: &mut dyn Write,
+    on_lease: &mut dyn FnMut(Option<&Lease>),
 ) -> Result<(), UplinkError> {
     let mac = mac_of(interface).map_err(|source| UplinkError::Mac {
         interface: interface.clone(),
@@ -99,6 +100,11 @@ pub fn run(
     let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed) {
         for action in actions.drain(..) {
+            match &action {
+                Action::Configure(lease) => on_lease(Some(lease)),
+                Action::Deconfigure => on_lease(None),
+                _ => {}
+            }
             perform(interface, &socket, action, events)?;
         }
         match socket.recv(&mut buf) {

@@ -1,11 +1,11 @@
 //! `netvm`: the command line. It parses arguments, calls the libraries and
 //! prints; all logic lives in the library crates.
 
+mod agent;
 mod describe;
 mod dhcp;
 mod dns;
 mod host;
-mod uplink;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,7 +43,10 @@ enum Command {
     Host(host::HostCommand),
     /// The Net VM uplink's DHCP client.
     #[command(subcommand)]
-    Uplink(uplink::UplinkCommand),
+    Uplink(agent::UplinkCommand),
+    /// Run the Net VM: apply the data plane (exit if that fails), then
+    /// serve DHCP and DNS and keep the uplink's lease, until SIGTERM.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,7 +59,8 @@ fn main() -> ExitCode {
         Command::Leases(args) => dhcp::leases(&args),
         Command::Dns(command) => dns::run(command),
         Command::Host(command) => host::run(command),
-        Command::Uplink(command) => uplink::run(command),
+        Command::Uplink(command) => agent::run(command),
+        Command::Agent(args) => agent::agent(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

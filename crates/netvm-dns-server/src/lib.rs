@@ -25,6 +25,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
@@ -41,6 +42,9 @@ pub struct DnsOptions {
     pub upstreams: Vec<SocketAddr>,
     /// The DHCP lease journal whose host names to serve, if any.
     pub leases: Option<PathBuf>,
+    /// Upstreams learned at run time (the uplink's DHCP lease), checked
+    /// every second; when it holds any, they replace the others.
+    pub learned_upstreams: Option<Arc<Mutex<Vec<SocketAddr>>>>,
 }
 
 /// Why the server could not start or had to stop.
@@ -267,6 +271,9 @@ pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
         if let Some(journal) = options.leases.clone() {
             tokio::task::spawn_local(leases::follow(Rc::clone(&shared), journal));
         }
+        if let Some(learned) = options.learned_upstreams.clone() {
+            tokio::task::spawn_local(follow_upstreams(Rc::clone(&shared), learned));
+        }
         event(json!({
             "event": "ready",
             "listen": address.to_string(),
@@ -276,6 +283,24 @@ pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
         }));
         run(shared).await
     })
+}
+
+/// Takes the upstreams learned on the uplink whenever they change.
+async fn follow_upstreams(shared: Rc<Shared>, learned: Arc<Mutex<Vec<SocketAddr>>>) {
+    let mut current: Vec<SocketAddr> = Vec::new();
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        let now = learned.lock().map(|l| l.clone()).unwrap_or_default();
+        if !now.is_empty() && now != current {
+            shared.engine.borrow_mut().set_upstreams(now.clone());
+            event(json!({
+                "event": "dns_upstreams",
+                "upstreams": now.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }));
+            current = now;
+        }
+    }
 }
 
 /// A seed from the kernel's random pool, or the clock if unreadable.

@@ -88,18 +88,28 @@ pub fn plan(system: &System, policy: &PolicyPlan) -> NetVmPlan {
         ),
     };
     let sysctl = |key: String, value: &str| (key, value.to_owned());
+    // Reverse-path filtering: strict on the internal side. A DHCP uplink
+    // has no address or route while it asks for one, and strict (or
+    // loose) filtering would drop the server's replies, so it gets none;
+    // the guard chain drops internal and loopback sources arriving there
+    // instead. The kernel uses the larger of `all` and the interface's
+    // value, so `all` is 0 and each interface says its own.
+    let uplink_rp = match system.netvm.uplink.addressing {
+        UplinkAddressing::Dhcp => "0",
+        UplinkAddressing::Static { .. } => "1",
+    };
     let sysctls = vec![
         sysctl("net/ipv4/ip_forward".into(), "1"),
         sysctl("net/ipv4/conf/all/send_redirects".into(), "0"),
         sysctl("net/ipv4/conf/all/accept_redirects".into(), "0"),
-        sysctl("net/ipv4/conf/all/rp_filter".into(), "1"),
+        sysctl("net/ipv4/conf/all/rp_filter".into(), "0"),
         sysctl(format!("net/ipv4/conf/{internal}/send_redirects"), "0"),
         sysctl(format!("net/ipv4/conf/{internal}/rp_filter"), "1"),
         // VMs sit on isolated bridge ports: the Net VM answers their ARP
         // for each other, so VM-to-VM traffic crosses its forward chain.
         sysctl(format!("net/ipv4/conf/{internal}/proxy_arp"), "1"),
         sysctl(format!("net/ipv4/conf/{internal}/proxy_arp_pvlan"), "1"),
-        sysctl(format!("net/ipv4/conf/{uplink}/rp_filter"), "1"),
+        sysctl(format!("net/ipv4/conf/{uplink}/rp_filter"), uplink_rp),
         sysctl("net/ipv6/conf/all/forwarding".into(), "0"),
     ];
     NetVmPlan {

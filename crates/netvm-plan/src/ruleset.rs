@@ -138,6 +138,7 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\tiifname \"{internal}\" meta nfproto ipv4 ip saddr . ether saddr @endpoints accept\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 limit rate {LOG_RATE} log prefix \"netvm spoofed: \"\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 counter name spoofed drop\n\
+         \t\tiifname \"{uplink}\" ip saddr {{ {subnet}, 127.0.0.0/8 }} counter name spoofed drop comment \"internal sources from outside\"\n\
          \t}}\n"
     );
 

@@ -79,8 +79,16 @@ fn remove_stale() {
         if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) && !pid_alive(pid) {
             kill_all_in(&name);
             let _ = run(&["ip", "netns", "del", &name]);
+            let _ = std::fs::remove_dir_all(etc_of(&name));
         }
     }
+}
+
+/// The namespace's own `/etc` overlay: `ip netns exec` bind-mounts each
+/// file in it over the machine's, so DHCP clients' scripts (udhcpc,
+/// dhclient, dhcpcd) write this `resolv.conf`, never the machine's.
+fn etc_of(name: &str) -> String {
+    format!("/etc/netns/{name}")
 }
 
 fn kill_all_in(name: &str) {
@@ -107,6 +115,10 @@ impl Netns {
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{PREFIX}{}-{n}-{role}", std::process::id());
         run_ok(&["ip", "netns", "add", &name]);
+        let etc = etc_of(&name);
+        std::fs::create_dir_all(&etc)
+            .and_then(|()| std::fs::write(format!("{etc}/resolv.conf"), ""))
+            .unwrap_or_else(|e| panic!("cannot make {etc}/resolv.conf: {e}"));
         let ns = Netns { name };
         ns.ok(&["ip", "link", "set", "lo", "up"]);
         ns
@@ -187,6 +199,7 @@ impl Drop for Netns {
     fn drop(&mut self) {
         kill_all_in(&self.name);
         let _ = run(&["ip", "netns", "del", &self.name]);
+        let _ = std::fs::remove_dir_all(etc_of(&self.name));
     }
 }
 

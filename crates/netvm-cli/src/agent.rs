@@ -1,5 +1,5 @@
-//! `netvm uplink dhcp`: the Net VM uplink's DHCP client on its own (the
-//! agent will run it together with the rest).
+//! `netvm uplink dhcp`: the Net VM uplink's DHCP client on its own, and
+//! `netvm agent`: everything the Net VM runs, together.
 
 use crate::error_chain;
 use clap::{Args, Subcommand};
@@ -26,8 +26,26 @@ pub fn run(command: UplinkCommand) -> Result<(), String> {
         UplinkCommand::Dhcp(args) => {
             let stop = netvm_agent::uplink::stop_on_signals()
                 .map_err(|e| format!("error: cannot handle signals: {e}"))?;
-            netvm_agent::uplink::run(&args.interface, &stop, &mut std::io::stdout())
+            netvm_agent::uplink::run(&args.interface, &stop, &mut std::io::stdout(), &mut |_| {})
                 .map_err(|e| error_chain(&e))
         }
     }
+}
+
+/// `netvm agent FILE`.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The system description.
+    file: std::path::PathBuf,
+    /// The DHCP lease journal.
+    #[arg(long, default_value = "/var/lib/netvm/leases")]
+    journal: std::path::PathBuf,
+}
+
+pub fn agent(args: &AgentArgs) -> Result<(), String> {
+    let system = crate::describe::load(&args.file)?;
+    let options = netvm_agent::daemon::AgentOptions {
+        journal: args.journal.clone(),
+    };
+    netvm_agent::daemon::run(&system, &options).map_err(|e| error_chain(&e))
 }
