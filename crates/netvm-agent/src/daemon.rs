@@ -1,12 +1,14 @@
 //! `netvm agent FILE`: the Net VM's services in one process. The data
 //! plane is applied first, and if that fails the agent exits before
 //! serving anything (fail closed). Then, each on its own thread: the DHCP
-//! server and the DNS server on the internal interface, and (when the
-//! uplink uses DHCP) the uplink's client, whose lease gives the DNS server
-//! its upstreams. Readiness is a `ready` event, and `READY=1` to systemd
+//! server (whose leases keep the ruleset's `endpoints` set current, so
+//! pool clients pass the anti-spoofing guard) and the DNS server on the
+//! internal interface, and (when the uplink uses DHCP) the uplink's
+//! client, whose lease gives the DNS server its upstreams. Readiness is a `ready` event, and `READY=1` to systemd
 //! when `NOTIFY_SOCKET` is set. SIGTERM or SIGINT stops every part; the
 //! ruleset stays (fail closed).
 
+use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
 use netvm_dhcp_server::ServeOptions;
 use netvm_dns_server::DnsOptions;
@@ -61,6 +63,25 @@ fn notify_ready() {
     }
 }
 
+/// The (address, MAC) pairs the description reserves (in the ruleset
+/// already).
+fn reserved(system: &System) -> std::collections::HashSet<(std::net::Ipv4Addr, MacAddr)> {
+    system.endpoints().map(|(_, _, e)| (e.ip, e.mac)).collect()
+}
+
+/// Live bound leases in the journal, as additions to the set.
+fn journal_leases(journal: &std::path::Path) -> Vec<crate::endpoints::Change> {
+    let Ok(replay) = netvm_dhcp_server::journal_file::read(journal) else {
+        return Vec::new();
+    };
+    let now = netvm_dhcp::Timestamp::now();
+    netvm_dhcp::journal::fold(&replay.records)
+        .into_iter()
+        .filter(|l| l.state == "bound" && l.until > now)
+        .filter_map(|l| Some(crate::endpoints::Change::Add(l.ip, l.mac?)))
+        .collect()
+}
+
 /// Runs the agent for `system` until SIGTERM or SIGINT.
 pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let stop = crate::uplink::stop_on_signals().map_err(AgentError::Signals)?;
@@ -86,10 +107,21 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         journal: options.journal.clone(),
         sys: PathBuf::from("/sys"),
     };
+    let endpoints = crate::endpoints::start(reserved(system));
+    // Leases already in the journal (a restart) are admitted again.
+    for change in journal_leases(&options.journal) {
+        let _ = endpoints.send(change);
+    }
     let (sys_dhcp, failure_dhcp, stop_dhcp) =
         (system.clone(), Arc::clone(&failure), Arc::clone(&stop));
     parts.push(thread::spawn(move || {
-        if let Err(e) = netvm_dhcp_server::serve(&sys_dhcp, &dhcp, &mut io::stdout()) {
+        let mut hook = |event: &netvm_dhcp::Event| {
+            if let Some(change) = crate::endpoints::change_for(event) {
+                let _ = endpoints.send(change);
+            }
+        };
+        let out = &mut io::stdout();
+        if let Err(e) = netvm_dhcp_server::serve_with(&sys_dhcp, &dhcp, out, &mut hook) {
             fail("dhcp", &failure_dhcp, netvm_dhcp_server::error_chain(&e));
             stop_dhcp.store(true, Ordering::Relaxed);
         }

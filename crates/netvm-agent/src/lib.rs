@@ -5,4 +5,5 @@
 #![forbid(unsafe_code)]
 
 pub mod daemon;
+pub mod endpoints;
 pub mod uplink;

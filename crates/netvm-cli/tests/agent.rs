@@ -74,7 +74,15 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     let nv = Netns::new("agn");
     let vm = Netns::new("agv");
     veth(&up, "u0", &nv, "eth0");
-    veth(&vm, "eth0", &nv, "ethint0");
+    let pool_vm = Netns::new("agp");
+    // The internal side: a bridge named as the agent expects, one port
+    // per VM.
+    nv.ok(&["ip", "link", "add", "ethint0", "type", "bridge"]);
+    nv.ok(&["ip", "link", "set", "ethint0", "up"]);
+    for (ns, port) in [(&vm, "p-app"), (&pool_vm, "p-pool")] {
+        veth(ns, "eth0", &nv, port);
+        nv.ok(&["ip", "link", "set", port, "master", "ethint0"]);
+    }
     up.ok(&["ip", "addr", "add", "10.9.0.1/24", "dev", "u0"]);
     vm.ok(&["ip", "link", "set", "eth0", "address", "02:ad:00:00:00:65"]);
     let _dnsmasq = upstream(&up, &leases);
@@ -126,6 +134,44 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
         uplink_address,
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A VM the description does not name gets a pool address, and its
+    // lease admits it past the anti-spoofing guard: its (address, MAC)
+    // joins the `endpoints` set and it can use the net-vm's DNS. (Whether
+    // pool clients may reach the Internet is not described yet: they are
+    // in no `internet` set.)
+    let out = pool_vm.exec(&[
+        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1",
+    ]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("lease of 192.168.100.2"), "{said}");
+    let pool_address = pool_vm.ipv4_addresses("eth0")[0].replace("/24", "");
+    let mut admitted = false;
+    for _ in 0..25 {
+        let set = nv.ok(&["nft", "list", "set", "inet", "netvm", "endpoints"]);
+        if set.contains(&format!("{pool_address} . ")) {
+            admitted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(admitted, "{pool_address} never joined the endpoints set");
+    let out = pool_vm.exec(&[
+        "dig",
+        "@192.168.100.1",
+        "+short",
+        "+time=3",
+        "+tries=2",
+        "app-vm.internal",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "192.168.100.101"
     );
 
     // SIGTERM: everything stops, the ruleset stays (fail closed).

@@ -13,7 +13,7 @@ use crate::link::{Link, LinkError};
 use crate::sockets::{self, FrameSender};
 use netvm_description::values::{IfName, MacAddr};
 use netvm_description::System;
-use netvm_dhcp::{Destination, Reply, Server, ServerConfig, Timestamp};
+use netvm_dhcp::{Destination, Event, Reply, Server, ServerConfig, Timestamp};
 use serde_json::json;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -112,6 +112,9 @@ struct Daemon<'a> {
     server_ip: Ipv4Addr,
     interface: IfName,
     out: &'a mut dyn Write,
+    /// Told every lease event too (the agent keeps the ruleset's
+    /// `endpoints` set in step with the leases).
+    hook: &'a mut dyn FnMut(&Event),
     /// ACKs waiting for the batch's journal sync.
     durable: Vec<Reply>,
     send_errors: u64,
@@ -141,6 +144,7 @@ impl Daemon<'_> {
         let outcome = self.server.handle(now, bytes);
         for event in &outcome.events {
             emit(self.out, event);
+            (self.hook)(event);
         }
         let Some(reply) = outcome.reply else {
             if let Some(record) = &outcome.record {
@@ -245,6 +249,16 @@ pub fn serve(
     options: &ServeOptions,
     out: &mut dyn Write,
 ) -> Result<(), ServeError> {
+    serve_with(system, options, out, &mut |_| {})
+}
+
+/// [`serve`], telling `hook` every lease event as well.
+pub fn serve_with(
+    system: &System,
+    options: &ServeOptions,
+    out: &mut dyn Write,
+    hook: &mut dyn FnMut(&Event),
+) -> Result<(), ServeError> {
     let flags = Flags::install().map_err(ServeError::Signals)?;
     let interface = options.interface.clone();
     let link = Link::read(&options.sys, &interface).map_err(|source| ServeError::Link {
@@ -276,6 +290,7 @@ pub fn serve(
         server_ip,
         interface: interface.clone(),
         out,
+        hook,
         durable: Vec::new(),
         send_errors: 0,
     };
@@ -308,6 +323,7 @@ pub fn serve(
         daemon.commit();
         for event in daemon.server.poll(Timestamp::now()) {
             emit(daemon.out, &event);
+            (daemon.hook)(&event);
         }
         daemon.compact()?;
         if flags.report.swap(false, Ordering::Relaxed) {

@@ -13,5 +13,5 @@ mod link;
 pub mod load;
 mod sockets;
 
-pub use daemon::{error_chain, serve, ServeError, ServeOptions};
+pub use daemon::{error_chain, serve, serve_with, ServeError, ServeOptions};
 pub use link::{Link, LinkError};
