@@ -41,6 +41,18 @@ fn scratch(name: &str, text: &str) -> String {
     path.to_str().expect("utf-8").to_owned()
 }
 
+/// Runs udhcpc once on `ns`'s eth0; what it said.
+fn udhcpc(ns: &Netns) -> String {
+    let out = ns.exec(&[
+        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1",
+    ]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn lease_of(line: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(line).expect("json")["lease"].clone()
 }
@@ -102,14 +114,7 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
 
     // The VM's DHCP client gets its reservation (the test support gives
     // each namespace its own resolv.conf for the client's script).
-    let out = vm.exec(&[
-        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1",
-    ]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = udhcpc(&vm);
     assert!(said.contains("lease of 192.168.100.101 obtained"), "{said}");
     assert_eq!(vm.ipv4_addresses("eth0"), ["192.168.100.101/24"]);
 
@@ -141,14 +146,7 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     // joins the `endpoints` set and it can use the net-vm's DNS. (Whether
     // pool clients may reach the Internet is not described yet: they are
     // in no `internet` set.)
-    let out = pool_vm.exec(&[
-        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1",
-    ]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = udhcpc(&pool_vm);
     assert!(said.contains("lease of 192.168.100.2"), "{said}");
     let pool_address = pool_vm.ipv4_addresses("eth0")[0].replace("/24", "");
     let mut admitted = false;
