@@ -4,9 +4,11 @@
 //! server (whose leases keep the ruleset's `endpoints` set current, so
 //! pool clients pass the anti-spoofing guard) and the DNS server on the
 //! internal interface, and (when the uplink uses DHCP) the uplink's
-//! client, whose lease gives the DNS server its upstreams. Readiness is a `ready` event, and `READY=1` to systemd
-//! when `NOTIFY_SOCKET` is set. SIGTERM or SIGINT stops every part; the
-//! ruleset stays (fail closed).
+//! client, whose lease gives the DNS server its upstreams. Readiness is a
+//! `ready` event, and `READY=1` to systemd when `NOTIFY_SOCKET` is set;
+//! with `WATCHDOG_USEC`, `WATCHDOG=1` every half interval while every part
+//! is alive (one that ends unasked stops the agent with an error). SIGTERM
+//! or SIGINT stops every part; the ruleset stays (fail closed).
 
 use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
@@ -53,13 +55,37 @@ fn event(value: serde_json::Value) {
     let _ = out.flush();
 }
 
-/// Tells systemd we are ready, when it is listening.
-fn notify_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
-        let _ = socket.send_to(b"READY=1", path);
+/// systemd's notification socket (`NOTIFY_SOCKET`) and watchdog
+/// interval (`WATCHDOG_USEC`, for this process when `WATCHDOG_PID` says
+/// so), when the agent runs under systemd.
+struct Notifier {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::ffi::OsString,
+    watchdog: Option<Duration>,
+}
+
+impl Notifier {
+    fn from_env() -> Option<Notifier> {
+        let path = std::env::var_os("NOTIFY_SOCKET")?;
+        let socket = std::os::unix::net::UnixDatagram::unbound().ok()?;
+        let ours = std::env::var("WATCHDOG_PID")
+            .map(|pid| pid == std::process::id().to_string())
+            .unwrap_or(true);
+        let watchdog = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|usec| usec.parse::<u64>().ok())
+            .filter(|usec| ours && *usec > 0)
+            // Ping at half the interval, as sd_watchdog_enabled(3) advises.
+            .map(|usec| Duration::from_micros(usec / 2));
+        Some(Notifier {
+            socket,
+            path,
+            watchdog,
+        })
+    }
+
+    fn send(&self, message: &str) {
+        let _ = self.socket.send_to(message.as_bytes(), &self.path);
     }
 }
 
@@ -171,9 +197,26 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         "internal": names.internal.to_string(),
         "uplink": names.uplink.to_string(),
     }));
-    notify_ready();
+    let notifier = Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.send("READY=1");
+    }
+    let mut last_ping = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         thread::sleep(Duration::from_millis(100));
+        // A part that ended without being asked to (a panic) stops the
+        // agent; while all are alive, systemd's watchdog is fed.
+        // (Checked after the stop flag: on SIGTERM the parts end too.)
+        if !stop.load(Ordering::Relaxed) && parts.iter().any(|p| p.is_finished()) {
+            fail("a part", &failure, "ended unexpectedly".to_owned());
+            break;
+        }
+        if let Some((n, every)) = notifier.as_ref().and_then(|n| Some((n, n.watchdog?))) {
+            if last_ping.elapsed() >= every {
+                n.send("WATCHDOG=1");
+                last_ping = std::time::Instant::now();
+            }
+        }
     }
     // A part that failed stopped the others' wait; the servers stop on
     // the signal itself, so a failure is reported and the process exits.

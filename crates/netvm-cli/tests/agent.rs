@@ -101,7 +101,23 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     let service = up.spawn(&["python3", "-u", "-c", SERVER, "9000"]);
     service.wait_for(LONG, |l| l.contains("listening"));
 
-    let agent = nv.spawn(&[NETVM, "agent", &description, "--journal", &journal]);
+    // systemd's side of READY=1 and the watchdog: a datagram socket.
+    let notify_path =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agent-{}/notify", std::process::id()));
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let agent = nv.spawn(&[
+        "env",
+        &format!("NOTIFY_SOCKET={}", notify_path.display()),
+        "WATCHDOG_USEC=400000",
+        NETVM,
+        "agent",
+        &description,
+        "--journal",
+        &journal,
+    ]);
     agent.wait_for(LONG, |l| l.contains("\"event\":\"ready\""));
     let bound = agent.wait_for(LONG, |l| l.contains("uplink_bound"));
     let uplink_address = lease_of(&bound)["address"]
@@ -171,6 +187,15 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "192.168.100.101"
     );
+
+    // systemd heard READY=1 first, then the watchdog every 0.2 s.
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 64];
+    while heard.iter().filter(|m| *m == "WATCHDOG=1").count() < 3 {
+        let n = notify.recv(&mut buf).expect("a notification within 10 s");
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(heard[0], "READY=1", "{heard:?}");
 
     // SIGTERM: everything stops, the ruleset stays (fail closed).
     let mut agent = agent;
