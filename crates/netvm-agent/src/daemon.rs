@@ -97,13 +97,10 @@ fn reserved(system: &System) -> std::collections::HashSet<(std::net::Ipv4Addr, M
 
 /// Live bound leases in the journal, as additions to the set.
 fn journal_leases(journal: &std::path::Path) -> Vec<crate::endpoints::Change> {
-    let Ok(replay) = netvm_dhcp_server::journal_file::read(journal) else {
-        return Vec::new();
-    };
     let now = netvm_dhcp::Timestamp::now();
-    netvm_dhcp::journal::fold(&replay.records)
+    netvm_dhcp_server::journal_file::bound_leases(journal)
         .into_iter()
-        .filter(|l| l.state == "bound" && l.until > now)
+        .filter(|l| l.until > now)
         .filter_map(|l| Some(crate::endpoints::Change::Add(l.ip, l.mac?)))
         .collect()
 }

@@ -8,9 +8,9 @@
 use netvm_description::values::IfName;
 use netvm_uplink::{Action, Client, Lease};
 use serde_json::json;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ pub enum UplinkError {
         interface: IfName,
         /// Why.
         #[source]
-        source: io::Error,
+        source: netvm_dhcp_server::LinkError,
     },
     /// The socket could not be opened or used.
     #[error("DHCP client socket on {interface}")]
@@ -44,25 +44,9 @@ pub enum UplinkError {
     Apply(#[from] netvm_apply::LinkError),
 }
 
-fn mac_of(interface: &IfName) -> io::Result<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))?;
-    let mut mac = [0u8; 6];
-    let mut parts = text.trim().split(':');
-    for byte in &mut mac {
-        let part = parts.next().unwrap_or_default();
-        *byte = u8::from_str_radix(part, 16)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, text.trim().to_owned()))?;
-    }
-    Ok(mac)
-}
-
+/// The DHCP client's socket: UDP port 68 on the uplink only.
 fn socket(interface: &IfName) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_broadcast(true)?;
-    socket.bind_device(Some(interface.as_str().as_bytes()))?;
-    socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())?;
-    let socket: UdpSocket = socket.into();
+    let socket = netvm_dhcp_server::udp_on(interface, 68)?;
     socket.set_read_timeout(Some(TICK))?;
     Ok(socket)
 }
@@ -84,10 +68,13 @@ pub fn run(
     events: &mut dyn Write,
     on_lease: &mut dyn FnMut(Option<&Lease>),
 ) -> Result<(), UplinkError> {
-    let mac = mac_of(interface).map_err(|source| UplinkError::Mac {
-        interface: interface.clone(),
-        source,
-    })?;
+    let mac = netvm_dhcp_server::Link::read(Path::new("/sys"), interface)
+        .map_err(|source| UplinkError::Mac {
+            interface: interface.clone(),
+            source,
+        })?
+        .mac
+        .0;
     let socket_error = |source| UplinkError::Socket {
         interface: interface.clone(),
         source,

@@ -7,8 +7,8 @@
 //! before `up`, such as a test's veth standing in for a TAP).
 
 use crate::links::{
-    addresses_of, connect, index_of_opt, parse_cidr, refused, replace_default_route, runtime,
-    set_only_ipv4, set_up,
+    addresses_of, connect, index_of, link_named, parse_cidr, refused, replace_default_route,
+    runtime, set_only_ipv4, set_up,
 };
 use crate::{tap, LinkError};
 use futures::TryStreamExt;
@@ -56,13 +56,7 @@ fn describe(message: &LinkMessage) -> Link {
 }
 
 async fn find(handle: &Handle, name: &str) -> Result<Option<Link>, LinkError> {
-    let mut links = handle.link().get().match_name(name.to_owned()).execute();
-    match links.try_next().await {
-        Ok(Some(message)) => Ok(Some(describe(&message))),
-        Ok(None) => Ok(None),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(refused(format!("ip link show {name}"), name)(e)),
-    }
+    Ok(link_named(handle, name).await?.as_ref().map(describe))
 }
 
 /// Creates the bridge `name` if missing (STP off, forward delay 0), or
@@ -236,14 +230,6 @@ pub fn wire(plan: &HostPlan) -> Result<(), LinkError> {
         }
         Ok(())
     })
-}
-
-async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
-    index_of_opt(handle, name)
-        .await?
-        .ok_or_else(|| LinkError::Missing {
-            name: name.to_owned(),
-        })
 }
 
 /// Moves every IPv4 address and default route from one link to another

@@ -72,7 +72,7 @@ pub(crate) fn connect() -> Result<Handle, LinkError> {
     Ok(handle)
 }
 
-async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
+pub(crate) async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
     index_of_opt(handle, name)
         .await?
         .ok_or_else(|| LinkError::Missing {
@@ -82,10 +82,19 @@ async fn index_of(handle: &Handle, name: &str) -> Result<u32, LinkError> {
 
 /// The index of `name`, `None` when there is no such link.
 pub(crate) async fn index_of_opt(handle: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
+    Ok(link_named(handle, name)
+        .await?
+        .map(|link| link.header.index))
+}
+
+/// The link called `name` (`ip link show NAME`), `None` when there is none.
+pub(crate) async fn link_named(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<rtnetlink::packet_route::link::LinkMessage>, LinkError> {
     let mut links = handle.link().get().match_name(name.to_owned()).execute();
     match links.try_next().await {
-        Ok(Some(link)) => Ok(Some(link.header.index)),
-        Ok(None) => Ok(None),
+        Ok(found) => Ok(found),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
         Err(e) => Err(refused(format!("ip link show {name}"), name)(e)),
     }

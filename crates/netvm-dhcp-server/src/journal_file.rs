@@ -138,6 +138,19 @@ pub fn read(path: &Path) -> Result<journal::Replay, JournalFileError> {
     })
 }
 
+/// The bound leases a journal holds (ended ones included: filter on
+/// `until`); none when it cannot be read. For readers beside the server
+/// (the DNS server's host names, the agent's `endpoints` set).
+pub fn bound_leases(path: &Path) -> Vec<journal::JournalLease> {
+    let Ok(replay) = read(path) else {
+        return Vec::new();
+    };
+    journal::fold(&replay.records)
+        .into_iter()
+        .filter(|l| l.state == "bound")
+        .collect()
+}
+
 impl JournalFile {
     /// Opens (creating if needed), locks and replays the journal at `path`.
     pub fn open(path: &Path, unix_secs: u64) -> Result<Opened, JournalFileError> {

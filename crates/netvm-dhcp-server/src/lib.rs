@@ -15,3 +15,4 @@ mod sockets;
 
 pub use daemon::{error_chain, serve, serve_with, ServeError, ServeOptions};
 pub use link::{Link, LinkError};
+pub use sockets::udp_on;

@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 /// A UDP socket on `port` that sees only `interface` (`SO_BINDTODEVICE`),
 /// may broadcast, and has room for bursts (4 MiB receive buffer).
-pub(crate) fn udp_on(interface: &IfName, port: u16) -> io::Result<UdpSocket> {
+pub fn udp_on(interface: &IfName, port: u16) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;

@@ -37,12 +37,8 @@ pub(crate) async fn follow(shared: Rc<Shared>, journal: PathBuf) {
 
 /// Host names of bound leases in the journal (none if it is unreadable).
 fn read(journal: &std::path::Path) -> Vec<(String, Ipv4Addr, Timestamp)> {
-    let Ok(replay) = journal_file::read(journal) else {
-        return Vec::new();
-    };
-    netvm_dhcp::journal::fold(&replay.records)
+    journal_file::bound_leases(journal)
         .into_iter()
-        .filter(|l| l.state == "bound")
         .filter_map(|l| Some((l.hostname?, l.ip, l.until)))
         .collect()
 }
