@@ -22,9 +22,9 @@ pub mod values;
 
 pub use diagnostic::{DescriptionError, Diagnostic, Location, Problem};
 pub use model::{
-    DevUplink, DevUplinkMode, Dhcp, Dns, Endpoint, Flow, Host, Mode, NetVm, Network, Origin,
-    PortForward, Record, Role, Route, System, Uplink, UplinkAddressing, UplinkDevice, Vm, VmKind,
-    HOST_NAME,
+    Agent, DevUplink, DevUplinkMode, Dhcp, Dns, Endpoint, Flow, Host, Metrics, Mode, NetVm,
+    Network, Origin, PortForward, Record, Role, Route, System, Uplink, UplinkAddressing,
+    UplinkDevice, Vm, VmKind, HOST_NAME,
 };
 pub use source::{FieldPath, Format, Segment};
 

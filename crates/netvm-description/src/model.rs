@@ -29,6 +29,30 @@ pub struct System {
     pub dhcp: Dhcp,
     /// The DNS service.
     pub dns: Dns,
+    /// The Net VM agent.
+    pub agent: Agent,
+}
+
+/// The Net VM agent's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Agent {
+    /// Prometheus metrics, if published.
+    pub metrics: Option<Metrics>,
+    /// Distinct ports from one uplink source in 10 s that make a port scan.
+    pub scan_ports: u32,
+    /// New DHCP clients in 10 s that make a starvation attempt.
+    pub starvation_clients: u32,
+}
+
+/// Where the agent publishes metrics, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// TCP port on the net-vm's internal address.
+    pub port: u16,
+    /// VMs allowed to read them.
+    pub allow: Vec<VmName>,
 }
 
 /// The internal network.

@@ -36,6 +36,49 @@ pub struct RawSystem {
     /// The DNS service on the internal network.
     #[serde(default)]
     pub dns: RawDns,
+    /// The Net VM agent: metrics and security-event thresholds.
+    #[serde(default)]
+    pub agent: RawAgent,
+}
+
+/// `[agent]`: what the Net VM agent publishes and when it raises events.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// TCP port of the Prometheus metrics on the net-vm's internal
+    /// address; no metrics when left out.
+    #[serde(default)]
+    pub metrics_port: Option<u16>,
+    /// VMs allowed to read the metrics (the firewall lets only them in).
+    #[serde(default)]
+    pub metrics_allow: Vec<VmName>,
+    /// Distinct ports one uplink source must try within 10 s to be
+    /// reported as a port scan.
+    #[serde(default = "default_scan_ports")]
+    pub scan_ports: u32,
+    /// New DHCP clients (MACs) within 10 s that are reported as a
+    /// starvation attempt.
+    #[serde(default = "default_starvation_clients")]
+    pub starvation_clients: u32,
+}
+
+impl Default for RawAgent {
+    fn default() -> Self {
+        RawAgent {
+            metrics_port: None,
+            metrics_allow: Vec::new(),
+            scan_ports: default_scan_ports(),
+            starvation_clients: default_starvation_clients(),
+        }
+    }
+}
+
+fn default_scan_ports() -> u32 {
+    20
+}
+
+fn default_starvation_clients() -> u32 {
+    32
 }
 
 /// `[network]`: the internal network.

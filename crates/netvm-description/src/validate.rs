@@ -9,8 +9,8 @@
 use crate::addressing::{self, Request, Shortage};
 use crate::diagnostic::{Diagnostic, Problem};
 use crate::model::{
-    DevUplink, Dhcp, Dns, Endpoint, Flow, Host, NetVm, Network, Origin, PortForward, Record, Route,
-    System, Uplink, UplinkAddressing, UplinkDevice, Vm, HOST_NAME,
+    Agent, DevUplink, Dhcp, Dns, Endpoint, Flow, Host, Metrics, NetVm, Network, Origin,
+    PortForward, Record, Route, System, Uplink, UplinkAddressing, UplinkDevice, Vm, HOST_NAME,
 };
 use crate::raw::{Addressing, DevUplinkMode, Mode, RawSystem, VmKind};
 use crate::read::closest;
@@ -126,6 +126,7 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
     let forwards = check_forwards(&mut c, &raw);
     let dhcp = check_dhcp(&mut c, &raw, &network, pool);
     let dns = check_dns(&mut c, &raw, &network, &slots);
+    let agent = check_agent(&mut c, &raw);
 
     // A check that returns nothing has reported why.
     let (Some(uplink), Some(endpoints), Some(dhcp), true) =
@@ -179,7 +180,33 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
         vms,
         dhcp,
         dns,
+        agent,
     })
+}
+
+/// Checks `[agent]`: metrics readers must be described VMs; thresholds
+/// of 0 become 1.
+fn check_agent(c: &mut Checker<'_>, raw: &RawSystem) -> Agent {
+    let names: Vec<&str> = raw.vm.iter().map(|v| v.name.as_str()).collect();
+    for (i, name) in raw.agent.metrics_allow.iter().enumerate() {
+        if !names.contains(&name.as_str()) {
+            c.report(
+                Problem::UnknownVm {
+                    name: name.to_string(),
+                    suggestion: closest(name.as_str(), names.iter().copied()),
+                },
+                at(&["agent", "metrics_allow"]).index(i),
+            );
+        }
+    }
+    Agent {
+        metrics: raw.agent.metrics_port.map(|port| Metrics {
+            port,
+            allow: raw.agent.metrics_allow.clone(),
+        }),
+        scan_ports: raw.agent.scan_ports.max(1),
+        starvation_clients: raw.agent.starvation_clients.max(1),
+    }
 }
 
 fn check_network(c: &mut Checker<'_>, raw: &RawSystem) -> Network {

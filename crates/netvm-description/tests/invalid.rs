@@ -224,6 +224,13 @@ fn cases() -> Vec<Case> {
             8,
         ),
         with_uplink(
+            "metrics reader naming an unknown vm",
+            "[[vm]]\nname = \"admin-vm\"\n[agent]\nmetrics_port = 9100\nmetrics_allow = [\"admin-wm\"]\n",
+            "no VM is called `admin-wm`",
+            7,
+            18,
+        ),
+        with_uplink(
             "rule naming an unknown vm",
             "[[vm]]\nname = \"gui-vm\"\n[[vm]]\nname = \"b\"\nallow = [{ to = \"gui-wm\", proto = \"tcp\" }]\n",
             "no VM is called `gui-wm`",

@@ -12,6 +12,11 @@
 //!   intervals) and `icmp_flows`: VM-to-VM permissions.
 //! * Port forwards: DNAT from the uplink, with NAT reflection so a VM can
 //!   use the forwarded public address too.
+//! * Event sets (`ev_*`, dynamic, with timeouts and a size): what the
+//!   agent reports as security events. A packet worth reporting adds its
+//!   key (who, to whom, which port) in a rule of its own, so a full set
+//!   never changes a verdict, and memory stays bounded whatever arrives.
+//!   See [`EVENT_SETS`].
 //!
 //! Pure and deterministic: same description and interface names, same text.
 
@@ -31,6 +36,39 @@ pub struct NetVmInterfaces {
 
 /// The table every rule lives in.
 pub const TABLE: &str = "netvm";
+
+/// The event sets: name, key type, element lifetime, size. An element
+/// lives for its lifetime from the first packet (`add` does not refresh
+/// it), so one key is reported at most once per lifetime.
+pub const EVENT_SETS: [(&str, &str, &str, u32); 5] = [
+    // A packet from the internal side with an address and MAC that are
+    // not a pair in `endpoints`.
+    ("ev_spoofed", "ipv4_addr . ether_addr", "1m", 4096),
+    // A new VM-to-VM or VM-to-Internet connection the policy refused.
+    (
+        "ev_policy",
+        "ipv4_addr . ipv4_addr . inet_proto . inet_service",
+        "1m",
+        4096,
+    ),
+    // A new VM-to-VM connection the policy allowed.
+    (
+        "ev_allowed",
+        "ipv4_addr . ipv4_addr . inet_proto . inet_service",
+        "1m",
+        4096,
+    ),
+    // A refused new connection from the uplink: source, protocol, port
+    // (many ports from one source in the lifetime is a port scan).
+    (
+        "ev_scan",
+        "ipv4_addr . inet_proto . inet_service",
+        "10s",
+        65536,
+    ),
+    // A DHCP server answer (UDP 67 to 68) seen on the internal side.
+    ("ev_rogue_dhcp", "ipv4_addr . ether_addr", "1m", 1024),
+];
 
 /// Drops logged per second at most, per chain.
 const LOG_RATE: &str = "10/second";
@@ -120,6 +158,9 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
         &icmp_flows,
     );
     let _ = writeln!(out, "\tset ping_sources {{\n\t\ttype ipv4_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t\tsize 65536\n\t}}\n");
+    for (name, kind, lifetime, size) in EVENT_SETS {
+        let _ = writeln!(out, "\tset {name} {{\n\t\ttype {kind}\n\t\tflags dynamic, timeout\n\t\ttimeout {lifetime}\n\t\tsize {size}\n\t}}\n");
+    }
     for counter in [
         "spoofed",
         "input_dropped",
@@ -136,11 +177,30 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\ttype filter hook prerouting priority raw; policy accept;\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept comment \"DHCP before an address\"\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 ip saddr . ether saddr @endpoints accept\n\
+         \t\tiifname \"{internal}\" meta nfproto ipv4 add @ev_spoofed {{ ip saddr . ether saddr }}\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 limit rate {LOG_RATE} log prefix \"netvm spoofed: \"\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 counter name spoofed drop\n\
          \t\tiifname \"{uplink}\" ip saddr {{ {subnet}, 127.0.0.0/8 }} counter name spoofed drop comment \"internal sources from outside\"\n\
          \t}}\n"
     );
+
+    // Metrics: only the VMs the description names may read them.
+    let metrics = match &system.agent.metrics {
+        Some(m) if !m.allow.is_empty() => {
+            let readers: Vec<String> = system
+                .vms
+                .iter()
+                .filter(|vm| m.allow.contains(&vm.name))
+                .map(|vm| vm.endpoint.ip.to_string())
+                .collect();
+            format!(
+                "\t\tiifname \"{internal}\" ip daddr {netvm_ip} ip saddr {{ {} }} tcp dport {} accept comment \"metrics\"\n",
+                list(&readers),
+                m.port
+            )
+        }
+        _ => String::new(),
+    };
 
     // Input: the net-vm's own services.
     let _ = writeln!(
@@ -153,11 +213,14 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\ttcp flags & (fin | syn | rst | psh | ack | urg) == 0x0 drop\n\
          \t\tct state established,related accept\n\
          \t\tiif \"lo\" accept\n\
+         \t\tiifname \"{internal}\" udp sport 67 udp dport 68 add @ev_rogue_dhcp {{ ip saddr . ether saddr }}\n\
+         \t\tiifname \"{internal}\" udp sport 67 udp dport 68 drop comment \"another DHCP server\"\n\
          \t\tiifname \"{internal}\" udp dport 67 accept comment \"DHCP\"\n\
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} meta l4proto {{ tcp, udp }} th dport 53 accept comment \"DNS\"\n\
          \t\ticmp type echo-request add @ping_sources {{ ip saddr limit rate 5/second burst 10 packets }} accept\n\
          \t\ticmp type {{ destination-unreachable, time-exceeded, parameter-problem }} accept\n\
          \t\tiifname \"{uplink}\" udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
+{metrics}\t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm input drop: \"\n\
          \t\tcounter name input_dropped\n\
          \t}}\n"
@@ -172,9 +235,12 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\tct state invalid drop\n\
          \t\tct state established,related accept\n\
          \t\tiifname \"{internal}\" oifname \"{uplink}\" ip saddr @internet accept\n\
+         \t\tiifname \"{internal}\" oifname \"{internal}\" ct state new ip saddr . ip daddr . meta l4proto . th dport @flows add @ev_allowed {{ ip saddr . ip daddr . meta l4proto . th dport }}\n\
          \t\tiifname \"{internal}\" oifname \"{internal}\" ip saddr . ip daddr . meta l4proto . th dport @flows accept\n\
          \t\tiifname \"{internal}\" oifname \"{internal}\" icmp type echo-request ip saddr . ip daddr @icmp_flows accept\n\
          \t\toifname \"{internal}\" ct status dnat accept comment \"port forwards\"\n\
+         \t\tiifname \"{internal}\" ct state new meta l4proto {{ tcp, udp }} add @ev_policy {{ ip saddr . ip daddr . meta l4proto . th dport }}\n\
+         \t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm forward drop: \"\n\
          \t\tcounter name forward_dropped\n\
          \t}}\n"
