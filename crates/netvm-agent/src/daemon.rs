@@ -129,6 +129,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         interface: names.internal.clone(),
         journal: options.journal.clone(),
         sys: PathBuf::from("/sys"),
+        control: None,
     };
     let endpoints = crate::endpoints::start(reserved(system));
     // Leases already in the journal (a restart) are admitted again.
@@ -155,6 +156,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         upstreams: Vec::new(),
         leases: Some(options.journal.clone()),
         learned_upstreams: Some(Arc::clone(&learned)),
+        control: None,
     };
     let (sys_dns, failure_dns, stop_dns) =
         (system.clone(), Arc::clone(&failure), Arc::clone(&stop));

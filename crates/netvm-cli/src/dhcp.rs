@@ -83,6 +83,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         interface: args.interface.clone(),
         journal: args.journal.clone(),
         sys: PathBuf::from("/sys"),
+        control: None,
     };
     let mut out = std::io::stdout();
     netvm_dhcp_server::serve(&system, &options, &mut out).map_err(|e| error_chain(&e))

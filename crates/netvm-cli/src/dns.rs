@@ -43,6 +43,7 @@ pub fn run(command: DnsCommand) -> Result<(), String> {
                 upstreams: args.upstreams.iter().map(|u| SocketAddr::V4(u.0)).collect(),
                 leases: args.leases,
                 learned_upstreams: None,
+                control: None,
             };
             netvm_dns_server::serve(&system, options).map_err(|e| error_chain(&e))
         }

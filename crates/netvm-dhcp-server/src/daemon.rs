@@ -37,6 +37,33 @@ pub struct ServeOptions {
     pub journal: PathBuf,
     /// The sysfs root (normally `/sys`).
     pub sys: PathBuf,
+    /// Set by a supervisor (the agent) to stop this server and read its
+    /// counters; signals stop it too.
+    pub control: Option<PartControl>,
+}
+
+/// How a supervisor stops a server it started on a thread, and reads its
+/// counters (refreshed about once a second).
+#[derive(Debug, Clone, Default)]
+pub struct PartControl {
+    /// Set to stop the server.
+    pub stop: Arc<AtomicBool>,
+    /// The server's latest counters (JSON).
+    pub counters: Arc<std::sync::Mutex<serde_json::Value>>,
+}
+
+impl PartControl {
+    /// Whether the supervisor asked the server to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the server's counters.
+    pub fn publish(&self, counters: serde_json::Value) {
+        if let Ok(mut slot) = self.counters.lock() {
+            *slot = counters;
+        }
+    }
 }
 
 /// Why the server could not start or had to stop.
@@ -310,7 +337,16 @@ pub fn serve_with(
     let _ = daemon.out.flush();
 
     let mut buf = vec![0u8; 2048];
-    while !flags.stop.load(Ordering::Relaxed) {
+    let control = options.control.clone();
+    let mut published = std::time::Instant::now() - Duration::from_secs(2);
+    while !flags.stop.load(Ordering::Relaxed) && !control.as_ref().is_some_and(|c| c.stopping()) {
+        if let Some(control) = control
+            .as_ref()
+            .filter(|_| published.elapsed().as_secs() >= 1)
+        {
+            control.publish(daemon.counters());
+            published = std::time::Instant::now();
+        }
         let now = Timestamp::now();
         let wait = daemon
             .server
@@ -336,6 +372,9 @@ pub fn serve_with(
     }
     daemon.commit();
     let counters = daemon.counters();
+    if let Some(control) = &control {
+        control.publish(counters.clone());
+    }
     emit(
         daemon.out,
         &json!({"event": "stopped", "counters": counters}),

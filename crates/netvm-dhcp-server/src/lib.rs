@@ -13,6 +13,6 @@ mod link;
 pub mod load;
 mod sockets;
 
-pub use daemon::{error_chain, serve, serve_with, ServeError, ServeOptions};
+pub use daemon::{error_chain, serve, serve_with, PartControl, ServeError, ServeOptions};
 pub use link::{Link, LinkError};
 pub use sockets::udp_on;

@@ -45,6 +45,9 @@ pub struct DnsOptions {
     /// Upstreams learned at run time (the uplink's DHCP lease), checked
     /// every second; when it holds any, they replace the others.
     pub learned_upstreams: Option<Arc<Mutex<Vec<SocketAddr>>>>,
+    /// Set by a supervisor (the agent) to stop the server and read its
+    /// counters; signals stop it too.
+    pub control: Option<netvm_dhcp_server::PartControl>,
 }
 
 /// Why the server could not start or had to stop.
@@ -281,7 +284,7 @@ pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
             "upstreams": upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "names": names,
         }));
-        run(shared).await
+        run(shared, options.control).await
     })
 }
 
@@ -317,14 +320,30 @@ fn random_seed() -> u64 {
 }
 
 /// The UDP loop and the signals.
-async fn run(shared: Rc<Shared>) -> Result<(), DnsError> {
+async fn run(
+    shared: Rc<Shared>,
+    control: Option<netvm_dhcp_server::PartControl>,
+) -> Result<(), DnsError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).map_err(DnsError::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DnsError::Runtime)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DnsError::Runtime)?;
     let mut inbox = mmsg::Inbox::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let publish = |control: &netvm_dhcp_server::PartControl| {
+        let counters = shared.engine.borrow().counters();
+        control.publish(serde_json::to_value(counters).unwrap_or_default());
+    };
     loop {
         tokio::select! {
+            _ = tick.tick(), if control.is_some() => {
+                if let Some(control) = &control {
+                    if control.stopping() {
+                        break;
+                    }
+                    publish(control);
+                }
+            }
             ready = shared.udp.readable() => {
                 ready.map_err(DnsError::Runtime)?;
                 // Drain what is queued, a batch per system call, before
@@ -353,6 +372,9 @@ async fn run(shared: Rc<Shared>) -> Result<(), DnsError> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
+    }
+    if let Some(control) = &control {
+        publish(control);
     }
     event(json!({"event": "stopped", "counters": shared.engine.borrow().counters()}));
     Ok(())
