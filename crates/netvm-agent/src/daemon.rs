@@ -1,33 +1,53 @@
-//! `netvm agent FILE`: the Net VM's services in one process. The data
-//! plane is applied first, and if that fails the agent exits before
-//! serving anything (fail closed). Then, each on its own thread: the DHCP
-//! server (whose leases keep the ruleset's `endpoints` set current, so
-//! pool clients pass the anti-spoofing guard) and the DNS server on the
-//! internal interface, and (when the uplink uses DHCP) the uplink's
-//! client, whose lease gives the DNS server its upstreams. Readiness is a
-//! `ready` event, and `READY=1` to systemd when `NOTIFY_SOCKET` is set;
-//! with `WATCHDOG_USEC`, `WATCHDOG=1` every half interval while every part
-//! is alive (one that ends unasked stops the agent with an error). SIGTERM
-//! or SIGINT stops every part; the ruleset stays (fail closed).
+//! `netvm agent FILE`: the Net VM's services in one process.
+//!
+//! Start: the data plane is applied first (with the journal's live pool
+//! leases already in the `endpoints` set, in the same transaction); if
+//! that fails the agent exits before serving anything (fail closed). Then
+//! the control socket is bound, privileges are dropped (`--user`), and the
+//! parts start ([`crate::parts`]), with a watcher that turns the
+//! ruleset's event sets into security events and, if described, the
+//! metrics endpoint. Readiness is a `ready` event, and `READY=1` to
+//! systemd when `NOTIFY_SOCKET` is set; with `WATCHDOG_USEC`, `WATCHDOG=1`
+//! every half interval while every part is alive.
+//!
+//! SIGHUP or `netvm reload`: the description is read again; if invalid,
+//! nothing changes and the event says why; otherwise the ruleset is
+//! replaced in one transaction (leases kept in `endpoints`, connections
+//! the new policy forbids cut) and the servers restart with the new
+//! description (the lease journal keeps every lease).
+//!
+//! SIGTERM or SIGINT: every part stops (the journal is flushed); the
+//! ruleset stays in force (fail closed) unless `--remove-on-exit`.
 
+use crate::control::Handler;
+use crate::hub::{Class, Hub};
+use crate::parts::{self, Part, Shared};
+use crate::state::{Lease, State};
 use netvm_description::values::MacAddr;
-use netvm_description::{System, UplinkAddressing};
-use netvm_dhcp_server::ServeOptions;
-use netvm_dns_server::DnsOptions;
-use serde_json::json;
-use std::io::{self, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use netvm_description::System;
+use serde_json::{json, Value};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Where the agent keeps state.
+/// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
+    /// The description, read again on reload.
+    pub file: PathBuf,
     /// The DHCP lease journal.
     pub journal: PathBuf,
+    /// The control socket.
+    pub control: PathBuf,
+    /// The user to run as after setup.
+    pub user: Option<String>,
+    /// Delete the ruleset when stopping (otherwise it stays: fail closed).
+    pub remove_on_exit: bool,
 }
 
 /// Why the agent stopped.
@@ -39,6 +59,21 @@ pub enum AgentError {
     /// Signals could not be set up.
     #[error("cannot handle signals")]
     Signals(#[source] io::Error),
+    /// The control socket could not be opened.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    /// Privileges could not be dropped.
+    #[error("cannot run as the given user")]
+    Privileges(#[from] crate::privileges::PrivilegeError),
+    /// The journal could not be handed to the user.
+    #[error("cannot give the lease journal {path} to the agent's user")]
+    Journal {
+        /// The journal or its directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A part stopped with an error.
     #[error("{part} stopped: {message}")]
     Part {
@@ -47,12 +82,6 @@ pub enum AgentError {
         /// Its error.
         message: String,
     },
-}
-
-fn event(value: serde_json::Value) {
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
 }
 
 /// systemd's notification socket (`NOTIFY_SOCKET`) and watchdog
@@ -89,144 +118,513 @@ impl Notifier {
     }
 }
 
-/// The (address, MAC) pairs the description reserves (in the ruleset
-/// already).
-fn reserved(system: &System) -> std::collections::HashSet<(std::net::Ipv4Addr, MacAddr)> {
-    system.endpoints().map(|(_, _, e)| (e.ip, e.mac)).collect()
-}
-
-/// Live bound leases in the journal, as additions to the set.
-fn journal_leases(journal: &std::path::Path) -> Vec<crate::endpoints::Change> {
+/// Live bound leases in the journal.
+fn journal_leases(journal: &Path) -> Vec<(Ipv4Addr, Lease)> {
     let now = netvm_dhcp::Timestamp::now();
     netvm_dhcp_server::journal_file::bound_leases(journal)
         .into_iter()
         .filter(|l| l.until > now)
-        .filter_map(|l| Some(crate::endpoints::Change::Add(l.ip, l.mac?)))
+        .filter_map(|l| {
+            Some((
+                l.ip,
+                Lease {
+                    mac: l.mac?,
+                    hostname: l.hostname,
+                    until: l.until,
+                },
+            ))
+        })
         .collect()
+}
+
+/// The leases `system` still lets send: not reserved already, and not
+/// clashing with a reservation (an address or MAC the description now
+/// gives to a VM).
+fn admitted(system: &System, leases: &[(Ipv4Addr, MacAddr)]) -> Vec<(Ipv4Addr, MacAddr)> {
+    let reserved = parts::reserved(system);
+    leases
+        .iter()
+        .filter(|(ip, mac)| {
+            !reserved.contains(&(*ip, *mac))
+                && !reserved.iter().any(|(rip, rmac)| rip == ip || rmac == mac)
+        })
+        .copied()
+        .collect()
+}
+
+/// Applies the data plane for `system`, with `leases` in `endpoints`, in
+/// one ruleset transaction; cuts connections the policy forbids.
+fn apply(
+    system: &System,
+    leases: &[(Ipv4Addr, MacAddr)],
+) -> Result<netvm_apply::Applied, netvm_apply::ApplyError> {
+    let policy = netvm_plan::plan(system).policy;
+    let mut datapath = netvm_plan::datapath::plan(system, &policy);
+    let admitted = admitted(system, leases);
+    if !admitted.is_empty() {
+        let pairs: Vec<String> = admitted
+            .iter()
+            .map(|(ip, mac)| format!("{ip} . {mac}"))
+            .collect();
+        datapath.ruleset.push_str(&format!(
+            "add element inet {} endpoints {{ {} }}\n",
+            netvm_plan::ruleset::TABLE,
+            pairs.join(", ")
+        ));
+    }
+    let forbidden = |c: &netvm_plan::policy::Connection| policy.allows(system, c) == Some(false);
+    netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)
+}
+
+fn lease_pairs(state: &Mutex<State>) -> Vec<(Ipv4Addr, MacAddr)> {
+    state
+        .lock()
+        .map(|s| s.leases.iter().map(|(ip, l)| (*ip, l.mac)).collect())
+        .unwrap_or_default()
+}
+
+/// Gives the journal (and its directory) to the user the agent becomes.
+fn hand_over_journal(journal: &Path, uid: u32, gid: u32) -> Result<(), AgentError> {
+    let error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AgentError::Journal { path, source }
+    };
+    if let Some(dir) = journal.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(error(dir))?;
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(error(dir))?;
+        // The journal's lock and compaction files live beside it.
+        for entry in std::fs::read_dir(dir).map_err(error(dir))?.flatten() {
+            let path = entry.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let ours = journal
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            if let (Some(name), Some(ours)) = (name, ours) {
+                if name.starts_with(&ours) {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(error(&path))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What changed between two descriptions, for the `reloaded` event.
+fn differences(old: &System, new: &System) -> Value {
+    let names = |s: &System| -> Vec<String> { s.vms.iter().map(|v| v.name.to_string()).collect() };
+    let (before, after) = (names(old), names(new));
+    let added: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
+    let removed: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+    let changed: Vec<String> = new
+        .vms
+        .iter()
+        .filter(|vm| old.vms.iter().any(|o| o.name == vm.name && o != *vm))
+        .map(|vm| vm.name.to_string())
+        .collect();
+    json!({
+        "vms_added": added,
+        "vms_removed": removed,
+        "vms_changed": changed,
+        "dhcp_changed": old.dhcp != new.dhcp,
+        "dns_changed": old.dns != new.dns,
+        "uplink_changed": old.netvm.uplink != new.netvm.uplink,
+    })
+}
+
+/// Requests the control socket hands to the main loop.
+type ReloadRequest = Sender<Result<Value, String>>;
+
+/// What the control socket and the metrics read.
+struct Control {
+    shared: Shared,
+    parts: Arc<
+        Mutex<(
+            netvm_dhcp_server::PartControl,
+            netvm_dhcp_server::PartControl,
+        )>,
+    >,
+    reloads: Mutex<Sender<ReloadRequest>>,
+    file: PathBuf,
+    started: Instant,
+}
+
+impl Control {
+    fn counters(&self) -> Value {
+        let (dhcp, dns) = match self.parts.lock() {
+            Ok(p) => (
+                p.0.counters.lock().map(|c| c.clone()).unwrap_or_default(),
+                p.1.counters.lock().map(|c| c.clone()).unwrap_or_default(),
+            ),
+            Err(_) => (Value::Null, Value::Null),
+        };
+        let mut firewall = serde_json::Map::new();
+        for (name, packets, bytes) in crate::nft_read::counters() {
+            firewall.insert(name, json!({"packets": packets, "bytes": bytes}));
+        }
+        let (reported, suppressed) = self.shared.hub.counts();
+        json!({
+            "dhcp": dhcp,
+            "dns": dns,
+            "firewall": firewall,
+            "events": {"reported": reported, "suppressed": suppressed},
+        })
+    }
+}
+
+impl Handler for Control {
+    fn status(&self) -> Value {
+        let counters = self.counters();
+        let now = netvm_dhcp::Timestamp::now();
+        let Ok(state) = self.shared.state.lock() else {
+            return Value::Null;
+        };
+        json!({
+            "description": self.file,
+            "mode": state.system.netvm.mode.to_string(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "uplink": state.uplink_json(),
+            "vms": state.vms_json(now),
+            "counters": counters,
+            "reloads": state.reloads,
+            "last_reload": state.last_reload,
+        })
+    }
+
+    fn leases(&self) -> Value {
+        let now = netvm_dhcp::Timestamp::now();
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.leases_json(now))
+            .unwrap_or_default()
+    }
+
+    fn reload(&self) -> Result<Value, String> {
+        let (reply, answer) = channel();
+        self.reloads
+            .lock()
+            .map_err(|_| "the agent is stopping".to_owned())?
+            .send(reply)
+            .map_err(|_| "the agent is stopping".to_owned())?;
+        answer
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|_| "the reload did not finish within 60 s".to_owned())?
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+}
+
+/// The running parts.
+struct Running {
+    dhcp: Option<Part>,
+    dns: Option<Part>,
+    uplink: Option<Part>,
+    metrics: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
+}
+
+impl Running {
+    /// Starts the servers (and the uplink client and the metrics unless
+    /// they run).
+    fn start(&mut self, system: &System, shared: &Shared, control: &Arc<Control>) {
+        self.dhcp = Some(parts::start_dhcp(system, shared));
+        self.dns = Some(parts::start_dns(system, shared));
+        if self.uplink.is_none() {
+            self.uplink = parts::start_uplink(system, shared);
+        }
+        if self.metrics.is_none() {
+            self.metrics = start_metrics(system, control);
+        }
+        if let (Ok(mut controls), Some(dhcp), Some(dns)) =
+            (control.parts.lock(), &self.dhcp, &self.dns)
+        {
+            *controls = (dhcp.control.clone(), dns.control.clone());
+        }
+    }
+
+    fn any_finished(&self) -> Option<&'static str> {
+        [self.dhcp.as_ref(), self.dns.as_ref(), self.uplink.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|p| p.is_finished())
+            .map(|p| p.name)
+    }
+
+    /// Stops the servers; the uplink client and the metrics too when
+    /// `all`. The errors of parts that had failed.
+    fn stop(&mut self, all: bool) -> Vec<(&'static str, String)> {
+        let mut parts = vec![self.dhcp.take(), self.dns.take()];
+        if all {
+            parts.push(self.uplink.take());
+            self.stop_metrics();
+        }
+        parts
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let name = p.name;
+                p.stop().err().map(|e| (name, e))
+            })
+            .collect()
+    }
+
+    fn stop_metrics(&mut self) {
+        if let Some((flag, thread)) = self.metrics.take() {
+            flag.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Runs the agent for `system` until SIGTERM or SIGINT.
 pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let stop = crate::uplink::stop_on_signals().map_err(AgentError::Signals)?;
-    let policy = netvm_plan::plan(system).policy;
-    let datapath = netvm_plan::datapath::plan(system, &policy);
-    let forbidden = |c: &netvm_plan::policy::Connection| policy.allows(system, c) == Some(false);
-    let applied =
-        netvm_apply::apply_netvm(&datapath, std::path::Path::new("/proc/sys"), &forbidden)?;
-    event(json!({"event": "data_plane_applied", "connections_cut": applied.connections_cut}));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(AgentError::Signals)?;
+
+    let hub = Arc::new(Hub::new());
+    let leases = journal_leases(&options.journal);
+    let pairs: Vec<(Ipv4Addr, MacAddr)> = leases.iter().map(|(ip, l)| (*ip, l.mac)).collect();
+    let applied = apply(system, &pairs)?;
+    hub.emit(
+        Class::Info,
+        json!({"event": "data_plane_applied", "connections_cut": applied.connections_cut,
+               "pool_leases_admitted": admitted(system, &pairs).len()}),
+        true,
+    );
+    let listener = crate::control::listen(&options.control)?;
+    if let Some(user) = &options.user {
+        let (uid, gid) = crate::privileges::lookup(user)?;
+        hand_over_journal(&options.journal, uid.as_raw(), gid.as_raw())?;
+        crate::privileges::drop_to(uid, gid)?;
+        hub.emit(
+            Class::Info,
+            json!({"event": "privileges_dropped", "user": user,
+                   "capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"]}),
+            true,
+        );
+    }
+
+    let shared = Shared {
+        state: Arc::new(Mutex::new(State::new(system.clone(), leases))),
+        hub: Arc::clone(&hub),
+        learned: Arc::default(),
+        journal: options.journal.clone(),
+    };
+    let (reload_sender, reload_requests) = channel::<ReloadRequest>();
+    let control = Arc::new(Control {
+        shared: shared.clone(),
+        parts: Arc::new(Mutex::new(Default::default())),
+        reloads: Mutex::new(reload_sender),
+        file: options.file.clone(),
+        started: Instant::now(),
+    });
+    let helpers_stop = Arc::new(AtomicBool::new(false));
+    let handler: Arc<dyn Handler> = Arc::clone(&control) as Arc<dyn Handler>;
+    let control_stop = Arc::clone(&helpers_stop);
+    let mut helpers = vec![
+        thread::spawn(move || crate::control::serve(listener, handler, control_stop)),
+        start_watcher(&shared, Arc::clone(&helpers_stop)),
+    ];
+    let mut running = Running {
+        dhcp: None,
+        dns: None,
+        uplink: None,
+        metrics: None,
+    };
+    running.start(system, &shared, &control);
 
     let names = netvm_plan::datapath::interfaces(system);
-    let learned: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
-    let failure: Arc<Mutex<Option<AgentError>>> = Arc::default();
-    let fail = |part: &'static str, failure: &Arc<Mutex<Option<AgentError>>>, message: String| {
-        if let Ok(mut slot) = failure.lock() {
-            slot.get_or_insert(AgentError::Part { part, message });
-        }
-    };
-    let mut parts = Vec::new();
-
-    let dhcp = ServeOptions {
-        interface: names.internal.clone(),
-        journal: options.journal.clone(),
-        sys: PathBuf::from("/sys"),
-        control: None,
-    };
-    let endpoints = crate::endpoints::start(reserved(system));
-    // Leases already in the journal (a restart) are admitted again.
-    for change in journal_leases(&options.journal) {
-        let _ = endpoints.send(change);
-    }
-    let (sys_dhcp, failure_dhcp, stop_dhcp) =
-        (system.clone(), Arc::clone(&failure), Arc::clone(&stop));
-    parts.push(thread::spawn(move || {
-        let mut hook = |event: &netvm_dhcp::Event| {
-            if let Some(change) = crate::endpoints::change_for(event) {
-                let _ = endpoints.send(change);
-            }
-        };
-        let out = &mut io::stdout();
-        if let Err(e) = netvm_dhcp_server::serve_with(&sys_dhcp, &dhcp, out, &mut hook) {
-            fail("dhcp", &failure_dhcp, netvm_dhcp_server::error_chain(&e));
-            stop_dhcp.store(true, Ordering::Relaxed);
-        }
-    }));
-
-    let dns = DnsOptions {
-        interface: names.internal.clone(),
-        upstreams: Vec::new(),
-        leases: Some(options.journal.clone()),
-        learned_upstreams: Some(Arc::clone(&learned)),
-        control: None,
-    };
-    let (sys_dns, failure_dns, stop_dns) =
-        (system.clone(), Arc::clone(&failure), Arc::clone(&stop));
-    parts.push(thread::spawn(move || {
-        if let Err(e) = netvm_dns_server::serve(&sys_dns, dns) {
-            fail("dns", &failure_dns, netvm_dhcp_server::error_chain(&e));
-            stop_dns.store(true, Ordering::Relaxed);
-        }
-    }));
-
-    if system.netvm.uplink.addressing == UplinkAddressing::Dhcp {
-        let uplink = names.uplink.clone();
-        let (failure_up, stop_up, learned_up) = (
-            Arc::clone(&failure),
-            Arc::clone(&stop),
-            Arc::clone(&learned),
-        );
-        parts.push(thread::spawn(move || {
-            let mut on_lease = |lease: Option<&netvm_uplink::Lease>| {
-                let servers = lease
-                    .map(|l| l.dns.iter().map(|ip| SocketAddr::from((*ip, 53))).collect())
-                    .unwrap_or_default();
-                if let Ok(mut list) = learned_up.lock() {
-                    *list = servers;
-                }
-            };
-            if let Err(e) = crate::uplink::run(&uplink, &stop_up, &mut io::stdout(), &mut on_lease)
-            {
-                fail("uplink", &failure_up, netvm_dhcp_server::error_chain(&e));
-                stop_up.store(true, Ordering::Relaxed);
-            }
-        }));
-    }
-
-    event(json!({
-        "event": "ready",
-        "internal": names.internal.to_string(),
-        "uplink": names.uplink.to_string(),
-    }));
+    hub.emit(
+        Class::Info,
+        json!({
+            "event": "ready",
+            "internal": names.internal.to_string(),
+            "uplink": names.uplink.to_string(),
+            "control": options.control,
+        }),
+        true,
+    );
     let notifier = Notifier::from_env();
     if let Some(n) = &notifier {
         n.send("READY=1");
     }
-    let mut last_ping = std::time::Instant::now();
+    let mut last_ping = Instant::now();
+    let mut failure = None;
     while !stop.load(Ordering::Relaxed) {
-        thread::sleep(Duration::from_millis(100));
-        // A part that ended without being asked to (a panic) stops the
-        // agent; while all are alive, systemd's watchdog is fed.
-        // (Checked after the stop flag: on SIGTERM the parts end too.)
-        if !stop.load(Ordering::Relaxed) && parts.iter().any(|p| p.is_finished()) {
-            fail("a part", &failure, "ended unexpectedly".to_owned());
-            break;
+        if let Ok(reply) = reload_requests.recv_timeout(Duration::from_millis(100)) {
+            let _ = reply.send(reload(options, &shared, &mut running, &control));
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            let _ = reload(options, &shared, &mut running, &control);
+        }
+        // A part that ended without being asked to (an error or a panic)
+        // stops the agent; while all are alive, systemd's watchdog is fed.
+        if !stop.load(Ordering::Relaxed) {
+            if let Some(part) = running.any_finished() {
+                failure = Some(part);
+                break;
+            }
         }
         if let Some((n, every)) = notifier.as_ref().and_then(|n| Some((n, n.watchdog?))) {
             if last_ping.elapsed() >= every {
                 n.send("WATCHDOG=1");
-                last_ping = std::time::Instant::now();
+                last_ping = Instant::now();
             }
         }
     }
-    // A part that failed stopped the others' wait; the servers stop on
-    // the signal itself, so a failure is reported and the process exits.
-    if let Ok(mut slot) = failure.lock() {
-        if let Some(error) = slot.take() {
-            return Err(error);
+    helpers_stop.store(true, Ordering::Relaxed);
+    let mut first_error = None;
+    for (part, message) in running.stop(true) {
+        first_error.get_or_insert(AgentError::Part { part, message });
+    }
+    helpers.drain(..).for_each(|h| {
+        let _ = h.join();
+    });
+    if let (Some(part), None) = (failure, &first_error) {
+        first_error = Some(AgentError::Part {
+            part,
+            message: "ended unexpectedly".to_owned(),
+        });
+    }
+    if options.remove_on_exit {
+        let table = netvm_plan::ruleset::TABLE;
+        let removed =
+            netvm_apply::apply_ruleset(&format!("table inet {table}\ndelete table inet {table}\n"))
+                .is_ok();
+        hub.emit(
+            Class::Info,
+            json!({"event": "ruleset_removed", "ok": removed}),
+            true,
+        );
+    }
+    let _ = std::fs::remove_file(&options.control);
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    hub.emit(Class::Info, json!({"event": "agent_stopped"}), true);
+    Ok(())
+}
+
+/// Reads the description again and applies the difference; on any
+/// problem the agent goes on as it was.
+fn reload(
+    options: &AgentOptions,
+    shared: &Shared,
+    running: &mut Running,
+    control: &Arc<Control>,
+) -> Result<Value, String> {
+    let failed = |why: String| {
+        shared.hub.emit(
+            Class::Info,
+            json!({"event": "reload_failed", "error": why, "unchanged": true}),
+            true,
+        );
+        if let Ok(mut state) = shared.state.lock() {
+            state.last_reload = Some(json!({"ok": false, "error": why}));
+        }
+        Err(why)
+    };
+    let new = match netvm_description::load(&options.file) {
+        Ok(system) => system,
+        Err(netvm_description::LoadError::Invalid(error)) => return failed(error.to_string()),
+        Err(other) => return failed(netvm_dhcp_server::error_chain(&other)),
+    };
+    let old = match shared.state.lock() {
+        Ok(state) => state.system.clone(),
+        Err(_) => return failed("the agent's state is unreadable".to_owned()),
+    };
+    if new == old {
+        let event = json!({"event": "reloaded", "changed": false});
+        shared.hub.emit(Class::Info, event.clone(), true);
+        return Ok(event);
+    }
+    let changes = differences(&old, &new);
+    // The servers stop first, so no lease changes while the ruleset is
+    // replaced with every live lease in it.
+    let errors = running.stop(false);
+    if old.netvm.uplink != new.netvm.uplink {
+        if let Some(part) = running.uplink.take() {
+            let _ = part.stop();
         }
     }
-    for part in parts {
-        let _ = part.join();
+    if old.agent.metrics != new.agent.metrics || old.netvm.endpoint != new.netvm.endpoint {
+        running.stop_metrics();
     }
-    event(json!({"event": "agent_stopped"}));
-    Ok(())
+    let (system, result) = match apply(&new, &lease_pairs(&shared.state)) {
+        Ok(applied) => (&new, Ok(applied.connections_cut)),
+        Err(e) => (&old, Err(netvm_dhcp_server::error_chain(&e))),
+    };
+    if let Ok(mut state) = shared.state.lock() {
+        state.system = system.clone();
+    }
+    running.start(system, shared, control);
+    match result {
+        Ok(cut) => {
+            let event = json!({"event": "reloaded", "changed": true, "changes": changes,
+                               "connections_cut": cut, "part_errors": errors.len()});
+            shared.hub.emit(Class::Info, event.clone(), true);
+            if let Ok(mut state) = shared.state.lock() {
+                state.reloads += 1;
+                state.last_reload = Some(json!({"ok": true, "changes": changes}));
+            }
+            Ok(event)
+        }
+        Err(why) => failed(format!(
+            "the new data plane could not be applied, the old description stays: {why}"
+        )),
+    }
+}
+
+/// Reads the event sets once a second and reports what is new.
+fn start_watcher(shared: &Shared, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    let shared = shared.clone();
+    thread::spawn(move || {
+        let scan_ports = shared
+            .state
+            .lock()
+            .map(|s| s.system.agent.scan_ports)
+            .unwrap_or(20);
+        let mut watcher = crate::watch::Watcher::new(scan_ports);
+        while !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_secs(1));
+            let now = netvm_dhcp::Timestamp::now().0 / 1000;
+            for (set, _, _, _) in netvm_plan::ruleset::EVENT_SETS {
+                let elements = crate::nft_read::set_elements(set);
+                let events = match shared.state.lock() {
+                    Ok(state) => watcher.observe(now, set, &elements, &*state),
+                    Err(_) => continue,
+                };
+                for event in events {
+                    shared.hub.emit(Class::Security, event, true);
+                }
+            }
+            shared.hub.report_suppressed();
+        }
+    })
+}
+
+/// Starts the metrics endpoint when the description asks for one.
+fn start_metrics(
+    system: &System,
+    control: &Arc<Control>,
+) -> Option<(Arc<AtomicBool>, thread::JoinHandle<()>)> {
+    let metrics = system.agent.metrics.as_ref()?;
+    let address = SocketAddr::from((system.netvm.endpoint.ip, metrics.port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (control, theirs) = (Arc::clone(control), Arc::clone(&stop));
+    let hub = Arc::clone(&control.shared.hub);
+    let thread = thread::spawn(move || {
+        let status = Arc::new(move || control.status());
+        if let Err(e) = crate::metrics::serve(address, status, theirs) {
+            hub.emit(
+                Class::Info,
+                json!({"event": "metrics_failed", "address": address.to_string(), "error": e.to_string()}),
+                true,
+            );
+        }
+    });
+    Some((stop, thread))
 }

@@ -1,9 +1,21 @@
 //! What runs inside the Net VM: [`daemon`] (`netvm agent`) applies the
 //! data plane and runs the DHCP server, the DNS server and the uplink's
-//! DHCP client ([`uplink`]) together in one process.
+//! DHCP client ([`uplink`]) together ([`parts`]), with a control socket
+//! ([`control`]), security events ([`hub`], [`watch`], [`starvation`]),
+//! Prometheus metrics ([`metrics`]) and reduced privileges
+//! ([`privileges`]).
 
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod daemon;
 pub mod endpoints;
+pub mod hub;
+pub mod metrics;
+pub mod nft_read;
+pub mod parts;
+pub mod privileges;
+pub mod starvation;
+pub mod state;
 pub mod uplink;
+pub mod watch;

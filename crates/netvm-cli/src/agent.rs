@@ -40,12 +40,26 @@ pub struct AgentArgs {
     /// The DHCP lease journal.
     #[arg(long, default_value = "/var/lib/netvm/leases")]
     journal: std::path::PathBuf,
+    /// The control socket (mode 0600) for `netvm status|leases|events|reload`.
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    control: std::path::PathBuf,
+    /// Run as this user after setup, keeping only CAP_NET_ADMIN,
+    /// CAP_NET_RAW and CAP_NET_BIND_SERVICE.
+    #[arg(long)]
+    user: Option<String>,
+    /// Delete the ruleset when stopping (by default it stays: fail closed).
+    #[arg(long)]
+    remove_on_exit: bool,
 }
 
 pub fn agent(args: &AgentArgs) -> Result<(), String> {
     let system = crate::describe::load(&args.file)?;
     let options = netvm_agent::daemon::AgentOptions {
+        file: args.file.clone(),
         journal: args.journal.clone(),
+        control: args.control.clone(),
+        user: args.user.clone(),
+        remove_on_exit: args.remove_on_exit,
     };
     netvm_agent::daemon::run(&system, &options).map_err(|e| error_chain(&e))
 }

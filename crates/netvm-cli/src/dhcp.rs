@@ -59,9 +59,11 @@ pub struct LoadArgs {
 /// `netvm leases --file PATH`.
 #[derive(Args)]
 pub struct LeasesArgs {
-    /// The lease journal.
-    #[arg(long, default_value = "/var/lib/netvm/leases")]
-    file: PathBuf,
+    /// A lease journal to read (without it, the running agent is asked).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    socket: crate::control::Socket,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
@@ -109,7 +111,10 @@ fn load_clients(args: &LoadArgs) -> Result<(), String> {
 }
 
 pub fn leases(args: &LeasesArgs) -> Result<(), String> {
-    let replay = journal_file::read(&args.file).map_err(|e| error_chain(&e))?;
+    let Some(file) = &args.file else {
+        return crate::control::leases(&args.socket, args.format);
+    };
+    let replay = journal_file::read(file).map_err(|e| error_chain(&e))?;
     let now = Timestamp::now();
     let leases: Vec<_> = netvm_dhcp::journal::fold(&replay.records)
         .into_iter()
@@ -119,7 +124,7 @@ pub fn leases(args: &LeasesArgs) -> Result<(), String> {
         eprintln!(
             "warning: {} bytes at the end of {} are damaged (a torn write) and were ignored",
             replay.ignored,
-            args.file.display()
+            file.display()
         );
     }
     match args.format {

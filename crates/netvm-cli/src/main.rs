@@ -2,6 +2,7 @@
 //! prints; all logic lives in the library crates.
 
 mod agent;
+mod control;
 mod describe;
 mod dhcp;
 mod dns;
@@ -32,7 +33,7 @@ enum Command {
     /// The DHCP server.
     #[command(subcommand)]
     Dhcp(dhcp::DhcpCommand),
-    /// List the leases in a lease journal.
+    /// List the leases: a running agent's, or a lease journal's (`--file`).
     Leases(dhcp::LeasesArgs),
     /// The DNS server.
     #[command(subcommand)]
@@ -47,6 +48,12 @@ enum Command {
     /// Run the Net VM: apply the data plane (exit if that fails), then
     /// serve DHCP and DNS and keep the uplink's lease, until SIGTERM.
     Agent(agent::AgentArgs),
+    /// A running agent's state: uplink, VMs and their leases, counters.
+    Status(control::StatusArgs),
+    /// A running agent's events (security, leases, uplink, reloads).
+    Events(control::EventsArgs),
+    /// Make a running agent read its description again.
+    Reload(control::ReloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,9 @@ fn main() -> ExitCode {
         Command::Host(command) => host::run(command),
         Command::Uplink(command) => agent::run(command),
         Command::Agent(args) => agent::agent(&args),
+        Command::Status(args) => control::status(&args),
+        Command::Events(args) => control::events(&args),
+        Command::Reload(args) => control::reload(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,223 @@
+//! The agent's control socket: a Unix stream socket (mode 0600) that
+//! takes one JSON request line per connection and answers in JSON lines.
+//!
+//! Requests: `{"command":"status"}`, `{"command":"leases"}`,
+//! `{"command":"events","last":N,"follow":BOOL}`, `{"command":"reload"}`.
+//! Answers: `{"ok":true,…}` or `{"ok":false,"error":"…"}`; `events` with
+//! `follow` then streams one event per line until the client goes.
+//!
+//! Peers are checked twice: the file mode keeps other users from
+//! connecting, and `SO_PEERCRED` refuses any peer that is neither root
+//! nor the agent's own user (root ignores file modes; so might a socket
+//! passed on by someone else). Requests are bounded in size and in
+//! concurrent connections.
+
+use crate::hub::Hub;
+use serde_json::{json, Value};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest request line.
+const MAX_REQUEST: u64 = 4096;
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 16;
+
+/// What the control socket asks of the agent.
+pub trait Handler: Send + Sync {
+    /// `netvm status`.
+    fn status(&self) -> Value;
+    /// `netvm leases`.
+    fn leases(&self) -> Value;
+    /// `netvm reload`: what changed, or why nothing did.
+    fn reload(&self) -> Result<Value, String>;
+    /// The event stream.
+    fn hub(&self) -> &Hub;
+}
+
+/// Why the control socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another agent answers on it.
+    #[error("control socket {path}: another agent is listening on it")]
+    InUse {
+        /// The path.
+        path: String,
+    },
+    /// Binding or setting its mode failed.
+    #[error("control socket {path}: cannot {action}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What failed.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds the control socket at `path` with mode 0600, replacing a stale
+/// one (a socket nobody answers on) but never another agent's.
+pub fn listen(path: &Path) -> Result<UnixListener, ControlError> {
+    let io_error = |action| {
+        let path = path.display().to_string();
+        move |source| ControlError::Io {
+            path,
+            action,
+            source,
+        }
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse {
+                    path: path.display().to_string(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io_error("remove the stale socket"))?;
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_error("create its directory"))?;
+    }
+    // Bind, then narrow the mode before anyone is served: connections
+    // are only accepted by `serve`, after this.
+    let listener = UnixListener::bind(path).map_err(io_error("bind it"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_error("set its mode to 0600"))?;
+    Ok(listener)
+}
+
+/// Serves connections until `stop` is set.
+pub fn serve(listener: UnixListener, handler: Arc<dyn Handler>, stop: Arc<AtomicBool>) {
+    let _ = listener.set_nonblocking(true);
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    let _ = answer(&stream, &refusal("too many control connections"));
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (handler, stop, active) =
+                    (Arc::clone(&handler), Arc::clone(&stop), Arc::clone(&active));
+                std::thread::spawn(move || {
+                    connection(&stream, handler.as_ref(), &stop);
+                    active.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn refusal(why: &str) -> Value {
+    json!({"ok": false, "error": why})
+}
+
+fn answer(mut stream: &UnixStream, value: &Value) -> io::Result<()> {
+    writeln!(stream, "{value}")?;
+    stream.flush()
+}
+
+/// Whether the peer may use the socket: root, or the agent's own user.
+fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let creds = getsockopt(stream, PeerCredentials)
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    let uid = creds.uid();
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        Ok(())
+    } else {
+        Err(format!(
+            "refused: peer uid {uid} is neither root nor the agent's user"
+        ))
+    }
+}
+
+fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
+    if let Err(why) = peer_allowed(stream) {
+        let _ = answer(stream, &refusal(&why));
+        return;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST));
+    if reader.read_line(&mut line).is_err() || !line.ends_with('\n') {
+        let _ = answer(
+            stream,
+            &refusal("a request is one JSON line of at most 4096 bytes"),
+        );
+        return;
+    }
+    let request: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = answer(stream, &refusal(&format!("not JSON: {e}")));
+            return;
+        }
+    };
+    let reply = match request["command"].as_str() {
+        Some("status") => json!({"ok": true, "status": handler.status()}),
+        Some("leases") => json!({"ok": true, "leases": handler.leases()}),
+        Some("reload") => match handler.reload() {
+            Ok(outcome) => json!({"ok": true, "reload": outcome}),
+            Err(why) => refusal(&why),
+        },
+        Some("events") => {
+            let last = request["last"].as_u64().unwrap_or(100) as usize;
+            let follow = request["follow"].as_bool().unwrap_or(false);
+            // Attach before taking the recent ones, so none falls between.
+            let live = if follow { handler.hub().follow() } else { None };
+            if follow && live.is_none() {
+                let _ = answer(stream, &refusal("too many followers"));
+                return;
+            }
+            let recent = handler.hub().recent(last);
+            if answer(stream, &json!({"ok": true, "events": recent})).is_err() {
+                return;
+            }
+            if let Some(live) = live {
+                stream_events(stream, &live, stop);
+            }
+            return;
+        }
+        _ => refusal("unknown command: use status, leases, events or reload"),
+    };
+    let _ = answer(stream, &reply);
+}
+
+fn stream_events(
+    mut stream: &UnixStream,
+    live: &std::sync::mpsc::Receiver<String>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match live.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                if writeln!(stream, "{line}").is_err() {
+                    return;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Sends `request` to the agent at `path`; the answer's lines, as read.
+pub fn request(path: &Path, request: &Value) -> io::Result<BufReader<UnixStream>> {
+    let mut stream = UnixStream::connect(path)?;
+    writeln!(stream, "{request}")?;
+    Ok(BufReader::new(stream))
+}

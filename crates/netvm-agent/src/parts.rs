@@ -1,0 +1,179 @@
+//! Starts and stops the agent's serving parts, each on its own thread
+//! with its own stop flag: the DHCP server (whose lease events feed the
+//! agent's state, the `endpoints` set, the starvation detector and the
+//! event stream), the DNS server, and the uplink's DHCP client (whose
+//! lease gives the DNS server its upstreams). A reload stops the servers
+//! and starts them again with the new description; the uplink client
+//! keeps running unless the uplink itself changed.
+
+use crate::hub::{Class, Hub};
+use crate::starvation::Starvation;
+use crate::state::{State, Uplink};
+use netvm_description::values::MacAddr;
+use netvm_description::{System, UplinkAddressing};
+use netvm_dhcp_server::{PartControl, ServeOptions};
+use netvm_dns_server::DnsOptions;
+use serde_json::json;
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+/// One running part.
+pub struct Part {
+    /// `dhcp`, `dns` or `uplink`.
+    pub name: &'static str,
+    /// Its stop flag and counters.
+    pub control: PartControl,
+    thread: JoinHandle<Result<(), String>>,
+}
+
+impl Part {
+    fn spawn(
+        name: &'static str,
+        body: impl FnOnce(PartControl) -> Result<(), String> + Send + 'static,
+    ) -> Part {
+        let control = PartControl::default();
+        let theirs = control.clone();
+        Part {
+            name,
+            control,
+            thread: thread::spawn(move || body(theirs)),
+        }
+    }
+
+    /// Whether it ended (asked to or not).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Asks it to stop and waits; its error, if it failed.
+    pub fn stop(self) -> Result<(), String> {
+        self.control.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err("it panicked".to_owned()))
+    }
+}
+
+/// What the parts share with the rest of the agent.
+#[derive(Clone)]
+pub struct Shared {
+    /// The agent's state.
+    pub state: Arc<Mutex<State>>,
+    /// The event stream.
+    pub hub: Arc<Hub>,
+    /// DNS upstreams learned on the uplink.
+    pub learned: Arc<Mutex<Vec<SocketAddr>>>,
+    /// The lease journal.
+    pub journal: PathBuf,
+}
+
+/// The (address, MAC) pairs the description reserves (in the ruleset
+/// already).
+pub fn reserved(system: &System) -> HashSet<(Ipv4Addr, MacAddr)> {
+    system.endpoints().map(|(_, _, e)| (e.ip, e.mac)).collect()
+}
+
+/// Starts the DHCP server for `system`.
+pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
+    let names = netvm_plan::datapath::interfaces(system);
+    let system = system.clone();
+    let shared = shared.clone();
+    Part::spawn("dhcp", move |control| {
+        let options = ServeOptions {
+            interface: names.internal,
+            journal: shared.journal.clone(),
+            sys: PathBuf::from("/sys"),
+            control: Some(control),
+        };
+        let endpoints = crate::endpoints::start(reserved(&system));
+        let mut starvation = Starvation::new(system.agent.starvation_clients);
+        let mut hook = |event: &netvm_dhcp::Event| {
+            if let Some(change) = crate::endpoints::change_for(event) {
+                let _ = endpoints.send(change);
+            }
+            if let Ok(mut state) = shared.state.lock() {
+                state.lease_event(event);
+            }
+            let now = netvm_dhcp::Timestamp::now().0 / 1000;
+            if let Some(alarm) = starvation.observe(now, event) {
+                shared.hub.emit(Class::Security, alarm, true);
+            }
+            if let Ok(value) = serde_json::to_value(event) {
+                // The DHCP server logs its lease events itself.
+                shared.hub.emit(Class::Info, value, false);
+            }
+        };
+        netvm_dhcp_server::serve_with(&system, &options, &mut std::io::stdout(), &mut hook)
+            .map_err(|e| netvm_dhcp_server::error_chain(&e))
+    })
+}
+
+/// Starts the DNS server for `system`.
+pub fn start_dns(system: &System, shared: &Shared) -> Part {
+    let names = netvm_plan::datapath::interfaces(system);
+    let system = system.clone();
+    let shared = shared.clone();
+    Part::spawn("dns", move |control| {
+        let options = DnsOptions {
+            interface: names.internal,
+            upstreams: Vec::new(),
+            leases: Some(shared.journal.clone()),
+            learned_upstreams: Some(Arc::clone(&shared.learned)),
+            control: Some(control),
+        };
+        netvm_dns_server::serve(&system, options).map_err(|e| netvm_dhcp_server::error_chain(&e))
+    })
+}
+
+/// Starts the uplink's DHCP client, when the uplink uses DHCP.
+pub fn start_uplink(system: &System, shared: &Shared) -> Option<Part> {
+    if system.netvm.uplink.addressing != UplinkAddressing::Dhcp {
+        return None;
+    }
+    let uplink = netvm_plan::datapath::interfaces(system).uplink;
+    let shared = shared.clone();
+    Some(Part::spawn("uplink", move |control| {
+        let mut on_lease = |lease: Option<&netvm_uplink::Lease>| {
+            let servers = lease
+                .map(|l| l.dns.iter().map(|ip| SocketAddr::from((*ip, 53))).collect())
+                .unwrap_or_default();
+            if let Ok(mut list) = shared.learned.lock() {
+                *list = servers;
+            }
+            let Ok(mut state) = shared.state.lock() else {
+                return;
+            };
+            let now = match lease {
+                Some(l) => Uplink::Bound(l.clone()),
+                None => Uplink::Lost,
+            };
+            let changed = match (&state.uplink, &now) {
+                (Uplink::Bound(a), Uplink::Bound(b)) => a.address != b.address,
+                (a, b) => a != b,
+            };
+            state.uplink = now;
+            if changed {
+                let event = match lease {
+                    Some(l) => {
+                        json!({"event": "uplink_up", "address": l.address, "router": l.router})
+                    }
+                    None => json!({"event": "uplink_down"}),
+                };
+                drop(state);
+                // The client logs uplink_bound / uplink_lost itself.
+                shared.hub.emit(Class::Info, event, false);
+            }
+        };
+        crate::uplink::run(
+            &uplink,
+            &control.stop,
+            &mut std::io::stdout(),
+            &mut on_lease,
+        )
+        .map_err(|e| netvm_dhcp_server::error_chain(&e))
+    }))
+}
