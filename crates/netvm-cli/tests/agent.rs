@@ -275,6 +275,13 @@ s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
 s.bind((sys.argv[1], 0))\n\
 for _ in range(3): s.sendto(b'x'*12, ('192.168.100.1', 53))\n";
 
+/// Answers like a DHCP server would: from port 67 to 68, broadcast.
+const ROGUE: &str = "import socket\n\
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n\
+s.bind(('0.0.0.0', 67))\n\
+for _ in range(3): s.sendto(b'offer', ('255.255.255.255', 68))\n";
+
 const FETCH: &str = "import urllib.request,sys\n\
 print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())\n";
 
@@ -322,8 +329,8 @@ fn the_agent_is_operated_through_its_control_socket() {
     }
     up.ok(&["ip", "addr", "add", "10.9.0.1/24", "dev", "u0"]);
     let _dnsmasq = upstream(&up, &leases);
-    let start = || {
-        let agent = nv.spawn(&[
+    let start = |extra: &[&str]| {
+        let mut args = vec![
             NETVM,
             "agent",
             &description,
@@ -333,11 +340,13 @@ fn the_agent_is_operated_through_its_control_socket() {
             &control,
             "--user",
             "nobody",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let agent = nv.spawn(&args);
         agent.wait_for(LONG, |l| l.contains("\"event\":\"ready\""));
         agent
     };
-    let agent = start();
+    let agent = start(&[]);
     let bound = agent.wait_for(LONG, |l| l.contains("uplink_bound"));
     let uplink_address = lease_of(&bound)["address"]
         .as_str()
@@ -483,6 +492,39 @@ fn the_agent_is_operated_through_its_control_socket() {
         "{:?}",
         agent.lines()
     );
+    // A DHCP server in db-vm answering (UDP 67 to 68, three times): one
+    // rogue-server event naming db-vm.
+    db.ok(&["python3", "-c", ROGUE]);
+    let rogue = agent.wait_for(LONG, |l| l.contains("\"rogue_dhcp_server\""));
+    assert!(rogue.contains("\"vm\":\"db-vm\""), "{rogue}");
+    // Starvation: 100 invented clients from db-vm's port in 2 s. The
+    // reservations hold.
+    let acks = scratch("starvation.acks", "");
+    db.ok(&[
+        NETVM,
+        "dhcp",
+        "load",
+        "--interface",
+        "eth0",
+        "--clients",
+        "100",
+        "--rate",
+        "100",
+        "--seconds",
+        "2",
+        "--acks",
+        &acks,
+    ]);
+    let starving = agent.wait_for(LONG, |l| l.contains("\"dhcp_starvation\""));
+    assert!(starving.contains("\"clients\":32"), "{starving}");
+    assert!(udhcpc(&app).contains("lease of 192.168.100.101 obtained"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        events_named(&agent, "rogue_dhcp_server").len(),
+        1,
+        "{:?}",
+        agent.lines()
+    );
     // The same events through `netvm events`.
     let listed = stdout(&netvm(&["events", "--last", "1000"]));
     assert!(
@@ -553,7 +595,7 @@ fn the_agent_is_operated_through_its_control_socket() {
     let mut agent = agent;
     agent.signal("KILL");
     assert!(agent.wait_exit(LONG));
-    let mut agent = start();
+    let mut agent = start(&["--remove-on-exit"]);
     let listed = stdout(&netvm(&["leases", "--format", "json"]));
     assert!(
         listed.contains("192.168.100.101") && listed.contains("192.168.100.102"),
@@ -561,11 +603,14 @@ fn the_agent_is_operated_through_its_control_socket() {
     );
     assert!(udhcpc(&app).contains("lease of 192.168.100.101 obtained"));
 
-    // SIGTERM with --remove-on-exit is tested by the flag's absence here:
-    // the ruleset stays after a plain stop.
+    // SIGTERM with --remove-on-exit: the ruleset goes too (without the
+    // flag it stays: the first test).
     agent.signal("TERM");
     assert!(agent.wait_exit(LONG), "{:?}", agent.lines());
-    nv.ok(&["nft", "list", "table", "inet", "netvm"]);
+    assert!(!nv
+        .exec(&["nft", "list", "table", "inet", "netvm"])
+        .status
+        .success());
     assert!(
         !Path::new(&control).exists(),
         "the control socket is removed on exit"
