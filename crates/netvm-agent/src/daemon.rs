@@ -56,6 +56,9 @@ pub enum AgentError {
     /// The data plane could not be applied: nothing is served.
     #[error("the data plane could not be applied; not serving anything")]
     Apply(#[from] netvm_apply::ApplyError),
+    /// The internal interface or the uplink could not be found or renamed.
+    #[error("the data plane could not be applied; not serving anything: {0}")]
+    Interfaces(String),
     /// Signals could not be set up.
     #[error("cannot handle signals")]
     Signals(#[source] io::Error),
@@ -150,6 +153,19 @@ fn admitted(system: &System, leases: &[(Ipv4Addr, MacAddr)]) -> Vec<(Ipv4Addr, M
         })
         .copied()
         .collect()
+}
+
+/// Finds the internal interface (by the net-vm's MAC) and the uplink (by
+/// name, MAC, PCI address or USB id) and gives them the names the data
+/// plane uses; the renames done.
+fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, AgentError> {
+    let nics = netvm_apply::guest::nics(Path::new("/sys"))
+        .map_err(|e| AgentError::Interfaces(format!("cannot list /sys/class/net: {e}")))?;
+    let renames = netvm_plan::guest::renames(system, &nics)
+        .map_err(|e| AgentError::Interfaces(e.to_string()))?;
+    netvm_apply::guest::rename(&renames)
+        .map_err(|e| AgentError::Interfaces(netvm_dhcp_server::error_chain(&e)))?;
+    Ok(renames)
 }
 
 /// Applies the data plane for `system`, with `leases` in `endpoints`, in
@@ -385,6 +401,18 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         .map_err(AgentError::Signals)?;
 
     let hub = Arc::new(Hub::new());
+    let renamed = find_interfaces(system)?;
+    if !renamed.is_empty() {
+        let list: Vec<Value> = renamed
+            .iter()
+            .map(|r| json!({"from": r.from, "to": r.to}))
+            .collect();
+        hub.emit(
+            Class::Info,
+            json!({"event": "interfaces_renamed", "renamed": list}),
+            true,
+        );
+    }
     let leases = journal_leases(&options.journal);
     let pairs: Vec<(Ipv4Addr, MacAddr)> = leases.iter().map(|(ip, l)| (*ip, l.mac)).collect();
     let applied = apply(system, &pairs)?;
@@ -540,6 +568,9 @@ fn reload(
         let event = json!({"event": "reloaded", "changed": false});
         shared.hub.emit(Class::Info, event.clone(), true);
         return Ok(event);
+    }
+    if let Err(e) = find_interfaces(&new) {
+        return failed(e.to_string());
     }
     let changes = differences(&old, &new);
     // The servers stop first, so no lease changes while the ruleset is

@@ -20,6 +20,7 @@
 
 mod accounts;
 mod conntrack;
+pub mod guest;
 mod host_links;
 pub mod inspect;
 mod links;

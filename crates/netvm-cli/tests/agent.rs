@@ -89,13 +89,22 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     let vm = Netns::new("agv");
     veth(&up, "u0", &nv, "eth0");
     let pool_vm = Netns::new("agp");
-    // The internal side: a bridge named as the agent expects, one port
-    // per VM.
-    nv.ok(&["ip", "link", "add", "ethint0", "type", "bridge"]);
-    nv.ok(&["ip", "link", "set", "ethint0", "up"]);
+    // The internal side: a bridge with the net-vm's MAC under another
+    // name (the agent finds it by MAC and renames it `ethint0`), one
+    // port per VM.
+    nv.ok(&["ip", "link", "add", "br-int", "type", "bridge"]);
+    nv.ok(&[
+        "ip",
+        "link",
+        "set",
+        "br-int",
+        "address",
+        "02:ad:00:00:00:01",
+    ]);
+    nv.ok(&["ip", "link", "set", "br-int", "up"]);
     for (ns, port) in [(&vm, "p-app"), (&pool_vm, "p-pool")] {
         veth(ns, "eth0", &nv, port);
-        nv.ok(&["ip", "link", "set", port, "master", "ethint0"]);
+        nv.ok(&["ip", "link", "set", port, "master", "br-int"]);
     }
     up.ok(&["ip", "addr", "add", "10.9.0.1/24", "dev", "u0"]);
     vm.ok(&["ip", "link", "set", "eth0", "address", "02:ad:00:00:00:65"]);
@@ -123,6 +132,11 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
         &socket,
     ]);
     agent.wait_for(LONG, |l| l.contains("\"event\":\"ready\""));
+    let renamed = agent.wait_for(LONG, |l| l.contains("interfaces_renamed"));
+    assert!(
+        renamed.contains("\"from\":\"br-int\",\"to\":\"ethint0\""),
+        "{renamed}"
+    );
     let bound = agent.wait_for(LONG, |l| l.contains("uplink_bound"));
     let uplink_address = lease_of(&bound)["address"]
         .as_str()

@@ -14,6 +14,7 @@
 
 mod addresses;
 pub mod datapath;
+pub mod guest;
 pub mod host;
 pub mod l2guard;
 mod naming;
