@@ -63,6 +63,37 @@ pub enum FindError {
     },
 }
 
+/// What identifies the uplink.
+enum Wanted {
+    Mac(MacAddr),
+    Pci(PciAddress),
+    Usb(UsbId),
+    /// Only its name (already looked for).
+    Named(String),
+}
+
+impl Wanted {
+    fn matches(&self, nic: &Nic) -> bool {
+        match self {
+            Wanted::Mac(m) => nic.mac == Some(*m),
+            Wanted::Pci(a) => nic.pci == Some(*a),
+            Wanted::Usb(u) => nic.usb == Some(*u),
+            Wanted::Named(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Wanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wanted::Mac(m) => write!(f, "MAC {m}"),
+            Wanted::Pci(a) => write!(f, "PCI {a}"),
+            Wanted::Usb(u) => write!(f, "USB {u}"),
+            Wanted::Named(name) => write!(f, "interface {name}"),
+        }
+    }
+}
+
 /// The renames that give the internal NIC and the uplink the names the
 /// data plane uses; none when they have them already.
 pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> {
@@ -87,34 +118,16 @@ pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> 
     if has(&uplink) {
         return Ok(out);
     }
-    let device = &system.netvm.uplink.device;
-    let (what, matches): (String, Box<dyn Fn(&Nic) -> bool>) =
-        match (system.netvm.uplink.mac, device) {
-            (Some(m), _) => (
-                format!("MAC {m}"),
-                Box::new(move |n: &Nic| n.mac == Some(m)),
-            ),
-            (None, UplinkDevice::Pci(a)) => {
-                let a = *a;
-                (
-                    format!("PCI {a}"),
-                    Box::new(move |n: &Nic| n.pci == Some(a)),
-                )
-            }
-            (None, UplinkDevice::Usb(u)) => {
-                let u = *u;
-                (
-                    format!("USB {u}"),
-                    Box::new(move |n: &Nic| n.usb == Some(u)),
-                )
-            }
-            (None, UplinkDevice::Interface(name)) => {
-                (format!("interface {name}"), Box::new(|_: &Nic| false))
-            }
-        };
+    let wanted = match (system.netvm.uplink.mac, &system.netvm.uplink.device) {
+        (Some(m), _) => Wanted::Mac(m),
+        (None, UplinkDevice::Pci(a)) => Wanted::Pci(*a),
+        (None, UplinkDevice::Usb(u)) => Wanted::Usb(*u),
+        (None, UplinkDevice::Interface(name)) => Wanted::Named(name.to_string()),
+    };
+    let what = wanted.to_string();
     let candidates: Vec<&Nic> = nics
         .iter()
-        .filter(|n| n.name != internal && n.mac != Some(mac) && matches(n))
+        .filter(|n| n.name != internal && n.mac != Some(mac) && wanted.matches(n))
         .collect();
     match candidates.as_slice() {
         [one] => out.push(Rename {
