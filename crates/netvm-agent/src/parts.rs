@@ -103,8 +103,15 @@ pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
                 shared.hub.emit(Class::Security, alarm, true);
             }
             if let Ok(value) = serde_json::to_value(event) {
+                // An attacker can cause these as fast as it can send, so
+                // they are rate-limited like the other security events.
+                let class = match event {
+                    netvm_dhcp::Event::PoolExhausted { .. }
+                    | netvm_dhcp::Event::AddressDeclined { .. } => Class::Security,
+                    _ => Class::Info,
+                };
                 // The DHCP server logs its lease events itself.
-                shared.hub.emit(Class::Info, value, false);
+                shared.hub.emit(class, value, false);
             }
         };
         netvm_dhcp_server::serve_with(&system, &options, &mut std::io::stdout(), &mut hook)

@@ -71,9 +71,13 @@ async fn ensure_bridge(
     };
     match find(handle, name).await? {
         Some(link) if link.kind == Some(InfoKind::Bridge) => {
+            let mut message = settings(LinkBridge::new(name)).index(link.index);
+            if let Some(mac) = mac.filter(|m| Some(m) != link.mac.as_ref()) {
+                message = message.address(mac);
+            }
             handle
                 .link()
-                .set_port(settings(LinkBridge::new(name)).index(link.index).build())
+                .set_port(message.build())
                 .execute()
                 .await
                 .map_err(refused(
@@ -173,7 +177,8 @@ async fn attach(
 pub fn create(plan: &HostPlan, owner: (Option<u32>, Option<u32>)) -> Result<(), LinkError> {
     runtime()?.block_on(async {
         let handle = connect()?;
-        ensure_bridge(&handle, &plan.bridge.name, None).await?;
+        let mac = plan.bridge.mac.map(|m| m.0.to_vec());
+        ensure_bridge(&handle, &plan.bridge.name, mac).await?;
         for port in &plan.ports {
             ensure_tap(&handle, &port.name, owner).await?;
         }

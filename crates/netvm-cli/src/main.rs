@@ -7,6 +7,7 @@ mod describe;
 mod dhcp;
 mod dns;
 mod host;
+mod lab;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +55,10 @@ enum Command {
     Events(control::EventsArgs),
     /// Make a running agent read its description again.
     Reload(control::ReloadArgs),
+    /// The whole system on this machine in network namespaces, and its
+    /// acceptance matrix.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Status(args) => control::status(&args),
         Command::Events(args) => control::events(&args),
         Command::Reload(args) => control::reload(&args),
+        Command::Lab(command) => lab::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

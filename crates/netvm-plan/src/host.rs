@@ -43,6 +43,9 @@ pub struct BridgePlan {
     pub name: String,
     /// The host's address with prefix (dev mode only).
     pub address: Option<String>,
+    /// The host's described MAC (dev mode only): the net-vm's guard lets
+    /// the host's address through only with it.
+    pub mac: Option<MacAddr>,
     /// MTU of the bridge and its ports.
     pub mtu: u16,
 }
@@ -155,12 +158,14 @@ pub fn plan(system: &System) -> Result<HostPlan, HostPlanError> {
         .endpoint
         .as_ref()
         .map(|e| format!("{}/{}", e.ip, system.network.subnet.prefix()));
-    let ruleset = l2guard::render(system, &ports);
+    let netvm_uplink_tap = uplink_bridge.as_ref().map(|u| u.netvm_port.as_str());
+    let ruleset = l2guard::render(system, &ports, netvm_uplink_tap);
     Ok(HostPlan {
         mode: system.netvm.mode,
         bridge: BridgePlan {
             name: bridge,
             address,
+            mac: system.host.endpoint.as_ref().map(|e| e.mac),
             mtu: system.network.mtu,
         },
         ports,

@@ -5,7 +5,8 @@
 //! Every frame entering the internal bridge is checked at prerouting by
 //! the port it came in on (one verdict-map lookup):
 //!
-//! * the net-vm's port: accepted;
+//! * the net-vm's ports (its internal TAP and, in dev mode, its uplink
+//!   TAP): accepted;
 //! * a VM's port: source MAC must be the VM's; ARP must be Ethernet/IPv4
 //!   with the VM's MAC and address (or 0.0.0.0 for a probe) as sender;
 //!   IPv4 must come from the VM's address, or from 0.0.0.0 to the DHCP
@@ -48,7 +49,7 @@ pub const UNKNOWN_PREFIX: &str = "tap-";
 pub const UNKNOWN_COUNTER: &str = "unknown_ports";
 
 /// Renders the guard table for the internal bridge's `ports`.
-pub fn render(system: &System, ports: &[PortPlan]) -> String {
+pub fn render(system: &System, ports: &[PortPlan], netvm_uplink_tap: Option<&str>) -> String {
     let mut out = String::new();
     let w = &mut out;
     // `table` first so that `delete` never fails on a fresh host; both in
@@ -72,6 +73,9 @@ pub fn render(system: &System, ports: &[PortPlan]) -> String {
             _ => format!("jump port_{}", ident(&port.vm)),
         };
         verdicts.push(format!("\"{}\" : {verdict}", port.name));
+    }
+    if let Some(tap) = netvm_uplink_tap {
+        verdicts.push(format!("\"{tap}\" : accept"));
     }
     let _ = writeln!(w, "\t\tiifname vmap {{ {} }}", verdicts.join(", "));
     let _ = writeln!(

@@ -1,0 +1,183 @@
+//! `netvm lab up|test|down` (and the hidden `serve` the lab runs in its
+//! namespaces): the whole system on one machine, see docs/lab.md.
+
+use clap::{Args, Subcommand, ValueEnum};
+use netvm_lab::lab::{self, UpOptions};
+use std::path::PathBuf;
+
+/// `netvm lab …`.
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Build the system in network namespaces (the embedded Ghaf-like
+    /// default, or FILE), wait for every VM's lease, print what came up.
+    Up(UpArgs),
+    /// Run the acceptance matrix against a lab that is up.
+    Test(IdArgs),
+    /// Remove a lab: its processes, namespaces and files (also after a crash).
+    Down(DownArgs),
+    /// Serve HTTP and a UDP echo on ports (what the lab runs in its
+    /// namespaces).
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+/// Secure or development scenario for the embedded default.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LabMode {
+    /// The host has no address and no uplink.
+    Secure,
+    /// The host keeps its uplink and bridges it.
+    Dev,
+}
+
+/// How `lab up` prints the topology.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Picture {
+    /// A table and a text picture.
+    Table,
+    /// Graphviz.
+    Dot,
+}
+
+/// `netvm lab up [FILE]`.
+#[derive(Args)]
+pub struct UpArgs {
+    /// The system description (default: the embedded Ghaf-like laptop).
+    file: Option<PathBuf>,
+    /// Which embedded scenario (with FILE, the file's own mode counts).
+    #[arg(long, value_enum, default_value_t = LabMode::Secure)]
+    mode: LabMode,
+    /// The lab id (default: the first free one).
+    #[arg(long)]
+    id: Option<u32>,
+    /// How to print the topology.
+    #[arg(long, value_enum, default_value_t = Picture::Table)]
+    format: Picture,
+}
+
+/// `--id`.
+#[derive(Args)]
+pub struct IdArgs {
+    /// The lab (default: the only one up).
+    #[arg(long)]
+    id: Option<u32>,
+}
+
+/// `netvm lab down`.
+#[derive(Args)]
+pub struct DownArgs {
+    /// The lab (default: the only one up).
+    #[arg(long, conflicts_with = "all")]
+    id: Option<u32>,
+    /// Every lab.
+    #[arg(long)]
+    all: bool,
+}
+
+/// `netvm lab serve NAME --port P…`.
+#[derive(Args)]
+pub struct ServeArgs {
+    name: String,
+    #[arg(long = "port", required = true)]
+    ports: Vec<u16>,
+}
+
+fn me() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("error: cannot find the netvm binary: {e}"))
+}
+
+pub fn run(command: LabCommand) -> Result<(), String> {
+    match command {
+        LabCommand::Up(args) => up(&args),
+        LabCommand::Test(args) => test(&args),
+        LabCommand::Down(args) => down(&args),
+        LabCommand::Serve(args) => {
+            netvm_lab::serve::serve(&args.name, &args.ports).map_err(|e| format!("error: {e}"))
+        }
+    }
+}
+
+fn up(args: &UpArgs) -> Result<(), String> {
+    let options = UpOptions {
+        file: args.file.clone(),
+        mode: match args.mode {
+            LabMode::Secure => netvm_description::Mode::Secure,
+            LabMode::Dev => netvm_description::Mode::Dev,
+        },
+        id: args.id,
+        netvm: me()?,
+    };
+    let started = std::time::Instant::now();
+    let lab = lab::up(&options).map_err(|e| format!("error: lab up: {e}"))?;
+    let rows = netvm_lab::report::observe(&lab).map_err(|e| format!("error: {e}"))?;
+    match args.format {
+        Picture::Dot => print!("{}", netvm_lab::report::dot(&lab.plan, &rows)),
+        Picture::Table => {
+            println!(
+                "lab {} is up ({} mode, {:.1} s); files in {}",
+                lab.plan.id,
+                lab.system.netvm.mode,
+                started.elapsed().as_secs_f64(),
+                lab.dir.display()
+            );
+            println!();
+            print!("{}", netvm_lab::report::table(&rows));
+            println!();
+            print!("{}", netvm_lab::report::picture(&lab.plan, &rows));
+            println!();
+            println!(
+                "next: `netvm lab test --id {0}` (acceptance matrix), `netvm status --control {1}`, `netvm lab down --id {0}`",
+                lab.plan.id,
+                lab.control().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn test(args: &IdArgs) -> Result<(), String> {
+    let lab = lab::find(args.id, &me()?).map_err(|e| format!("error: {e}"))?;
+    let checks = netvm_lab::matrix::run(&lab);
+    println!("{:<4} {:<50} {:<6} DETAIL", "ROW", "CHECK", "RESULT");
+    for c in &checks {
+        println!(
+            "{:<4} {:<50} {:<6} {}",
+            c.row,
+            c.name,
+            if c.pass { "pass" } else { "FAIL" },
+            c.detail
+        );
+    }
+    let failed = checks.iter().filter(|c| !c.pass).count();
+    if failed > 0 {
+        return Err(format!("error: {failed} of {} checks failed", checks.len()));
+    }
+    println!("all {} checks passed", checks.len());
+    Ok(())
+}
+
+fn down(args: &DownArgs) -> Result<(), String> {
+    let ids = if args.all {
+        lab::existing()
+    } else if let Some(id) = args.id {
+        vec![id]
+    } else {
+        match lab::existing().as_slice() {
+            [one] => vec![*one],
+            [] => {
+                println!("no lab is up");
+                return Ok(());
+            }
+            many => {
+                return Err(format!(
+                    "error: labs {many:?} are up: say which with --id or --all"
+                ))
+            }
+        }
+    };
+    for id in ids {
+        let removed = lab::down(id);
+        println!("lab {id}: removed {} namespaces and files", removed.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! `netvm lab up` and `netvm lab down`: builds the planned namespaces and
+//! starts what runs in them, using netvm's own commands for its parts
+//! (`netvm host up` in the host, `netvm agent` in the net-vm); removes
+//! everything again, also after a crash (what runs is found through the
+//! namespaces, not through files that may be stale).
+//!
+//! A lab's files live in `/run/netvm-lab/<id>/`: the description, the
+//! plan (`lab.json`), logs, the agent's lease journal and control socket.
+
+use crate::netns::{self, io_error, LabError};
+use crate::plan::{self, LabPlan, UPSTREAM_IP, UPSTREAM_NAMES, UPSTREAM_PREFIX};
+use netvm_description::{Mode, System};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where labs keep their files.
+pub const ROOT: &str = "/run/netvm-lab";
+/// Lab ids tried when none is given.
+const IDS: std::ops::Range<u32> = 0..100;
+
+/// The embedded default system (secure mode).
+pub const DEFAULT_SECURE: &str = include_str!("default-secure.toml");
+/// The embedded default system (development mode).
+pub const DEFAULT_DEV: &str = include_str!("default-dev.toml");
+
+/// A lab that is up.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// What it is made of.
+    pub plan: LabPlan,
+    /// The description.
+    pub system: System,
+    /// Its files.
+    pub dir: PathBuf,
+    /// The netvm binary.
+    pub netvm: PathBuf,
+}
+
+/// How to build a lab.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The description (the embedded default when `None`).
+    pub file: Option<PathBuf>,
+    /// Which embedded default.
+    pub mode: Mode,
+    /// The lab id (the first free one when `None`).
+    pub id: Option<u32>,
+    /// The netvm binary the lab runs.
+    pub netvm: PathBuf,
+}
+
+fn dir_of(id: u32) -> PathBuf {
+    Path::new(ROOT).join(id.to_string())
+}
+
+/// Claims a lab id: its directory is created atomically.
+fn claim(id: Option<u32>) -> Result<u32, LabError> {
+    let root = Path::new(ROOT);
+    std::fs::create_dir_all(root).map_err(io_error(root))?;
+    let free = |id: u32| {
+        netns::list(&plan::prefix(id)).is_empty() && std::fs::create_dir(dir_of(id)).is_ok()
+    };
+    match id {
+        Some(id) if free(id) => Ok(id),
+        Some(id) => Err(LabError::Lab(format!(
+            "lab {id} exists (or left namespaces behind): `netvm lab down --id {id}` first"
+        ))),
+        None => IDS
+            .clone()
+            .find(|id| free(*id))
+            .ok_or_else(|| LabError::Lab("no free lab id below 100".to_owned())),
+    }
+}
+
+/// The description text and its file name in the lab's directory.
+fn description(options: &UpOptions) -> Result<(String, &'static str), LabError> {
+    match &options.file {
+        None => Ok((
+            match options.mode {
+                Mode::Dev => DEFAULT_DEV.to_owned(),
+                _ => DEFAULT_SECURE.to_owned(),
+            },
+            "system.toml",
+        )),
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(io_error(file))?;
+            let json = file.extension().is_some_and(|e| e == "json");
+            Ok((text, if json { "system.json" } else { "system.toml" }))
+        }
+    }
+}
+
+/// Builds a lab; on any failure everything built so far is removed.
+pub fn up(options: &UpOptions) -> Result<Lab, LabError> {
+    let (text, name) = description(options)?;
+    let format = netvm_description::Format::from_file_name(name);
+    let origin = options
+        .file
+        .as_ref()
+        .map_or("the embedded default".to_owned(), |f| {
+            f.display().to_string()
+        });
+    let system = netvm_description::parse(&origin, &text, format)
+        .map_err(|e| LabError::Lab(e.to_string()))?;
+    let id = claim(options.id)?;
+    let dir = dir_of(id);
+    let lab = (|| {
+        let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
+        let file = dir.join(name);
+        std::fs::write(&file, &text).map_err(io_error(&file))?;
+        let lab = Lab {
+            plan,
+            system: system.clone(),
+            dir: dir.clone(),
+            netvm: options.netvm.clone(),
+        };
+        lab.save()?;
+        build(&lab)?;
+        Ok(lab)
+    })();
+    if lab.is_err() && std::env::var_os("NETVM_LAB_KEEP").is_none() {
+        down(id);
+    }
+    lab
+}
+
+impl Lab {
+    /// The description file in the lab's directory.
+    pub fn description_file(&self) -> PathBuf {
+        let json = self.dir.join("system.json");
+        if json.exists() {
+            json
+        } else {
+            self.dir.join("system.toml")
+        }
+    }
+
+    /// The agent's control socket.
+    pub fn control(&self) -> PathBuf {
+        self.dir.join("agent.sock")
+    }
+
+    fn save(&self) -> Result<(), LabError> {
+        let path = self.dir.join("lab.json");
+        let text = serde_json::to_string_pretty(&self.plan).unwrap_or_default();
+        std::fs::write(&path, text).map_err(io_error(&path))
+    }
+
+    fn netvm_bin(&self) -> String {
+        self.netvm.display().to_string()
+    }
+
+    /// Starts the agent in the net-vm and waits until it is ready.
+    pub fn start_agent(&self) -> Result<(), LabError> {
+        let log = self.dir.join("agent.log");
+        let _ = std::fs::remove_file(self.control());
+        // The log is appended to: only what this start writes counts.
+        let skip = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        netns::daemon(
+            &self.plan.netvm,
+            &[
+                &self.netvm_bin(),
+                "agent",
+                &self.description_file().display().to_string(),
+                "--journal",
+                &self.dir.join("leases").display().to_string(),
+                "--control",
+                &self.control().display().to_string(),
+            ],
+            &log,
+        )?;
+        wait(Duration::from_secs(30), "the agent to be ready", || {
+            let all = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = all.get(skip..).unwrap_or_default();
+            if text.contains("\"event\":\"ready\"") {
+                return Some(Ok(()));
+            }
+            let alive = !netns::pids(&self.plan.netvm).is_empty();
+            (!alive).then(|| {
+                Err(LabError::Lab(format!(
+                    "the agent stopped; its log ({}):\n{}",
+                    log.display(),
+                    tail(text, 12)
+                )))
+            })
+        })?
+    }
+
+    /// The VM's current IPv4 address on eth0, if any.
+    pub fn address_of(&self, ns: &str) -> Option<std::net::Ipv4Addr> {
+        let out = netns::run_in(ns, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).ok()?;
+        out.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+    }
+
+    /// Starts (or restarts) the DHCP client in `ns`.
+    pub fn start_dhcp_client(&self, ns: &str, hostname: &str) -> Result<(), LabError> {
+        let log = self.dir.join(format!("udhcpc-{ns}.log"));
+        netns::daemon(
+            ns,
+            &[
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-f",
+                "-t",
+                "30",
+                "-T",
+                "1",
+                "-A",
+                "2",
+                "-x",
+                &format!("hostname:{hostname}"),
+            ],
+            &log,
+        )?;
+        Ok(())
+    }
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `check` every 100 ms until it returns something or `timeout`.
+pub fn wait<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, LabError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(done) = check() {
+            return Ok(done);
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::Timeout(what.to_owned()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn build(lab: &Lab) -> Result<(), LabError> {
+    let plan = &lab.plan;
+    for ns in plan.namespaces() {
+        netns::create(&ns)?;
+    }
+    for veth in &plan.veths {
+        netns::veth(veth)?;
+    }
+    let netvm = lab.netvm_bin();
+    let dir = |name: &str| lab.dir.join(name).display().to_string();
+
+    // The upstream: an address, DHCP and DNS (dnsmasq), HTTP.
+    let up = &plan.upstream;
+    let cidr = format!("{UPSTREAM_IP}/{UPSTREAM_PREFIX}");
+    netns::run_in(up, &["ip", "addr", "add", &cidr, "dev", &plan.upstream_if])?;
+    let (first, last) = plan::UPSTREAM_POOL;
+    let mut dnsmasq = vec![
+        "dnsmasq".to_owned(),
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        "--bind-interfaces".to_owned(),
+        format!("--interface={}", plan.upstream_if),
+        format!("--dhcp-range={first},{last},255.255.255.0,1h"),
+        format!("--dhcp-option=option:router,{UPSTREAM_IP}"),
+        format!("--dhcp-option=option:dns-server,{UPSTREAM_IP}"),
+        format!("--dhcp-leasefile={}", dir("dnsmasq.leases")),
+        "--pid-file=".to_owned(),
+        "--user=root".to_owned(),
+        "--log-dhcp".to_owned(),
+    ];
+    dnsmasq.extend(
+        UPSTREAM_NAMES
+            .iter()
+            .map(|n| format!("--host-record={n},{UPSTREAM_IP}")),
+    );
+    let args: Vec<&str> = dnsmasq.iter().map(String::as_str).collect();
+    netns::daemon(up, &args, &lab.dir.join("dnsmasq.log"))?;
+    let http = plan::UPSTREAM_HTTP_PORT.to_string();
+    netns::daemon(
+        up,
+        &[&netvm, "lab", "serve", "upstream", "--port", &http],
+        &lab.dir.join("serve-upstream.log"),
+    )?;
+
+    // The host: dev mode keeps an uplink address and route; then netvm's
+    // own host side (bridge, isolated ports, layer-2 guards); then the
+    // extra VM's port, which the description does not know.
+    let host = &plan.host;
+    if let Some(uplink) = &plan.host_uplink {
+        let cidr = format!("{}/{UPSTREAM_PREFIX}", plan::HOST_DEV_IP);
+        netns::run_in(host, &["ip", "addr", "add", &cidr, "dev", uplink])?;
+        netns::run_in(
+            host,
+            &[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &UPSTREAM_IP.to_string(),
+            ],
+        )?;
+    }
+    let file = lab.description_file().display().to_string();
+    netns::run_in(host, &[&netvm, "host", "up", &file])?;
+    if let Some(extra) = plan.vms.iter().find(|v| v.expected == plan::Expected::Pool) {
+        netns::run_in(
+            host,
+            &[
+                "ip",
+                "link",
+                "set",
+                &extra.host_port,
+                "master",
+                &plan.bridge,
+            ],
+        )?;
+        netns::run_in(
+            host,
+            &[
+                "bridge",
+                "link",
+                "set",
+                "dev",
+                &extra.host_port,
+                "isolated",
+                "on",
+            ],
+        )?;
+    }
+
+    // The net-vm.
+    lab.start_agent()?;
+
+    // The VMs: a service and a DHCP client each.
+    for vm in &plan.vms {
+        let ports: Vec<String> = vm.tcp_ports.iter().map(u16::to_string).collect();
+        let mut args = vec![netvm.as_str(), "lab", "serve", vm.name.as_str()];
+        for p in &ports {
+            args.extend_from_slice(&["--port", p]);
+        }
+        netns::daemon(
+            &vm.ns,
+            &args,
+            &lab.dir.join(format!("serve-{}.log", vm.name)),
+        )?;
+        lab.start_dhcp_client(&vm.ns, &vm.name)?;
+    }
+    wait(Duration::from_secs(40), "every VM's lease", || {
+        plan.vms
+            .iter()
+            .all(|vm| lab.address_of(&vm.ns).is_some())
+            .then_some(())
+    })?;
+    // Up means usable: a VM resolves an upstream name through the net-vm
+    // (so the uplink has its lease and DNS its upstreams).
+    let first = plan.vms.first().map(|v| v.ns.clone()).unwrap_or_default();
+    wait(
+        Duration::from_secs(40),
+        "the uplink and upstream DNS",
+        || {
+            netns::inside(&first, || {
+                crate::probe::resolve(plan.netvm_ip, UPSTREAM_NAMES[0], Duration::from_millis(500))
+            })
+            .ok()
+            .filter(|found| found.contains(&UPSTREAM_IP))
+            .map(|_| ())
+        },
+    )
+}
+
+/// Finds lab `id` (or the only lab when `None`).
+pub fn find(id: Option<u32>, netvm: &Path) -> Result<Lab, LabError> {
+    let id = match id {
+        Some(id) => id,
+        None => {
+            let ids = existing();
+            match ids.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(LabError::Lab(
+                        "no lab is up: `netvm lab up` first".to_owned(),
+                    ))
+                }
+                _ => {
+                    return Err(LabError::Lab(format!(
+                        "labs {ids:?} are up: say which with --id"
+                    )))
+                }
+            }
+        }
+    };
+    let dir = dir_of(id);
+    let lab_file = |name: &str| dir.join(name);
+    let file = if lab_file("system.json").exists() {
+        lab_file("system.json")
+    } else {
+        lab_file("system.toml")
+    };
+    if !file.exists() {
+        return Err(LabError::Lab(format!(
+            "lab {id} is not up (no {})",
+            file.display()
+        )));
+    }
+    // The plan is a pure function of the description and the id.
+    let system = netvm_description::load(&file).map_err(|e| LabError::Lab(e.to_string()))?;
+    let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
+    Ok(Lab {
+        plan,
+        system,
+        dir,
+        netvm: netvm.to_owned(),
+    })
+}
+
+/// The ids of labs with files or namespaces.
+pub fn existing() -> Vec<u32> {
+    let mut ids: Vec<u32> = std::fs::read_dir(ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for ns in netns::list("nvl") {
+        if let Some(id) = ns
+            .strip_prefix("nvl")
+            .and_then(|r| r.split('-').next())
+            .and_then(|n| n.parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Removes lab `id`: every process in its namespaces, the namespaces
+/// (and with them every link), its files. What was already gone is
+/// skipped; a second call does nothing.
+pub fn down(id: u32) -> Vec<String> {
+    let mut removed = Vec::new();
+    let namespaces = netns::list(&plan::prefix(id));
+    for ns in &namespaces {
+        for pid in netns::pids(ns) {
+            let _ = netns::run(&["kill", "-TERM", &pid.to_string()]);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && namespaces.iter().any(|ns| !netns::pids(ns).is_empty()) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for ns in &namespaces {
+        for pid in netns::pids(ns) {
+            let _ = netns::run(&["kill", "-KILL", &pid.to_string()]);
+        }
+        netns::delete(ns);
+        removed.push(ns.clone());
+    }
+    let dir = dir_of(id);
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        removed.push(dir.display().to_string());
+    }
+    removed
+}

@@ -1,0 +1,16 @@
+//! `netvm lab`: the whole system on one machine. Network namespaces
+//! stand in for the upstream (Internet/LAN), the host, the net-vm and the
+//! VMs ([`plan`], pure); [`lab`] builds one with netvm's own commands
+//! (`netvm host up` in the host, `netvm agent` in the net-vm) and removes
+//! it; [`report`] prints what came up; [`matrix`] is the acceptance
+//! suite; [`probe`] and [`serve`] are the real traffic both use.
+
+#![forbid(unsafe_code)]
+
+pub mod lab;
+pub mod matrix;
+pub mod netns;
+pub mod plan;
+pub mod probe;
+pub mod report;
+pub mod serve;

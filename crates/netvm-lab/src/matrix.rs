@@ -1,0 +1,758 @@
+//! `netvm lab test`: the acceptance matrix, each row a real check with
+//! real traffic against a lab that is up. Rows run in order (later ones
+//! disturb the lab: starvation fills the pool, row 8 kills the agent) and
+//! each reports pass or fail with what it saw.
+
+use crate::lab::{wait, Lab};
+use crate::netns::{self, LabError};
+use crate::plan::{
+    self, Expected, VmNode, UPSTREAM_HTTP_PORT, UPSTREAM_IP, UPSTREAM_NAMES, VM_PORT,
+};
+use crate::probe::{self, Reach};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// One row's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Its number in the matrix.
+    pub row: u8,
+    /// What it checks.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub pass: bool,
+    /// What it saw.
+    pub detail: String,
+}
+
+const SHORT: Duration = Duration::from_millis(300);
+const PROBE: Duration = Duration::from_secs(2);
+
+fn check(row: u8, name: &'static str, result: Result<String, String>) -> Check {
+    let (pass, detail) = match result {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Check {
+        row,
+        name,
+        pass,
+        detail,
+    }
+}
+
+fn lab_error(e: LabError) -> String {
+    e.to_string()
+}
+
+/// Runs every row.
+pub fn run(lab: &Lab) -> Vec<Check> {
+    vec![
+        check(1, "addresses: reservations and the pool", addresses(lab)),
+        check(2, "names and the Internet through NAT", names_and_nat(lab)),
+        check(
+            3,
+            "upstream reaches only the port forward",
+            upstream_scan(lab),
+        ),
+        check(
+            4,
+            "VM to VM follows the policy, both in the events",
+            policy(lab),
+        ),
+        check(5, "spoofed MAC/IP gets nothing through", spoofing(lab)),
+        check(6, "a rogue DHCP server is not heard", rogue_dhcp(lab)),
+        check(
+            7,
+            "DHCP starvation leaves reservations working",
+            starvation(lab),
+        ),
+        check(8, "agent kill -9: every VM keeps its address", restart(lab)),
+        check(
+            9,
+            "host posture: secure none, dev bridged",
+            host_posture(lab),
+        ),
+    ]
+}
+
+fn described(lab: &Lab) -> impl Iterator<Item = &VmNode> {
+    lab.plan
+        .vms
+        .iter()
+        .filter(|v| matches!(v.expected, Expected::Reserved(_)))
+}
+
+fn reserved(vm: &VmNode) -> Option<Ipv4Addr> {
+    match vm.expected {
+        Expected::Reserved(ip) => Some(ip),
+        Expected::Pool => None,
+    }
+}
+
+fn addresses(lab: &Lab) -> Result<String, String> {
+    let pool = lab.system.dhcp.pool;
+    let mut seen = Vec::new();
+    for vm in &lab.plan.vms {
+        let got = lab.address_of(&vm.ns);
+        let ok = match (got, vm.expected) {
+            (Some(a), Expected::Reserved(want)) => a == want,
+            (Some(a), Expected::Pool) => pool.is_some_and(|p| p.first() <= a && a <= p.last()),
+            (None, _) => false,
+        };
+        let text = got.map_or("none".to_owned(), |a| a.to_string());
+        if !ok {
+            return Err(format!(
+                "{} has {text}, expected {:?}",
+                vm.name, vm.expected
+            ));
+        }
+        seen.push(format!("{} {text}", vm.name));
+    }
+    Ok(seen.join(", "))
+}
+
+fn names_and_nat(lab: &Lab) -> Result<String, String> {
+    let names: Vec<(String, Ipv4Addr)> = described(lab)
+        .filter_map(|v| Some((v.fqdn.clone()?, reserved(v)?)))
+        .collect();
+    let server = lab.plan.netvm_ip;
+    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    let mut out = Vec::new();
+    for vm in &lab.plan.vms {
+        let own = lab.address_of(&vm.ns);
+        let (wrong, upstream_name, body) = netns::inside(&vm.ns, || {
+            let wrong: Vec<String> = names
+                .iter()
+                .filter(|(n, ip)| probe::resolve(server, n, PROBE) != vec![*ip])
+                .map(|(n, _)| n.clone())
+                .collect();
+            let upstream = probe::resolve(server, UPSTREAM_NAMES[0], PROBE);
+            (wrong, upstream, probe::http_get(http, PROBE).ok())
+        })
+        .map_err(lab_error)?;
+        if !wrong.is_empty() {
+            return Err(format!("{} cannot resolve {}", vm.name, wrong.join(", ")));
+        }
+        if upstream_name != vec![UPSTREAM_IP] {
+            return Err(format!(
+                "{} resolved {} as {upstream_name:?}",
+                vm.name, UPSTREAM_NAMES[0]
+            ));
+        }
+        let seen_as = body
+            .as_deref()
+            .and_then(|b| b.rsplit(' ').next())
+            .map(str::to_owned);
+        match (vm.internet, seen_as) {
+            (true, Some(a)) if Some(a.as_str()) != own.map(|o| o.to_string()).as_deref() => {
+                out.push(format!("{} out as {a}", vm.name));
+            }
+            (true, other) => {
+                return Err(format!(
+                    "{} should reach the upstream through NAT: {other:?}",
+                    vm.name
+                ))
+            }
+            (false, None) => out.push(format!("{} no Internet (as described)", vm.name)),
+            (false, Some(a)) => {
+                return Err(format!(
+                    "{} reached the upstream (as {a}) without `internet`",
+                    vm.name
+                ))
+            }
+        }
+    }
+    Ok(format!(
+        "every VM resolves {} names and {}; {}",
+        names.len(),
+        UPSTREAM_NAMES[0],
+        out.join(", ")
+    ))
+}
+
+/// The net-vm's uplink address.
+fn uplink_address(lab: &Lab) -> Result<Ipv4Addr, String> {
+    let uplink = netvm_plan::datapath::interfaces(&lab.system)
+        .uplink
+        .to_string();
+    let out = netns::run_in(
+        &lab.plan.netvm,
+        &["ip", "-4", "-o", "addr", "show", "dev", &uplink],
+    )
+    .map_err(lab_error)?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("the net-vm's uplink {uplink} has no address"))
+}
+
+fn upstream_scan(lab: &Lab) -> Result<String, String> {
+    let uplink = uplink_address(lab)?;
+    let up = &lab.plan.upstream;
+    let subnet = lab.system.network.subnet.to_string();
+    // An attacker on the LAN routes the internal subnet at the net-vm.
+    netns::run_in(
+        up,
+        &[
+            "ip",
+            "route",
+            "replace",
+            &subnet,
+            "via",
+            &uplink.to_string(),
+        ],
+    )
+    .map_err(lab_error)?;
+    let mut ports: Vec<u16> = (1..=1024).collect();
+    for vm in &lab.plan.vms {
+        ports.extend(&vm.tcp_ports);
+    }
+    ports.extend(lab.plan.forwards.iter().map(|f| f.uplink_port));
+    ports.extend([9100, 53, 67]);
+    ports.sort_unstable();
+    ports.dedup();
+    let forwards: Vec<u16> = lab.plan.forwards.iter().map(|f| f.uplink_port).collect();
+    let vms: Vec<(String, Ipv4Addr, Vec<u16>)> = lab
+        .plan
+        .vms
+        .iter()
+        .filter_map(|v| {
+            let mut p: Vec<u16> = (1..=128).collect();
+            p.extend(&v.tcp_ports);
+            Some((v.name.clone(), lab.address_of(&v.ns)?, p))
+        })
+        .collect();
+    let result = netns::inside(up, || {
+        let on_uplink = probe::scan(uplink, &ports, SHORT);
+        let on_vms: Vec<(String, Vec<(u16, Reach)>)> = vms
+            .iter()
+            .map(|(n, ip, p)| (n.clone(), probe::scan(*ip, p, SHORT)))
+            .collect();
+        let udp: Vec<String> = vms
+            .iter()
+            .filter(|(_, ip, _)| probe::udp_echo(SocketAddr::from((*ip, VM_PORT)), b"lab", SHORT))
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        let forwarded: Vec<(u16, Option<String>)> = forwards
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    probe::http_get(SocketAddr::from((uplink, *p)), PROBE).ok(),
+                )
+            })
+            .collect();
+        (on_uplink, on_vms, udp, forwarded)
+    });
+    let _ = netns::run_in(up, &["ip", "route", "del", &subnet]);
+    let (on_uplink, on_vms, udp, forwarded) = result.map_err(lab_error)?;
+    let open: Vec<u16> = on_uplink.iter().map(|(p, _)| *p).collect();
+    if open != forwards {
+        return Err(format!(
+            "on the uplink {uplink} these answered: {on_uplink:?}; only {forwards:?} should"
+        ));
+    }
+    for (vm, reached) in &on_vms {
+        if !reached.is_empty() {
+            return Err(format!("{vm} answered the upstream on {reached:?}"));
+        }
+    }
+    if !udp.is_empty() {
+        return Err(format!("UDP {VM_PORT} echoed from {udp:?}"));
+    }
+    if let Some((port, _)) = forwarded
+        .iter()
+        .find(|(_, b)| !b.as_ref().is_some_and(|b| b.contains(" saw ")))
+    {
+        return Err(format!("the port forward {port} did not answer"));
+    }
+    let scanned = on_vms.len();
+    Ok(format!(
+        "{} TCP ports on the uplink and 128+ on each of {scanned} VMs scanned: silent but the forward {forwards:?} ({}); UDP silent",
+        ports.len(),
+        forwarded
+            .iter()
+            .filter_map(|(_, b)| b.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+}
+
+/// The agent's recent events.
+fn events(lab: &Lab) -> Vec<Value> {
+    let request = json!({"command": "events", "last": 1000});
+    let Ok(mut reader) = netvm_agent::control::request(&lab.control(), &request) else {
+        return Vec::new();
+    };
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return Vec::new();
+    }
+    serde_json::from_str::<Value>(&line)
+        .ok()
+        .and_then(|v| v["events"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn has_event(lab: &Lab, name: &str, fields: &[(&str, Value)]) -> bool {
+    wait(Duration::from_secs(5), name, || {
+        events(lab)
+            .iter()
+            .any(|e| e["event"] == name && fields.iter().all(|(k, v)| &e[*k] == v))
+            .then_some(())
+    })
+    .is_ok()
+}
+
+fn policy(lab: &Lab) -> Result<String, String> {
+    let policy = netvm_plan::plan(&lab.system).policy;
+    let allowed = policy
+        .flows
+        .iter()
+        .filter(|f| f.proto == "tcp")
+        .find_map(|f| {
+            let from = lab.plan.vm(&f.from)?;
+            let to = lab.plan.vm(&f.to)?;
+            let port: u16 = f.ports.as_deref()?.split('-').next()?.parse().ok()?;
+            Some((from, to, port))
+        })
+        .ok_or("the description allows no TCP flow between two VMs")?;
+    let forbidden = described(lab)
+        .flat_map(|a| described(lab).map(move |b| (a, b)))
+        .find(|(a, b)| {
+            a.name != b.name
+                && !policy
+                    .flows
+                    .iter()
+                    .any(|f| f.from == a.name && f.to == b.name)
+        })
+        .ok_or("every pair of VMs may talk")?;
+    let (from, to, port) = allowed;
+    let to_ip = reserved(to).ok_or("no address")?;
+    let reach = netns::inside(&from.ns, || {
+        probe::connect(SocketAddr::from((to_ip, port)), PROBE)
+    })
+    .map_err(lab_error)?;
+    if reach != Reach::Open {
+        return Err(format!(
+            "{} -> {}:{port} is allowed but got {reach:?}",
+            from.name, to.name
+        ));
+    }
+    let (a, b) = forbidden;
+    let b_ip = reserved(b).ok_or("no address")?;
+    let reach = netns::inside(&a.ns, || {
+        probe::connect(SocketAddr::from((b_ip, VM_PORT)), PROBE)
+    })
+    .map_err(lab_error)?;
+    if reach != Reach::Silent {
+        return Err(format!(
+            "{} -> {}:{VM_PORT} is forbidden but got {reach:?}",
+            a.name, b.name
+        ));
+    }
+    if !has_event(
+        lab,
+        "flow_allowed",
+        &[("from_vm", json!(from.name)), ("to_vm", json!(to.name))],
+    ) {
+        return Err(format!(
+            "no flow_allowed event for {} -> {}",
+            from.name, to.name
+        ));
+    }
+    if !has_event(
+        lab,
+        "policy_drop",
+        &[
+            ("from_vm", json!(a.name)),
+            ("to_vm", json!(b.name)),
+            ("port", json!(VM_PORT)),
+        ],
+    ) {
+        return Err(format!(
+            "no policy_drop event for {} -> {}:{VM_PORT}",
+            a.name, b.name
+        ));
+    }
+    Ok(format!(
+        "{} -> {}:{port} connects (flow_allowed); {} -> {}:{VM_PORT} silent (policy_drop)",
+        from.name, to.name, a.name, b.name
+    ))
+}
+
+/// The packets counted by the host's guard for `vm`'s port.
+fn guard_counter(lab: &Lab, vm: &str) -> u64 {
+    let name = netvm_plan::l2guard::counter_name(vm);
+    netns::run_in(
+        &lab.plan.host,
+        &["nft", "-j", "list", "counter", "bridge", "netvm_l2", &name],
+    )
+    .ok()
+    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    .and_then(|v| {
+        v["nftables"]
+            .as_array()?
+            .iter()
+            .find_map(|i| i["counter"]["packets"].as_u64())
+    })
+    .unwrap_or(0)
+}
+
+/// Sends `count` UDP datagrams from `source` (bound) to `to`, in `ns`.
+fn send_from(ns: &str, source: Ipv4Addr, to: SocketAddr, count: usize) -> Result<(), String> {
+    netns::inside(ns, || -> std::io::Result<()> {
+        let socket = std::net::UdpSocket::bind((source, 0))?;
+        for _ in 0..count {
+            socket.send_to(b"spoofed", to)?;
+        }
+        Ok(())
+    })
+    .map_err(lab_error)?
+    .map_err(|e| format!("cannot send from {source} in {ns}: {e}"))
+}
+
+fn two_vms(lab: &Lab) -> Result<(&VmNode, &VmNode), String> {
+    let mut d = described(lab);
+    match (d.next(), d.next()) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err("the description has fewer than two VMs".to_owned()),
+    }
+}
+
+fn spoofing(lab: &Lab) -> Result<String, String> {
+    let (victim, attacker) = two_vms(lab)?;
+    let victim_ip = reserved(victim).ok_or("no address")?;
+    let before = guard_counter(lab, &attacker.name);
+    let dns = SocketAddr::from((lab.plan.netvm_ip, 53));
+    let upstream = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    // The victim's address...
+    let ns = &attacker.ns;
+    let cidr = format!("{victim_ip}/32");
+    netns::run_in(ns, &["ip", "addr", "add", &cidr, "dev", "eth0"]).map_err(lab_error)?;
+    let sent = send_from(ns, victim_ip, dns, 5).and(send_from(ns, victim_ip, upstream, 5));
+    let _ = netns::run_in(ns, &["ip", "addr", "del", &cidr, "dev", "eth0"]);
+    sent?;
+    // ...and the victim's MAC.
+    let own = lab.address_of(ns).ok_or("the attacker has no address")?;
+    let set_mac = |mac: &str| netns::run_in(ns, &["ip", "link", "set", "eth0", "address", mac]);
+    set_mac(&victim.mac.to_string()).map_err(lab_error)?;
+    // A known neighbour, so the datagrams leave without ARP first.
+    let netvm_ip = lab.plan.netvm_ip.to_string();
+    let netvm_mac = lab.system.netvm.endpoint.mac.to_string();
+    let _ = netns::run_in(
+        ns,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            &netvm_ip,
+            "lladdr",
+            &netvm_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    let sent = send_from(ns, own, dns, 5);
+    set_mac(&attacker.mac.to_string()).map_err(lab_error)?;
+    let _ = netns::run_in(ns, &["ip", "neigh", "del", &netvm_ip, "dev", "eth0"]);
+    sent?;
+    let dropped = guard_counter(lab, &attacker.name).saturating_sub(before);
+    if dropped < 15 {
+        return Err(format!(
+            "the host's guard counted {dropped} of 15 spoofed frames from {}",
+            attacker.name
+        ));
+    }
+    Ok(format!(
+        "{} sent 10 datagrams as {victim_ip} and 5 with {}'s MAC; the host's guard dropped and counted {dropped} (counter {})",
+        attacker.name,
+        victim.name,
+        netvm_plan::l2guard::counter_name(&attacker.name)
+    ))
+}
+
+/// Runs a one-shot DHCP client in a fresh namespace on its own bridge
+/// port; the address it was offered.
+fn fresh_client(lab: &Lab, tag: &str, mac: &str) -> Result<String, String> {
+    let ns = format!("{}{tag}", plan::prefix(lab.plan.id));
+    let port = format!("tap-{tag}");
+    let veth = plan::Veth {
+        a: plan::End {
+            ns: lab.plan.host.clone(),
+            name: port.clone(),
+            mac: None,
+        },
+        b: plan::End {
+            ns: ns.clone(),
+            name: "eth0".to_owned(),
+            mac: mac.parse().ok(),
+        },
+    };
+    let result = (|| {
+        netns::create(&ns)?;
+        netns::veth(&veth)?;
+        netns::run_in(
+            &lab.plan.host,
+            &["ip", "link", "set", &port, "master", &lab.plan.bridge],
+        )?;
+        netns::run_in(
+            &lab.plan.host,
+            &["bridge", "link", "set", "dev", &port, "isolated", "on"],
+        )?;
+        Ok::<_, LabError>(netns::output_in(
+            &ns,
+            &["udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1"],
+        ))
+    })();
+    netns::delete(&ns);
+    result.map_err(lab_error)
+}
+
+fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
+    let (_, rogue) = two_vms(lab)?;
+    let ns = &rogue.ns;
+    netns::run_in(ns, &["ip", "addr", "add", "10.66.0.1/24", "dev", "eth0"]).map_err(lab_error)?;
+    let leases = lab.dir.join("rogue.leases").display().to_string();
+    let started = netns::daemon(
+        ns,
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=0",
+            "--bind-interfaces",
+            "--interface=eth0",
+            "--dhcp-range=10.66.0.10,10.66.0.20,255.255.255.0,2m",
+            "--dhcp-authoritative",
+            &format!("--dhcp-leasefile={leases}"),
+            "--pid-file=",
+            "--user=root",
+        ],
+        &lab.dir.join("rogue-dnsmasq.log"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let said = started
+        .map_err(lab_error)
+        .and_then(|_| fresh_client(lab, "p", "02:ee:00:00:00:02"));
+    for pid in netns::pids(ns) {
+        if comm(pid) == "dnsmasq" {
+            let _ = netns::run(&["kill", "-KILL", &pid.to_string()]);
+        }
+    }
+    let _ = netns::run_in(ns, &["ip", "addr", "del", "10.66.0.1/24", "dev", "eth0"]);
+    let said = said?;
+    let lease = said
+        .lines()
+        .find_map(|l| l.split("lease of ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .ok_or_else(|| format!("the new client got no lease at all: {said}"))?;
+    if lease.starts_with("10.66.") {
+        return Err(format!("the new client took the rogue's offer {lease}"));
+    }
+    Ok(format!(
+        "dnsmasq serving 10.66.0.0/24 in {}; a new client on another port got {lease} from the net-vm",
+        rogue.name
+    ))
+}
+
+/// A process's command name.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// Asks every described VM's DHCP client to renew; the VMs whose
+/// address then differs from their reservation.
+fn renew_all(lab: &Lab) -> Vec<String> {
+    for vm in described(lab) {
+        for pid in netns::pids(&vm.ns) {
+            if comm(pid) == "udhcpc" {
+                let _ = netns::run(&["kill", "-USR1", &pid.to_string()]);
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    described(lab)
+        .filter(|vm| lab.address_of(&vm.ns) != reserved(vm))
+        .map(|vm| vm.name.clone())
+        .collect()
+}
+
+fn starvation(lab: &Lab) -> Result<String, String> {
+    let extra = lab
+        .plan
+        .vms
+        .iter()
+        .find(|v| v.expected == Expected::Pool)
+        .ok_or("the lab has no extra VM")?;
+    let acks = lab.dir.join("starvation.acks").display().to_string();
+    let netvm = lab.netvm.display().to_string();
+    netns::run_in(
+        &extra.ns,
+        &[
+            &netvm,
+            "dhcp",
+            "load",
+            "--interface",
+            "eth0",
+            "--clients",
+            "2000",
+            "--rate",
+            "1000",
+            "--seconds",
+            "3",
+            "--acks",
+            &acks,
+            "--seed",
+            "7",
+        ],
+    )
+    .map_err(lab_error)?;
+    let granted = std::fs::read_to_string(&acks)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    if !has_event(lab, "dhcp_starvation", &[]) {
+        return Err("the agent reported no dhcp_starvation event".to_owned());
+    }
+    let moved = renew_all(lab);
+    if !moved.is_empty() {
+        return Err(format!(
+            "after the flood these lost their reservation: {moved:?}"
+        ));
+    }
+    // A described VM starting over (release, then a new DISCOVER) still
+    // gets its reservation with the pool gone.
+    let (vm, _) = two_vms(lab)?;
+    let said = netns::output_in(
+        &vm.ns,
+        &["udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1"],
+    );
+    let want = reserved(vm).ok_or("no address")?;
+    if !said.contains(&format!("lease of {want} obtained")) {
+        return Err(format!(
+            "{} asking again did not get {want}: {said}",
+            vm.name
+        ));
+    }
+    // And a VM with Internet still gets out.
+    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    if let Some(out) = described(lab).find(|v| v.internet) {
+        let body =
+            netns::inside(&out.ns, || probe::http_get(http, PROBE).ok()).map_err(lab_error)?;
+        if body.is_none() {
+            return Err(format!("{} lost the Internet after the flood", out.name));
+        }
+    }
+    Ok(format!(
+        "2000 invented clients from {} in 3 s ({granted} acknowledged, the pool is full); dhcp_starvation reported; every reservation renewed, {} got {want} again from scratch, the Internet still works",
+        extra.name, vm.name
+    ))
+}
+
+fn restart(lab: &Lab) -> Result<String, String> {
+    let agent: Vec<u32> = netns::pids(&lab.plan.netvm)
+        .into_iter()
+        .filter(|p| comm(*p) == "netvm")
+        .collect();
+    if agent.is_empty() {
+        return Err("no agent is running".to_owned());
+    }
+    for pid in &agent {
+        let _ = netns::run(&["kill", "-KILL", &pid.to_string()]);
+    }
+    wait(Duration::from_secs(5), "the agent to die", || {
+        agent
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            .then_some(())
+    })
+    .map_err(lab_error)?;
+    lab.start_agent().map_err(lab_error)?;
+    let moved = renew_all(lab);
+    if !moved.is_empty() {
+        return Err(format!(
+            "after the restart these lost their reservation: {moved:?}"
+        ));
+    }
+    let request = json!({"command": "leases"});
+    let listed = netvm_agent::control::request(&lab.control(), &request)
+        .ok()
+        .and_then(|mut r| {
+            let mut line = String::new();
+            r.read_line(&mut line).ok()?;
+            Some(line)
+        })
+        .unwrap_or_default();
+    let missing: Vec<String> = described(lab)
+        .filter(|vm| !listed.contains(&format!("\"vm\":\"{}\"", vm.name)))
+        .map(|vm| vm.name.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the restarted agent does not list leases of {missing:?}"
+        ));
+    }
+    Ok(format!(
+        "killed the agent (pid {agent:?}), started it again; every VM renewed its reserved address and the agent lists them all"
+    ))
+}
+
+fn host_posture(lab: &Lab) -> Result<String, String> {
+    let host = &lab.plan.host;
+    let addresses = netns::run_in(host, &["ip", "-4", "-o", "addr", "show"]).map_err(lab_error)?;
+    let global: Vec<&str> = addresses
+        .lines()
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .filter(|a| !a.starts_with("127."))
+        .collect();
+    let routes = netns::run_in(host, &["ip", "-4", "route", "show"]).map_err(lab_error)?;
+    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    let reach = netns::inside(host, || probe::connect(http, PROBE)).map_err(lab_error)?;
+    if lab.plan.host_uplink.is_none() {
+        if !global.is_empty() || !routes.trim().is_empty() || reach == Reach::Open {
+            return Err(format!(
+                "secure host has addresses {global:?}, routes {:?}, upstream {reach:?}",
+                routes.trim()
+            ));
+        }
+        Ok(
+            "secure: the host has no IPv4 address, no route, and cannot reach the upstream"
+                .to_owned(),
+        )
+    } else {
+        if reach != Reach::Open || global.is_empty() {
+            return Err(format!(
+                "dev host has {global:?} and reaches the upstream: {reach:?}"
+            ));
+        }
+        // The host is a described endpoint too: the net-vm answers it.
+        let name = described(lab).find_map(|v| Some((v.fqdn.clone()?, reserved(v)?)));
+        if let Some((name, ip)) = name {
+            let server = lab.plan.netvm_ip;
+            let found =
+                netns::inside(host, || probe::resolve(server, &name, PROBE)).map_err(lab_error)?;
+            if found != vec![ip] {
+                return Err(format!(
+                    "the dev host cannot resolve {name} through the net-vm: {found:?}"
+                ));
+            }
+        }
+        Ok(format!(
+            "dev: the host has {}, reaches the upstream and resolves through the net-vm",
+            global.join(", ")
+        ))
+    }
+}

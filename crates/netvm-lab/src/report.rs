@@ -1,0 +1,187 @@
+//! What `netvm lab up` prints: per VM its MAC, leased address, DNS name
+//! (resolved from the VM itself through the net-vm) and whether it
+//! reaches the upstream's HTTP service (and as which address, i.e.
+//! through NAT); a text picture of the topology, or Graphviz `dot`.
+//! [`observe`] probes; the rendering functions are pure.
+
+use crate::lab::Lab;
+use crate::netns::{self, LabError};
+use crate::plan::{Expected, LabPlan, UPSTREAM_HTTP_PORT, UPSTREAM_IP};
+use crate::probe;
+use std::fmt::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// One VM as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Its name.
+    pub name: String,
+    /// Its MAC.
+    pub mac: String,
+    /// The address it holds.
+    pub address: Option<Ipv4Addr>,
+    /// Where the address should come from.
+    pub expected: Expected,
+    /// Its DNS name and whether it resolved to its address.
+    pub name_resolves: Option<(String, bool)>,
+    /// The address the upstream saw its HTTP request come from, if it
+    /// got through.
+    pub internet_as: Option<String>,
+}
+
+/// Probes every VM.
+pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
+    let mut rows = Vec::new();
+    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    for vm in &lab.plan.vms {
+        let address = lab.address_of(&vm.ns);
+        let server = lab.plan.netvm_ip;
+        let fqdn = vm.fqdn.clone();
+        let (resolved, body) = netns::inside(&vm.ns, || {
+            let resolved = fqdn
+                .as_deref()
+                .map(|n| probe::resolve(server, n, Duration::from_secs(2)));
+            (resolved, probe::http_get(http, Duration::from_secs(2)).ok())
+        })?;
+        let name_resolves = fqdn.map(|n| {
+            let ok = resolved
+                .as_ref()
+                .is_some_and(|r| address.is_some_and(|a| r.contains(&a)));
+            (n, ok)
+        });
+        let internet_as = body.and_then(|b| b.rsplit(' ').next().map(str::to_owned));
+        rows.push(Observed {
+            name: vm.name.clone(),
+            mac: vm.mac.to_string(),
+            address,
+            expected: vm.expected,
+            name_resolves,
+            internet_as,
+        });
+    }
+    Ok(rows)
+}
+
+/// The table.
+pub fn table(rows: &[Observed]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<13} {:<18} {:<27} {:<22} INTERNET",
+        "VM", "MAC", "LEASED ADDRESS", "DNS NAME"
+    );
+    for r in rows {
+        let address = match (r.address, r.expected) {
+            (Some(a), Expected::Reserved(want)) if a == want => format!("{a} (reserved)"),
+            (Some(a), Expected::Reserved(want)) => format!("{a} (NOT {want})"),
+            (Some(a), Expected::Pool) => format!("{a} (pool)"),
+            (None, _) => "none".to_owned(),
+        };
+        let name = match &r.name_resolves {
+            Some((n, true)) => n.clone(),
+            Some((n, false)) => format!("{n} (does not resolve)"),
+            None => "- (not described)".to_owned(),
+        };
+        let internet = match &r.internet_as {
+            Some(seen) => format!("yes, seen as {seen}"),
+            None => "no".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<13} {:<18} {:<27} {:<22} {}",
+            r.name, r.mac, address, name, internet
+        );
+    }
+    out
+}
+
+/// The topology as text.
+pub fn picture(plan: &LabPlan, rows: &[Observed]) -> String {
+    let mut out = String::new();
+    let dev = plan.host_uplink.is_some();
+    let _ = writeln!(
+        out,
+        "upstream [{}]  {UPSTREAM_IP}: DHCP + DNS (dnsmasq), HTTP :{UPSTREAM_HTTP_PORT}",
+        plan.upstream
+    );
+    if dev {
+        let host_uplink = plan.host_uplink.as_deref().unwrap_or("uplink");
+        let _ = writeln!(out, "  |  {host_uplink} (the host's uplink, bridged)");
+        let _ = writeln!(
+            out,
+            "host [{}]  {}: the host keeps its uplink and an internal address (dev mode)",
+            plan.host, plan.bridge
+        );
+        let _ = writeln!(out, "  |  {}-up bridge -> the net-vm's uplink", plan.bridge);
+    } else {
+        let _ = writeln!(
+            out,
+            "  |  the uplink NIC: only the net-vm holds it (the host never does)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "net-vm [{}]  {}: netvm agent (DHCP, DNS, NAT, firewall, events)",
+        plan.netvm, plan.netvm_ip
+    );
+    let _ = writeln!(out, "  |  ethint0");
+    if !dev {
+        let _ = writeln!(
+            out,
+            "host [{}]  {}: no address, no uplink; isolated ports, layer-2 guards",
+            plan.host, plan.bridge
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "host [{}]  {}: isolated ports, layer-2 guards",
+            plan.host, plan.bridge
+        );
+    }
+    for (i, vm) in plan.vms.iter().enumerate() {
+        let branch = if i + 1 == plan.vms.len() {
+            "`--"
+        } else {
+            "|--"
+        };
+        let address = rows
+            .iter()
+            .find(|r| r.name == vm.name)
+            .and_then(|r| r.address)
+            .map_or("no address".to_owned(), |a| a.to_string());
+        let _ = writeln!(
+            out,
+            "  {branch} {:<13} -- {} [{}] {address}",
+            vm.host_port, vm.name, vm.ns
+        );
+    }
+    out
+}
+
+/// The topology as Graphviz `dot`.
+pub fn dot(plan: &LabPlan, rows: &[Observed]) -> String {
+    let mut out = String::from("graph netvm_lab {\n  node [shape=box];\n");
+    let _ = writeln!(out, "  upstream [label=\"upstream\\n{UPSTREAM_IP}\"];");
+    let _ = writeln!(out, "  netvm [label=\"net-vm\\n{}\"];", plan.netvm_ip);
+    let _ = writeln!(out, "  host [label=\"host\\n{}\"];", plan.bridge);
+    if plan.host_uplink.is_some() {
+        let _ = writeln!(out, "  upstream -- host [label=\"host uplink (dev)\"];");
+        let _ = writeln!(out, "  host -- netvm [label=\"net-vm uplink\"];");
+    } else {
+        let _ = writeln!(out, "  upstream -- netvm [label=\"uplink (net-vm only)\"];");
+    }
+    let _ = writeln!(out, "  netvm -- host [label=\"ethint0\"];");
+    for vm in &plan.vms {
+        let address = rows
+            .iter()
+            .find(|r| r.name == vm.name)
+            .and_then(|r| r.address)
+            .map_or("-".to_owned(), |a| a.to_string());
+        let id = vm.name.replace('-', "_");
+        let _ = writeln!(out, "  {id} [label=\"{}\\n{address}\"];", vm.name);
+        let _ = writeln!(out, "  host -- {id} [label=\"{}\"];", vm.host_port);
+    }
+    out.push_str("}\n");
+    out
+}
