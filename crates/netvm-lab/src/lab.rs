@@ -453,7 +453,7 @@ pub fn down(id: u32) -> Vec<String> {
     let namespaces = netns::list(&plan::prefix(id));
     for ns in &namespaces {
         for pid in netns::pids(ns) {
-            let _ = netns::run(&["kill", "-TERM", &pid.to_string()]);
+            netns::signal(pid, nix::sys::signal::Signal::SIGTERM);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -462,7 +462,7 @@ pub fn down(id: u32) -> Vec<String> {
     }
     for ns in &namespaces {
         for pid in netns::pids(ns) {
-            let _ = netns::run(&["kill", "-KILL", &pid.to_string()]);
+            netns::signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
         netns::delete(ns);
         removed.push(ns.clone());

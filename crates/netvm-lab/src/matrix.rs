@@ -546,7 +546,7 @@ fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
         .and_then(|_| fresh_client(lab, "p", "02:ee:00:00:00:02"));
     for pid in netns::pids(ns) {
         if comm(pid) == "dnsmasq" {
-            let _ = netns::run(&["kill", "-KILL", &pid.to_string()]);
+            netns::signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
     let _ = netns::run_in(ns, &["ip", "addr", "del", "10.66.0.1/24", "dev", "eth0"]);
@@ -579,7 +579,7 @@ fn renew_all(lab: &Lab) -> Vec<String> {
     for vm in described(lab) {
         for pid in netns::pids(&vm.ns) {
             if comm(pid) == "udhcpc" {
-                let _ = netns::run(&["kill", "-USR1", &pid.to_string()]);
+                netns::signal(pid, nix::sys::signal::Signal::SIGUSR1);
             }
         }
     }
@@ -671,7 +671,7 @@ fn restart(lab: &Lab) -> Result<String, String> {
         return Err("no agent is running".to_owned());
     }
     for pid in &agent {
-        let _ = netns::run(&["kill", "-KILL", &pid.to_string()]);
+        netns::signal(*pid, nix::sys::signal::Signal::SIGKILL);
     }
     wait(Duration::from_secs(5), "the agent to die", || {
         agent

@@ -152,7 +152,7 @@ pub fn picture(plan: &LabPlan, rows: &[Observed]) -> String {
             .map_or("no address".to_owned(), |a| a.to_string());
         let _ = writeln!(
             out,
-            "  {branch} {:<13} -- {} [{}] {address}",
+            "  {branch} {:<16} -- {} [{}] {address}",
             vm.host_port, vm.name, vm.ns
         );
     }
