@@ -2,9 +2,10 @@
 //! side: address and MAC) in step with the DHCP leases of clients the
 //! description does not name: a granted lease adds its pair, a released
 //! or expired one removes it. Reserved pairs are in the ruleset itself
-//! and are never removed. Changes go to a thread that applies them with
-//! `nft -f -` (adds batched in one transaction; each removal on its own,
-//! so one that is already gone does not undo the others).
+//! and are never removed. A grant is applied at once, before the DHCP
+//! server sends its ACK ([`apply_now`]); removals go to a thread that
+//! applies them with `nft -f -`, each on its own, so one that is already
+//! gone does not undo the others.
 
 use netvm_description::values::MacAddr;
 use netvm_dhcp::Event;
@@ -59,6 +60,13 @@ fn nft(text: &str) -> bool {
         let _ = stdin.write_all(text.as_bytes());
     }
     child.wait().map(|s| s.success()).unwrap_or(false)
+}
+
+/// Applies `change` now (the DHCP server calls this for a new pool
+/// lease before it sends the ACK, so the client's first packets are not
+/// taken for spoofing); whether nft accepted it.
+pub fn apply_now(change: Change) -> bool {
+    nft(&statement(change))
 }
 
 /// Starts the thread that applies changes; `reserved` pairs are left

@@ -89,11 +89,21 @@ pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
             sys: PathBuf::from("/sys"),
             control: Some(control),
         };
-        let endpoints = crate::endpoints::start(reserved(&system));
+        let reserved_pairs = reserved(&system);
+        let endpoints = crate::endpoints::start(reserved_pairs.clone());
         let mut starvation = Starvation::new(system.agent.starvation_clients);
         let mut hook = |event: &netvm_dhcp::Event| {
-            if let Some(change) = crate::endpoints::change_for(event) {
-                let _ = endpoints.send(change);
+            match crate::endpoints::change_for(event) {
+                // Before the ACK leaves, so the client's first packets pass.
+                Some(add @ crate::endpoints::Change::Add(ip, mac))
+                    if !reserved_pairs.contains(&(ip, mac)) =>
+                {
+                    crate::endpoints::apply_now(add);
+                }
+                Some(change) => {
+                    let _ = endpoints.send(change);
+                }
+                None => {}
             }
             if let Ok(mut state) = shared.state.lock() {
                 state.lease_event(event);

@@ -35,7 +35,7 @@ pub use host_links::{Removed, MADE_BY_NETVM};
 pub use links::LinkError;
 pub use nft::NftError;
 pub use sysctl::SysctlError;
-pub use tap::TapError;
+pub use tap::{open as open_tap, TapError};
 pub use uplink::set_uplink;
 
 use netvm_plan::datapath::NetVmPlan;

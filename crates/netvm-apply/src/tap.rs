@@ -21,9 +21,9 @@ pub struct TapError {
     pub source: std::io::Error,
 }
 
-/// Creates the persistent TAP `name` (or attaches to the one that exists)
-/// and sets its owner and group; `None` leaves them as they are.
-pub fn ensure(name: &str, user: Option<u32>, group: Option<u32>) -> Result<(), TapError> {
+/// Opens TAP `name` (creating it if missing): the open file is the
+/// TAP's queue, which a VMM can be handed (`-netdev tap,fd=N`).
+pub fn open(name: &str) -> Result<std::fs::File, TapError> {
     let fail = |step: &'static str| {
         let name = name.to_owned();
         move |source| TapError { name, step, source }
@@ -36,16 +36,28 @@ pub fn ensure(name: &str, user: Option<u32>, group: Option<u32>) -> Result<(), T
     let fd = file.as_raw_fd();
     // SAFETY: an all-zero `ifreq` is a valid value (empty name, zero union).
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes().take(15)) {
         *slot = byte as libc::c_char;
     }
-    // The name is at most 15 bytes (an `IfName`), so the 16th stays NUL.
+    // At most 15 bytes are copied, so the 16th stays NUL.
     request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
     // SAFETY: `fd` is an open /dev/net/tun descriptor and `request` a
     // valid, initialised `ifreq` that outlives the call.
     if unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut request) } < 0 {
         return Err(fail("TUNSETIFF")(std::io::Error::last_os_error()));
     }
+    Ok(file)
+}
+
+/// Creates the persistent TAP `name` (or attaches to the one that exists)
+/// and sets its owner and group; `None` leaves them as they are.
+pub fn ensure(name: &str, user: Option<u32>, group: Option<u32>) -> Result<(), TapError> {
+    let fail = |step: &'static str| {
+        let name = name.to_owned();
+        move |source| TapError { name, step, source }
+    };
+    let file = open(name)?;
+    let fd = file.as_raw_fd();
     let set = |op, value: libc::c_ulong, step: &'static str| {
         // SAFETY: these ioctls take an integer argument by value on the
         // descriptor `TUNSETIFF` just attached.

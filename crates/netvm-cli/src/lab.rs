@@ -30,6 +30,15 @@ pub enum LabMode {
     Dev,
 }
 
+/// What the net-vm and the VMs are.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Vms {
+    /// Network namespaces.
+    Namespaces,
+    /// QEMU virtual machines (TCG unless NETVM_LAB_ACCEL says otherwise).
+    Qemu,
+}
+
 /// How `lab up` prints the topology.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Picture {
@@ -50,6 +59,9 @@ pub struct UpArgs {
     /// The lab id (default: the first free one).
     #[arg(long)]
     id: Option<u32>,
+    /// What the net-vm and the VMs are.
+    #[arg(long, value_enum, default_value_t = Vms::Namespaces)]
+    vms: Vms,
     /// How to print the topology.
     #[arg(long, value_enum, default_value_t = Picture::Table)]
     format: Picture,
@@ -106,6 +118,7 @@ fn up(args: &UpArgs) -> Result<(), String> {
         },
         id: args.id,
         netvm: me()?,
+        qemu: args.vms == Vms::Qemu,
     };
     let started = std::time::Instant::now();
     let lab = lab::up(&options).map_err(|e| format!("error: lab up: {e}"))?;
@@ -122,13 +135,35 @@ fn up(args: &UpArgs) -> Result<(), String> {
             );
             println!();
             print!("{}", netvm_lab::report::table(&rows));
+            if !lab.boots.is_empty() {
+                println!();
+                println!(
+                    "{:<26} {:>20} {:>14}   (QEMU accelerator: {})",
+                    "VM",
+                    "BOOT TO FIRST LEASE",
+                    "GUEST UPTIME",
+                    netvm_lab::qemu::accelerator()
+                );
+                for b in &lab.boots {
+                    println!(
+                        "{:<26} {:>19.1}s {:>14}",
+                        b.name,
+                        b.to_lease.as_secs_f64(),
+                        b.guest_secs.map_or("-".to_owned(), |s| format!("{s:.1}s"))
+                    );
+                }
+            }
             println!();
-            print!("{}", netvm_lab::report::picture(&lab.plan, &rows));
+            print!("{}", netvm_lab::report::picture(&lab.plan, &rows, lab.qemu));
             println!();
+            let look = if lab.qemu {
+                format!("the consoles in {}/console-*.log", lab.dir.display())
+            } else {
+                format!("`netvm status --control {}`", lab.control().display())
+            };
             println!(
-                "next: `netvm lab test --id {0}` (acceptance matrix), `netvm status --control {1}`, `netvm lab down --id {0}`",
-                lab.plan.id,
-                lab.control().display()
+                "next: `netvm lab test --id {0}` (acceptance matrix), {look}, `netvm lab down --id {0}`",
+                lab.plan.id
             );
         }
     }

@@ -103,3 +103,16 @@ fn a_crashed_lab_is_removed_and_its_id_is_not_reused_before() {
     let ps = String::from_utf8_lossy(&ps.stdout);
     assert!(!ps.contains("/run/netvm-lab/63/"), "{ps}");
 }
+
+#[test]
+fn the_qemu_lab_boots_real_vms_that_pass_the_rows_it_can_run() {
+    let _down = Down("64");
+    let (ok, text) = netvm(&["lab", "up", "--id", "64", "--vms", "qemu"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("BOOT TO FIRST LEASE"), "{text}");
+    assert!(text.contains("192.168.100.101 (reserved)"), "{text}");
+    assert!(text.contains("yes, seen as 203.0.113."), "{text}");
+    let (ok, report) = netvm(&["lab", "test", "--id", "64"]);
+    assert!(ok, "{report}");
+    assert!(report.contains("all 4 checks passed"), "{report}");
+}

@@ -34,6 +34,10 @@ pub struct Lab {
     pub dir: PathBuf,
     /// The netvm binary.
     pub netvm: PathBuf,
+    /// Whether the net-vm and the VMs are QEMU virtual machines.
+    pub qemu: bool,
+    /// QEMU mode: each VM's boot to its first lease.
+    pub boots: Vec<crate::qemu::Boot>,
 }
 
 /// How to build a lab.
@@ -47,6 +51,8 @@ pub struct UpOptions {
     pub id: Option<u32>,
     /// The netvm binary the lab runs.
     pub netvm: PathBuf,
+    /// QEMU virtual machines instead of namespaces for the net-vm and VMs.
+    pub qemu: bool,
 }
 
 fn dir_of(id: u32) -> PathBuf {
@@ -108,14 +114,23 @@ pub fn up(options: &UpOptions) -> Result<Lab, LabError> {
         let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
         let file = dir.join(name);
         std::fs::write(&file, &text).map_err(io_error(&file))?;
-        let lab = Lab {
+        let mut lab = Lab {
             plan,
             system: system.clone(),
             dir: dir.clone(),
             netvm: options.netvm.clone(),
+            qemu: options.qemu,
+            boots: Vec::new(),
         };
         lab.save()?;
-        build(&lab)?;
+        if options.qemu {
+            let marker = dir.join("qemu");
+            std::fs::write(&marker, "").map_err(io_error(&marker))?;
+            start_upstream(&lab)?;
+            lab.boots = crate::qemu::build(&lab)?;
+        } else {
+            build(&lab)?;
+        }
         Ok(lab)
     })();
     if lab.is_err() && std::env::var_os("NETVM_LAB_KEEP").is_none() {
@@ -186,6 +201,19 @@ impl Lab {
         })?
     }
 
+    /// `vm`'s address: in QEMU mode as its console reported its lease.
+    pub fn vm_address(&self, vm: &crate::plan::VmNode) -> Option<std::net::Ipv4Addr> {
+        if self.qemu {
+            crate::qemu::report(self, &vm.name, "lease")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        } else {
+            self.address_of(&vm.ns)
+        }
+    }
+
     /// The VM's current IPv4 address on eth0, if any.
     pub fn address_of(&self, ns: &str) -> Option<std::net::Ipv4Addr> {
         let out = netns::run_in(ns, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).ok()?;
@@ -245,13 +273,36 @@ pub fn wait<T>(
     }
 }
 
-fn build(lab: &Lab) -> Result<(), LabError> {
+/// Creates the lab's namespaces: all of them with the veths between
+/// them, or (QEMU mode) the upstream, with a TAP as its interface, and
+/// the host.
+fn start_upstream(lab: &Lab) -> Result<(), LabError> {
     let plan = &lab.plan;
-    for ns in plan.namespaces() {
-        netns::create(&ns)?;
-    }
-    for veth in &plan.veths {
-        netns::veth(veth)?;
+    if lab.qemu {
+        for ns in [&plan.upstream, &plan.host] {
+            netns::create(ns)?;
+        }
+        let up = &plan.upstream;
+        netns::run_in(
+            up,
+            &[
+                "ip",
+                "tuntap",
+                "add",
+                "dev",
+                &plan.upstream_if,
+                "mode",
+                "tap",
+            ],
+        )?;
+        netns::run_in(up, &["ip", "link", "set", &plan.upstream_if, "up"])?;
+    } else {
+        for ns in plan.namespaces() {
+            netns::create(&ns)?;
+        }
+        for veth in &plan.veths {
+            netns::veth(veth)?;
+        }
     }
     let netvm = lab.netvm_bin();
     let dir = |name: &str| lab.dir.join(name).display().to_string();
@@ -290,6 +341,14 @@ fn build(lab: &Lab) -> Result<(), LabError> {
         &[&netvm, "lab", "serve", "upstream", "--port", &http],
         &lab.dir.join("serve-upstream.log"),
     )?;
+
+    Ok(())
+}
+
+fn build(lab: &Lab) -> Result<(), LabError> {
+    start_upstream(lab)?;
+    let plan = &lab.plan;
+    let netvm = lab.netvm_bin();
 
     // The host: dev mode keeps an uplink address and route; then netvm's
     // own host side (bridge, isolated ports, layer-2 guards); then the
@@ -415,11 +474,14 @@ pub fn find(id: Option<u32>, netvm: &Path) -> Result<Lab, LabError> {
     // The plan is a pure function of the description and the id.
     let system = netvm_description::load(&file).map_err(|e| LabError::Lab(e.to_string()))?;
     let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
+    let qemu = dir.join("qemu").exists();
     Ok(Lab {
         plan,
         system,
         dir,
         netvm: netvm.to_owned(),
+        qemu,
+        boots: Vec::new(),
     })
 }
 

@@ -7,10 +7,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cpio;
+pub mod image;
 pub mod lab;
 pub mod matrix;
 pub mod netns;
 pub mod plan;
 pub mod probe;
+pub mod qemu;
 pub mod report;
 pub mod serve;

@@ -47,8 +47,29 @@ fn lab_error(e: LabError) -> String {
     e.to_string()
 }
 
-/// Runs every row.
+/// Runs every row (in QEMU mode, the rows that need no action inside a
+/// guest: 1, 2 from what each VM reported, 3 and 9).
 pub fn run(lab: &Lab) -> Vec<Check> {
+    if lab.qemu {
+        return vec![
+            check(1, "addresses: reservations and the pool", addresses(lab)),
+            check(
+                2,
+                "names and the Internet through NAT",
+                names_and_nat_reported(lab),
+            ),
+            check(
+                3,
+                "upstream reaches only the port forward",
+                upstream_scan(lab),
+            ),
+            check(
+                9,
+                "host posture: secure none, dev bridged",
+                host_posture(lab),
+            ),
+        ];
+    }
     vec![
         check(1, "addresses: reservations and the pool", addresses(lab)),
         check(2, "names and the Internet through NAT", names_and_nat(lab)),
@@ -96,7 +117,7 @@ fn addresses(lab: &Lab) -> Result<String, String> {
     let pool = lab.system.dhcp.pool;
     let mut seen = Vec::new();
     for vm in &lab.plan.vms {
-        let got = lab.address_of(&vm.ns);
+        let got = lab.vm_address(vm);
         let ok = match (got, vm.expected) {
             (Some(a), Expected::Reserved(want)) => a == want,
             (Some(a), Expected::Pool) => pool.is_some_and(|p| p.first() <= a && a <= p.last()),
@@ -173,8 +194,86 @@ fn names_and_nat(lab: &Lab) -> Result<String, String> {
     ))
 }
 
+/// QEMU mode: row 2 from the VMs' own reports (each resolved every
+/// described name and an upstream name through the net-vm, then fetched
+/// the upstream's page).
+fn names_and_nat_reported(lab: &Lab) -> Result<String, String> {
+    let mut out = Vec::new();
+    for vm in &lab.plan.vms {
+        let own = lab.vm_address(vm);
+        for other in described(lab) {
+            let (Some(fqdn), Some(ip)) = (other.fqdn.as_deref(), reserved(other)) else {
+                continue;
+            };
+            let said = crate::qemu::reports(lab, &vm.name)
+                .into_iter()
+                .find_map(|r| {
+                    r.strip_prefix(&format!("resolved {fqdn} "))
+                        .map(str::to_owned)
+                });
+            if said.as_deref() != Some(ip.to_string().as_str()) {
+                return Err(format!("{} resolved {fqdn} as {said:?}", vm.name));
+            }
+        }
+        let upstream = crate::qemu::reports(lab, &vm.name)
+            .into_iter()
+            .find_map(|r| {
+                r.strip_prefix(&format!("resolved {} ", UPSTREAM_NAMES[0]))
+                    .map(str::to_owned)
+            });
+        if upstream.as_deref() != Some(UPSTREAM_IP.to_string().as_str()) {
+            return Err(format!(
+                "{} resolved {} as {upstream:?}",
+                vm.name, UPSTREAM_NAMES[0]
+            ));
+        }
+        let seen = crate::qemu::report(lab, &vm.name, "internet")
+            .filter(|b| b.contains(" saw "))
+            .and_then(|b| b.rsplit(' ').next().map(str::to_owned));
+        match (vm.internet, seen) {
+            (true, Some(a)) if Some(a.as_str()) != own.map(|o| o.to_string()).as_deref() => {
+                out.push(format!("{} out as {a}", vm.name));
+            }
+            (true, other) => {
+                return Err(format!(
+                    "{} should reach the upstream through NAT: {other:?}",
+                    vm.name
+                ))
+            }
+            (false, None) => out.push(format!("{} no Internet (as described)", vm.name)),
+            (false, Some(a)) => {
+                return Err(format!(
+                    "{} reached the upstream (as {a}) without `internet`",
+                    vm.name
+                ))
+            }
+        }
+    }
+    Ok(format!(
+        "as each VM reported: every name and {} resolve; {}",
+        UPSTREAM_NAMES[0],
+        out.join(", ")
+    ))
+}
+
 /// The net-vm's uplink address.
 fn uplink_address(lab: &Lab) -> Result<Ipv4Addr, String> {
+    if lab.qemu {
+        let log = crate::qemu::console(lab, lab.system.netvm.name.as_str());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        return text
+            .lines()
+            .rev()
+            .filter(|l| l.contains("\"uplink_bound\""))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find_map(|v| v["lease"]["address"].as_str()?.parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "the net-vm's console ({}) shows no uplink lease",
+                    log.display()
+                )
+            });
+    }
     let uplink = netvm_plan::datapath::interfaces(&lab.system)
         .uplink
         .to_string();
@@ -224,7 +323,7 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
         .filter_map(|v| {
             let mut p: Vec<u16> = (1..=128).collect();
             p.extend(&v.tcp_ports);
-            Some((v.name.clone(), lab.address_of(&v.ns)?, p))
+            Some((v.name.clone(), lab.vm_address(v)?, p))
         })
         .collect();
     let result = netns::inside(up, || {
@@ -265,11 +364,14 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
     if !udp.is_empty() {
         return Err(format!("UDP {VM_PORT} echoed from {udp:?}"));
     }
-    if let Some((port, _)) = forwarded
-        .iter()
-        .find(|(_, b)| !b.as_ref().is_some_and(|b| b.contains(" saw ")))
-    {
-        return Err(format!("the port forward {port} did not answer"));
+    // The forward's VM answers (its service names itself first).
+    for (forward, (port, body)) in lab.plan.forwards.iter().zip(&forwarded) {
+        if !body.as_ref().is_some_and(|b| b.starts_with(&forward.vm)) {
+            return Err(format!(
+                "the port forward {port} to {} did not answer: {body:?}",
+                forward.vm
+            ));
+        }
     }
     let scanned = on_vms.len();
     Ok(format!(

@@ -34,6 +34,9 @@ pub struct Observed {
 pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
     let mut rows = Vec::new();
     let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    if lab.qemu {
+        return Ok(from_consoles(lab));
+    }
     for vm in &lab.plan.vms {
         let address = lab.address_of(&vm.ns);
         let server = lab.plan.netvm_ip;
@@ -61,6 +64,37 @@ pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
         });
     }
     Ok(rows)
+}
+
+/// QEMU mode: what each VM reported on its console (it checks its own
+/// name and the upstream once leased).
+fn from_consoles(lab: &Lab) -> Vec<Observed> {
+    lab.plan
+        .vms
+        .iter()
+        .map(|vm| {
+            let address = lab.vm_address(vm);
+            let dns = crate::qemu::report(lab, &vm.name, "dns");
+            let name_resolves = vm.fqdn.clone().map(|n| {
+                let found = dns
+                    .as_deref()
+                    .and_then(|d| d.rsplit(' ').next())
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok());
+                (n, found.is_some() && found == address)
+            });
+            let internet_as = crate::qemu::report(lab, &vm.name, "internet")
+                .filter(|b| b.contains(" saw "))
+                .and_then(|b| b.rsplit(' ').next().map(str::to_owned));
+            Observed {
+                name: vm.name.clone(),
+                mac: vm.mac.to_string(),
+                address,
+                expected: vm.expected,
+                name_resolves,
+                internet_as,
+            }
+        })
+        .collect()
 }
 
 /// The table.
@@ -97,7 +131,7 @@ pub fn table(rows: &[Observed]) -> String {
 }
 
 /// The topology as text.
-pub fn picture(plan: &LabPlan, rows: &[Observed]) -> String {
+pub fn picture(plan: &LabPlan, rows: &[Observed], qemu: bool) -> String {
     let mut out = String::new();
     let dev = plan.host_uplink.is_some();
     let _ = writeln!(
@@ -120,10 +154,18 @@ pub fn picture(plan: &LabPlan, rows: &[Observed]) -> String {
             "  |  the uplink NIC: only the net-vm holds it (the host never does)"
         );
     }
+    let place = |ns: &str| {
+        if qemu {
+            "QEMU VM".to_owned()
+        } else {
+            ns.to_owned()
+        }
+    };
     let _ = writeln!(
         out,
         "net-vm [{}]  {}: netvm agent (DHCP, DNS, NAT, firewall, events)",
-        plan.netvm, plan.netvm_ip
+        place(&plan.netvm),
+        plan.netvm_ip
     );
     let _ = writeln!(out, "  |  ethint0");
     if !dev {
@@ -153,7 +195,9 @@ pub fn picture(plan: &LabPlan, rows: &[Observed]) -> String {
         let _ = writeln!(
             out,
             "  {branch} {:<16} -- {} [{}] {address}",
-            vm.host_port, vm.name, vm.ns
+            vm.host_port,
+            vm.name,
+            place(&vm.ns)
         );
     }
     out

@@ -1,0 +1,353 @@
+//! The initramfs images of `netvm lab up --vms qemu`, built from what
+//! this machine has: the Debian cloud kernel's modules, busybox-static,
+//! and for the net-vm the netvm binary, `nft` and `conntrack` with the
+//! shared libraries they load. Two images: one every VM boots (its name
+//! and ports come on the kernel command line), one for the net-vm (with
+//! its description). Their `/init` scripts report on the serial console
+//! in lines starting `netvm-lab:`, which the lab reads.
+
+use crate::cpio::Archive;
+use crate::netns::{io_error, run, LabError};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The kernel the VMs boot, and its modules.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// `/boot/vmlinuz-…`.
+    pub image: PathBuf,
+    /// `/lib/modules/<version>`.
+    pub modules: PathBuf,
+}
+
+/// Finds the Debian cloud kernel (`linux-image-cloud-amd64`), or any
+/// kernel with its modules.
+pub fn find_kernel() -> Result<Kernel, LabError> {
+    let mut found: Vec<(bool, String)> = std::fs::read_dir("/boot")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("vmlinuz-")?.to_owned();
+            Path::new("/lib/modules")
+                .join(&version)
+                .exists()
+                .then(|| (version.contains("cloud"), version))
+        })
+        .collect();
+    found.sort();
+    let (_, version) = found.pop().ok_or_else(|| {
+        LabError::Lab(
+            "no kernel with modules in /boot: apt-get install -y linux-image-cloud-amd64"
+                .to_owned(),
+        )
+    })?;
+    Ok(Kernel {
+        image: Path::new("/boot").join(format!("vmlinuz-{version}")),
+        modules: Path::new("/lib/modules").join(version),
+    })
+}
+
+/// Module dependencies from `modules.dep` (paths relative to the
+/// modules directory).
+pub fn parse_modules_dep(text: &str) -> HashMap<String, Vec<String>> {
+    text.lines()
+        .filter_map(|l| {
+            let (module, deps) = l.split_once(':')?;
+            Some((
+                module.trim().to_owned(),
+                deps.split_whitespace().map(str::to_owned).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// `wanted` and everything it depends on.
+pub fn closure(deps: &HashMap<String, Vec<String>>, wanted: &[String]) -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    let mut todo: Vec<String> = wanted.to_vec();
+    while let Some(m) = todo.pop() {
+        if all.insert(m.clone()) {
+            todo.extend(deps.get(&m).cloned().unwrap_or_default());
+        }
+    }
+    all
+}
+
+/// The shared libraries `ldd` names for `binary` (the dynamic loader too).
+pub fn parse_ldd(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| path.to_owned())
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LabError> {
+    std::fs::read(path).map_err(io_error(path))
+}
+
+/// Adds `binary` at `at` with the libraries it loads, at their paths.
+fn add_binary(archive: &mut Archive, binary: &Path, at: &str) -> Result<(), LabError> {
+    archive.file(at, read(binary)?, 0o755);
+    let ldd = run(&["ldd", &binary.display().to_string()]).unwrap_or_default();
+    for lib in parse_ldd(&ldd) {
+        if !archive.contains(&lib) {
+            archive.file(&lib, read(Path::new(&lib))?, 0o755);
+        }
+    }
+    Ok(())
+}
+
+fn add_busybox(archive: &mut Archive) -> Result<(), LabError> {
+    for dir in ["proc", "sys", "dev", "run", "tmp", "etc", "var"] {
+        archive.dir(dir);
+    }
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .ok_or_else(|| LabError::Lab("no busybox: apt-get install -y busybox-static".to_owned()))?;
+    archive.file("bin/busybox", read(busybox)?, 0o755);
+    let applets = run(&[&busybox.display().to_string(), "--list"])?;
+    for applet in applets
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
+        archive.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    for applet in ["modprobe", "insmod", "init"] {
+        archive.symlink(&format!("sbin/{applet}"), "/bin/busybox");
+    }
+    Ok(())
+}
+
+/// Adds the modules under the given directories and named files of the
+/// kernel (relative to its modules directory), with their dependencies
+/// and the index files busybox modprobe reads.
+fn add_modules(archive: &mut Archive, kernel: &Kernel, wanted: &[&str]) -> Result<(), LabError> {
+    let dep_file = kernel.modules.join("modules.dep");
+    let deps = parse_modules_dep(&String::from_utf8_lossy(&read(&dep_file)?));
+    let mut roots = Vec::new();
+    for w in wanted {
+        if w.ends_with(".ko") {
+            roots.push((*w).to_owned());
+        } else {
+            roots.extend(deps.keys().filter(|m| m.starts_with(w)).cloned());
+        }
+    }
+    let version = kernel
+        .modules
+        .file_name()
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = format!("lib/modules/{version}");
+    for module in closure(&deps, &roots) {
+        archive.file(
+            &format!("{base}/{module}"),
+            read(&kernel.modules.join(&module))?,
+            0o644,
+        );
+    }
+    for index in [
+        "modules.dep",
+        "modules.alias",
+        "modules.symbols",
+        "modules.builtin",
+        "modules.softdep",
+        "modules.order",
+    ] {
+        let path = kernel.modules.join(index);
+        if path.exists() {
+            archive.file(&format!("{base}/{index}"), read(&path)?, 0o644);
+        }
+    }
+    Ok(())
+}
+
+/// What every VM runs: network up, a DHCP client, a web server on the
+/// ports it serves, and (once leased) its own checks.
+const VM_INIT: &str = r#"#!/bin/sh
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec > /dev/console 2>&1
+mkdir -p /run /tmp /var/www /etc
+arg() { sed -n "s/.*netvm\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+name=$(arg name)
+hostname "$name"
+modprobe virtio_pci
+modprobe virtio_net
+ip link set lo up
+ip link set eth0 up
+echo "netvm-lab: $name up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
+echo "$name" > /var/www/index.html
+for p in $(arg ports | tr , ' '); do httpd -p "$p" -h /var/www; done
+udhcpc -f -i eth0 -s /lease.sh -x "hostname:$name" -t 60 -T 1 -A 2 > /dev/null 2>&1 &
+while true; do sleep 3600; done
+"#;
+
+const VM_LEASE: &str = r#"#!/bin/sh
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}"
+    echo "nameserver ${dns%% *}" > /etc/resolv.conf
+    echo "netvm-lab: lease $ip at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
+    [ "$1" = bound ] && /checks.sh &
+    ;;
+esac
+"#;
+
+const VM_CHECKS: &str = r#"#!/bin/sh
+arg() { sed -n "s/.*netvm\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+name=$(arg name)
+# Three tries each: a TCG guest is slow, and its first packets may race
+# the net-vm admitting a new pool lease.
+for try in 1 2 3; do
+  found=$(nslookup "$name.$(arg domain)" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
+  [ -n "$found" ] && break
+  sleep 1
+done
+echo "netvm-lab: dns $name.$(arg domain) ${found:-none}" > /dev/console
+for n in $(arg names | tr , ' '); do
+  a=$(nslookup "$n" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
+  echo "netvm-lab: resolved $n ${a:-none}" > /dev/console
+done
+for try in 1 2 3; do
+  # (busybox 1.35's wget crashes with -T: timeout(1) bounds it instead)
+  body=$(timeout 5 wget -q -O - "http://$(arg upstream)/" 2>/dev/null | tail -1)
+  [ -n "$body" ] && break
+  sleep 1
+done
+echo "netvm-lab: internet ${body:-none}" > /dev/console
+"#;
+
+/// What the net-vm runs: its NICs' driver, then the agent (nftables
+/// modules load on demand through modprobe).
+const NETVM_INIT: &str = r#"#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec > /dev/console 2>&1
+mkdir -p /run/netvm /var/lib/netvm /tmp /etc
+echo /sbin/modprobe > /proc/sys/kernel/modprobe
+modprobe virtio_pci
+modprobe virtio_net
+for m in nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nft_compat; do modprobe $m 2>/dev/null; done
+ip link set lo up
+echo "netvm-lab: net-vm up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
+/usr/bin/netvm agent /etc/netvm/system.toml --journal /var/lib/netvm/leases --control /run/netvm/agent.sock > /dev/console 2>&1
+echo "netvm-lab: agent exited $?" > /dev/console
+while true; do sleep 3600; done
+"#;
+
+/// The image every VM boots.
+pub fn vm_image(kernel: &Kernel) -> Result<Vec<u8>, LabError> {
+    let mut a = Archive::new();
+    add_busybox(&mut a)?;
+    add_modules(
+        &mut a,
+        kernel,
+        &[
+            "kernel/drivers/net/virtio_net.ko",
+            "kernel/drivers/virtio/virtio_pci.ko",
+        ],
+    )?;
+    a.file("init", VM_INIT.as_bytes().to_vec(), 0o755);
+    a.file("lease.sh", VM_LEASE.as_bytes().to_vec(), 0o755);
+    a.file("checks.sh", VM_CHECKS.as_bytes().to_vec(), 0o755);
+    Ok(a.to_bytes())
+}
+
+/// The net-vm's image: `netvm`, `nft`, `conntrack`, the netfilter
+/// modules, and the description.
+pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<Vec<u8>, LabError> {
+    let mut a = Archive::new();
+    add_busybox(&mut a)?;
+    add_modules(
+        &mut a,
+        kernel,
+        &[
+            "kernel/drivers/net/virtio_net.ko",
+            "kernel/drivers/virtio/virtio_pci.ko",
+            "kernel/net/netfilter/",
+            "kernel/net/ipv4/netfilter/",
+            "kernel/net/ipv6/netfilter/",
+        ],
+    )?;
+    // Without debug information (a debug build is mostly that).
+    let stripped = std::env::temp_dir().join(format!("netvm-lab-{}-netvm", std::process::id()));
+    let strip = run(&[
+        "strip",
+        "--strip-debug",
+        "-o",
+        &stripped.display().to_string(),
+        &netvm.display().to_string(),
+    ]);
+    let binary = if strip.is_ok() {
+        stripped.as_path()
+    } else {
+        netvm
+    };
+    let added = add_binary(&mut a, binary, "usr/bin/netvm");
+    let _ = std::fs::remove_file(&stripped);
+    added?;
+    for tool in ["nft", "conntrack"] {
+        let path = ["/usr/sbin", "/sbin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .ok_or_else(|| LabError::Lab(format!("no {tool} on this machine")))?;
+        add_binary(&mut a, &path, &format!("usr/sbin/{tool}"))?;
+    }
+    a.file(
+        "etc/netvm/system.toml",
+        description.as_bytes().to_vec(),
+        0o644,
+    );
+    a.file("init", NETVM_INIT.as_bytes().to_vec(), 0o755);
+    Ok(a.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_dependencies_are_followed() {
+        let deps = parse_modules_dep(
+            "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n\
+             kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n\
+             kernel/net/core/failover.ko:\n",
+        );
+        let all = closure(&deps, &["kernel/drivers/net/virtio_net.ko".to_owned()]);
+        assert_eq!(all.len(), 3);
+        assert!(all.contains("kernel/net/core/failover.ko"));
+    }
+
+    #[test]
+    fn ldd_output_gives_library_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            parse_ldd(text),
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+    }
+}
