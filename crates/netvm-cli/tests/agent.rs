@@ -41,6 +41,13 @@ fn scratch(name: &str, text: &str) -> String {
     path.to_str().expect("utf-8").to_owned()
 }
 
+/// A path in the scratch directory where nothing is yet.
+fn fresh(name: &str) -> String {
+    let path = scratch(name, "");
+    std::fs::remove_file(&path).expect("remove");
+    path
+}
+
 /// Runs udhcpc once on `ns`'s eth0; what it said.
 fn udhcpc(ns: &Netns) -> String {
     let out = ns.exec(&[
@@ -80,10 +87,8 @@ fn upstream(up: &Netns, dir_file: &str) -> Process {
 fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     let description = scratch("system.toml", DESCRIPTION);
     let leases = scratch("dnsmasq.leases", "");
-    let journal = scratch("journal", "");
-    std::fs::remove_file(&journal).expect("fresh journal");
-    let socket = scratch("first.sock", "");
-    std::fs::remove_file(&socket).expect("no socket yet");
+    let journal = fresh("journal");
+    let socket = fresh("first.sock");
     let up = Netns::new("agu");
     let nv = Netns::new("agn");
     let vm = Netns::new("agv");
@@ -319,10 +324,8 @@ fn connects(ns: &Netns, host: &str, port: &str) -> bool {
 fn the_agent_is_operated_through_its_control_socket() {
     let description = scratch("operated.toml", OPERATED);
     let leases = scratch("operated-dnsmasq.leases", "");
-    let journal = scratch("operated-journal", "");
-    std::fs::remove_file(&journal).expect("fresh journal");
-    let control = scratch("control.sock", "");
-    std::fs::remove_file(&control).expect("no socket yet");
+    let journal = fresh("operated-journal");
+    let control = fresh("control.sock");
     let up = Netns::new("aou");
     let nv = Netns::new("aon");
     let app = Netns::new("aoa");

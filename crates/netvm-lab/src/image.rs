@@ -253,18 +253,25 @@ echo "netvm-lab: agent exited $?" > /dev/console
 while true; do sleep 3600; done
 "#;
 
-/// The image every VM boots.
-pub fn vm_image(kernel: &Kernel) -> Result<Vec<u8>, LabError> {
+/// The modules every image has: the virtio NIC over PCI.
+const NIC_MODULES: [&str; 2] = [
+    "kernel/drivers/net/virtio_net.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+];
+
+/// busybox and the NIC modules, plus `modules`.
+fn base(kernel: &Kernel, modules: &[&str]) -> Result<Archive, LabError> {
     let mut a = Archive::new();
     add_busybox(&mut a)?;
-    add_modules(
-        &mut a,
-        kernel,
-        &[
-            "kernel/drivers/net/virtio_net.ko",
-            "kernel/drivers/virtio/virtio_pci.ko",
-        ],
-    )?;
+    let mut wanted: Vec<&str> = NIC_MODULES.to_vec();
+    wanted.extend_from_slice(modules);
+    add_modules(&mut a, kernel, &wanted)?;
+    Ok(a)
+}
+
+/// The image every VM boots.
+pub fn vm_image(kernel: &Kernel) -> Result<Vec<u8>, LabError> {
+    let mut a = base(kernel, &[])?;
     a.file("init", VM_INIT.as_bytes().to_vec(), 0o755);
     a.file("lease.sh", VM_LEASE.as_bytes().to_vec(), 0o755);
     a.file("checks.sh", VM_CHECKS.as_bytes().to_vec(), 0o755);
@@ -274,14 +281,9 @@ pub fn vm_image(kernel: &Kernel) -> Result<Vec<u8>, LabError> {
 /// The net-vm's image: `netvm`, `nft`, `conntrack`, the netfilter
 /// modules, and the description.
 pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<Vec<u8>, LabError> {
-    let mut a = Archive::new();
-    add_busybox(&mut a)?;
-    add_modules(
-        &mut a,
+    let mut a = base(
         kernel,
         &[
-            "kernel/drivers/net/virtio_net.ko",
-            "kernel/drivers/virtio/virtio_pci.ko",
             "kernel/net/netfilter/",
             "kernel/net/ipv4/netfilter/",
             "kernel/net/ipv6/netfilter/",

@@ -372,29 +372,7 @@ fn build(lab: &Lab) -> Result<(), LabError> {
     let file = lab.description_file().display().to_string();
     netns::run_in(host, &[&netvm, "host", "up", &file])?;
     if let Some(extra) = plan.vms.iter().find(|v| v.expected == plan::Expected::Pool) {
-        netns::run_in(
-            host,
-            &[
-                "ip",
-                "link",
-                "set",
-                &extra.host_port,
-                "master",
-                &plan.bridge,
-            ],
-        )?;
-        netns::run_in(
-            host,
-            &[
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                &extra.host_port,
-                "isolated",
-                "on",
-            ],
-        )?;
+        netns::attach_isolated(host, &extra.host_port, &plan.bridge)?;
     }
 
     // The net-vm.

@@ -167,24 +167,7 @@ fn names_and_nat(lab: &Lab) -> Result<String, String> {
             .as_deref()
             .and_then(|b| b.rsplit(' ').next())
             .map(str::to_owned);
-        match (vm.internet, seen_as) {
-            (true, Some(a)) if Some(a.as_str()) != own.map(|o| o.to_string()).as_deref() => {
-                out.push(format!("{} out as {a}", vm.name));
-            }
-            (true, other) => {
-                return Err(format!(
-                    "{} should reach the upstream through NAT: {other:?}",
-                    vm.name
-                ))
-            }
-            (false, None) => out.push(format!("{} no Internet (as described)", vm.name)),
-            (false, Some(a)) => {
-                return Err(format!(
-                    "{} reached the upstream (as {a}) without `internet`",
-                    vm.name
-                ))
-            }
-        }
+        out.push(internet_verdict(vm, own, seen_as)?);
     }
     Ok(format!(
         "every VM resolves {} names and {}; {}",
@@ -192,6 +175,30 @@ fn names_and_nat(lab: &Lab) -> Result<String, String> {
         UPSTREAM_NAMES[0],
         out.join(", ")
     ))
+}
+
+/// Whether `vm` reached the upstream as the description says: with
+/// `internet` seen as another address than its own (NAT), without it not
+/// at all.
+fn internet_verdict(
+    vm: &VmNode,
+    own: Option<Ipv4Addr>,
+    seen_as: Option<String>,
+) -> Result<String, String> {
+    match (vm.internet, seen_as) {
+        (true, Some(a)) if Some(a.as_str()) != own.map(|o| o.to_string()).as_deref() => {
+            Ok(format!("{} out as {a}", vm.name))
+        }
+        (true, other) => Err(format!(
+            "{} should reach the upstream through NAT: {other:?}",
+            vm.name
+        )),
+        (false, None) => Ok(format!("{} no Internet (as described)", vm.name)),
+        (false, Some(a)) => Err(format!(
+            "{} reached the upstream (as {a}) without `internet`",
+            vm.name
+        )),
+    }
 }
 
 /// QEMU mode: row 2 from the VMs' own reports (each resolved every
@@ -230,24 +237,7 @@ fn names_and_nat_reported(lab: &Lab) -> Result<String, String> {
         let seen = crate::qemu::report(lab, &vm.name, "internet")
             .filter(|b| b.contains(" saw "))
             .and_then(|b| b.rsplit(' ').next().map(str::to_owned));
-        match (vm.internet, seen) {
-            (true, Some(a)) if Some(a.as_str()) != own.map(|o| o.to_string()).as_deref() => {
-                out.push(format!("{} out as {a}", vm.name));
-            }
-            (true, other) => {
-                return Err(format!(
-                    "{} should reach the upstream through NAT: {other:?}",
-                    vm.name
-                ))
-            }
-            (false, None) => out.push(format!("{} no Internet (as described)", vm.name)),
-            (false, Some(a)) => {
-                return Err(format!(
-                    "{} reached the upstream (as {a}) without `internet`",
-                    vm.name
-                ))
-            }
-        }
+        out.push(internet_verdict(vm, own, seen)?);
     }
     Ok(format!(
         "as each VM reported: every name and {} resolve; {}",
@@ -601,14 +591,7 @@ fn fresh_client(lab: &Lab, tag: &str, mac: &str) -> Result<String, String> {
     let result = (|| {
         netns::create(&ns)?;
         netns::veth(&veth)?;
-        netns::run_in(
-            &lab.plan.host,
-            &["ip", "link", "set", &port, "master", &lab.plan.bridge],
-        )?;
-        netns::run_in(
-            &lab.plan.host,
-            &["bridge", "link", "set", "dev", &port, "isolated", "on"],
-        )?;
+        netns::attach_isolated(&lab.plan.host, &port, &lab.plan.bridge)?;
         Ok::<_, LabError>(netns::output_in(
             &ns,
             &["udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1"],

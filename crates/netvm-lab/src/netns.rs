@@ -196,3 +196,14 @@ pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
+
+/// Puts `port` (in namespace `ns`) on `bridge`, up and isolated, as
+/// `netvm host up` does for the ports it knows.
+pub fn attach_isolated(ns: &str, port: &str, bridge: &str) -> Result<(), LabError> {
+    run_in(ns, &["ip", "link", "set", port, "master", bridge, "up"])?;
+    run_in(
+        ns,
+        &["bridge", "link", "set", "dev", port, "isolated", "on"],
+    )?;
+    Ok(())
+}

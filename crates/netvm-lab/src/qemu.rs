@@ -143,30 +143,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
                 "tap",
             ],
         )?;
-        netns::run_in(
-            host,
-            &[
-                "ip",
-                "link",
-                "set",
-                &extra.host_port,
-                "master",
-                &lab.plan.bridge,
-                "up",
-            ],
-        )?;
-        netns::run_in(
-            host,
-            &[
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                &extra.host_port,
-                "isolated",
-                "on",
-            ],
-        )?;
+        netns::attach_isolated(host, &extra.host_port, &lab.plan.bridge)?;
     }
     let host_plan =
         netvm_plan::host::plan(&lab.system).map_err(|e| LabError::Lab(e.to_string()))?;
