@@ -61,8 +61,33 @@ enum Command {
     Lab(lab::LabCommand),
 }
 
+/// Commands that print a report and end die quietly when their reader
+/// goes (`netvm status | head`), as other command-line tools do, instead
+/// of panicking on the next print. Daemons keep ignoring it: a log
+/// reader going away must not stop the network.
+#[allow(unsafe_code)]
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: called first in `main`, before any thread exists; it
+    // restores the default action and installs no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    let daemon = matches!(
+        command,
+        Command::Agent(_)
+            | Command::Dhcp(_)
+            | Command::Dns(_)
+            | Command::Uplink(_)
+            | Command::Lab(_)
+    );
+    if !daemon {
+        end_quietly_on_closed_pipe();
+    }
+    let result = match command {
         Command::Check(args) => describe::check(&args),
         Command::Plan(args) => describe::plan(&args),
         Command::Schema => describe::schema(),
