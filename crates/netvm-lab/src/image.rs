@@ -192,6 +192,9 @@ echo "netvm-lab: $name up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
 echo "$name" > /var/www/index.html
 for p in $(arg ports | tr , ' '); do httpd -p "$p" -h /var/www; done
 udhcpc -f -i eth0 -s /lease.sh -x "hostname:$name" -t 60 -T 1 -A 2 > /dev/null 2>&1 &
+# The lab's control channel: a shell on the second serial port.
+stty -F /dev/ttyS1 -echo 2>/dev/null
+(while true; do PS1= sh </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
 while true; do sleep 3600; done
 "#;
 
@@ -248,9 +251,15 @@ modprobe virtio_net
 for m in nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nft_compat; do modprobe $m 2>/dev/null; done
 ip link set lo up
 echo "netvm-lab: net-vm up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
-/usr/bin/netvm agent /etc/netvm/system.toml --journal /var/lib/netvm/leases --control /run/netvm/agent.sock > /dev/console 2>&1
-echo "netvm-lab: agent exited $?" > /dev/console
-while true; do sleep 3600; done
+# The lab's control channel: a shell on the second serial port.
+stty -F /dev/ttyS1 -echo 2>/dev/null
+(while true; do PS1= sh </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
+# Restarted when it ends, as systemd's Restart= would.
+while true; do
+  /usr/bin/netvm agent /etc/netvm/system.toml --journal /var/lib/netvm/leases --control /run/netvm/agent.sock > /dev/console 2>&1
+  echo "netvm-lab: agent exited $?" > /dev/console
+  sleep 1
+done
 "#;
 
 /// The modules every image has: the virtio NIC over PCI.

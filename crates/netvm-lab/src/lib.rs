@@ -11,6 +11,7 @@ pub mod cpio;
 pub mod image;
 pub mod lab;
 pub mod matrix;
+pub mod matrix_qemu;
 pub mod netns;
 pub mod plan;
 pub mod probe;

@@ -28,9 +28,9 @@ pub struct Check {
 }
 
 const SHORT: Duration = Duration::from_millis(300);
-const PROBE: Duration = Duration::from_secs(2);
+pub(crate) const PROBE: Duration = Duration::from_secs(2);
 
-fn check(row: u8, name: &'static str, result: Result<String, String>) -> Check {
+pub(crate) fn check(row: u8, name: &'static str, result: Result<String, String>) -> Check {
     let (pass, detail) = match result {
         Ok(detail) => (true, detail),
         Err(detail) => (false, detail),
@@ -43,15 +43,16 @@ fn check(row: u8, name: &'static str, result: Result<String, String>) -> Check {
     }
 }
 
-fn lab_error(e: LabError) -> String {
+pub(crate) fn lab_error(e: LabError) -> String {
     e.to_string()
 }
 
-/// Runs every row (in QEMU mode, the rows that need no action inside a
-/// guest: 1, 2 from what each VM reported, 3 and 9).
+/// Runs every row (in QEMU mode rows 1 and 2 come from what each VM
+/// reported on its console, and 4-8 act inside the guests through their
+/// control shells: [`crate::matrix_qemu`]).
 pub fn run(lab: &Lab) -> Vec<Check> {
     if lab.qemu {
-        return vec![
+        let mut rows = vec![
             check(1, "addresses: reservations and the pool", addresses(lab)),
             check(
                 2,
@@ -63,12 +64,14 @@ pub fn run(lab: &Lab) -> Vec<Check> {
                 "upstream reaches only the port forward",
                 upstream_scan(lab),
             ),
-            check(
-                9,
-                "host posture: secure none, dev bridged",
-                host_posture(lab),
-            ),
         ];
+        rows.extend(crate::matrix_qemu::rows(lab));
+        rows.push(check(
+            9,
+            "host posture: secure none, dev bridged",
+            host_posture(lab),
+        ));
+        return rows;
     }
     vec![
         check(1, "addresses: reservations and the pool", addresses(lab)),
@@ -99,14 +102,14 @@ pub fn run(lab: &Lab) -> Vec<Check> {
     ]
 }
 
-fn described(lab: &Lab) -> impl Iterator<Item = &VmNode> {
+pub(crate) fn described(lab: &Lab) -> impl Iterator<Item = &VmNode> {
     lab.plan
         .vms
         .iter()
         .filter(|v| matches!(v.expected, Expected::Reserved(_)))
 }
 
-fn reserved(vm: &VmNode) -> Option<Ipv4Addr> {
+pub(crate) fn reserved(vm: &VmNode) -> Option<Ipv4Addr> {
     match vm.expected {
         Expected::Reserved(ip) => Some(ip),
         Expected::Pool => None,
@@ -375,8 +378,19 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
     ))
 }
 
-/// The agent's recent events.
+/// The agent's recent events (QEMU mode: asked inside the net-vm).
 fn events(lab: &Lab) -> Vec<Value> {
+    if lab.qemu {
+        let command = "netvm events --control /run/netvm/agent.sock --last 1000";
+        let netvm = lab.system.netvm.name.to_string();
+        return crate::qemu::exec(lab, &netvm, command, Duration::from_secs(10))
+            .map(|(out, _)| {
+                out.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
     let request = json!({"command": "events", "last": 1000});
     let Ok(mut reader) = netvm_agent::control::request(&lab.control(), &request) else {
         return Vec::new();
@@ -391,7 +405,7 @@ fn events(lab: &Lab) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn has_event(lab: &Lab, name: &str, fields: &[(&str, Value)]) -> bool {
+pub(crate) fn has_event(lab: &Lab, name: &str, fields: &[(&str, Value)]) -> bool {
     wait(Duration::from_secs(5), name, || {
         events(lab)
             .iter()
@@ -401,7 +415,12 @@ fn has_event(lab: &Lab, name: &str, fields: &[(&str, Value)]) -> bool {
     .is_ok()
 }
 
-fn policy(lab: &Lab) -> Result<String, String> {
+/// An allowed pair (the first TCP flow between two VMs, with its port)
+/// and a forbidden pair.
+pub(crate) type Pairs<'a> = ((&'a VmNode, &'a VmNode, u16), (&'a VmNode, &'a VmNode));
+
+/// The pairs row 4 tries.
+pub(crate) fn policy_pairs(lab: &Lab) -> Result<Pairs<'_>, String> {
     let policy = netvm_plan::plan(&lab.system).policy;
     let allowed = policy
         .flows
@@ -424,6 +443,11 @@ fn policy(lab: &Lab) -> Result<String, String> {
                     .any(|f| f.from == a.name && f.to == b.name)
         })
         .ok_or("every pair of VMs may talk")?;
+    Ok((allowed, forbidden))
+}
+
+fn policy(lab: &Lab) -> Result<String, String> {
+    let (allowed, forbidden) = policy_pairs(lab)?;
     let (from, to, port) = allowed;
     let to_ip = reserved(to).ok_or("no address")?;
     let reach = netns::inside(&from.ns, || {
@@ -479,7 +503,7 @@ fn policy(lab: &Lab) -> Result<String, String> {
 }
 
 /// The packets counted by the host's guard for `vm`'s port.
-fn guard_counter(lab: &Lab, vm: &str) -> u64 {
+pub(crate) fn guard_counter(lab: &Lab, vm: &str) -> u64 {
     let name = netvm_plan::l2guard::counter_name(vm);
     netns::run_in(
         &lab.plan.host,
@@ -509,7 +533,7 @@ fn send_from(ns: &str, source: Ipv4Addr, to: SocketAddr, count: usize) -> Result
     .map_err(|e| format!("cannot send from {source} in {ns}: {e}"))
 }
 
-fn two_vms(lab: &Lab) -> Result<(&VmNode, &VmNode), String> {
+pub(crate) fn two_vms(lab: &Lab) -> Result<(&VmNode, &VmNode), String> {
     let mut d = described(lab);
     match (d.next(), d.next()) {
         (Some(a), Some(b)) => Ok((a, b)),
@@ -572,8 +596,25 @@ fn spoofing(lab: &Lab) -> Result<String, String> {
 }
 
 /// Runs a one-shot DHCP client in a fresh namespace on its own bridge
-/// port; the address it was offered.
+/// port; what it said.
 fn fresh_client(lab: &Lab, tag: &str, mac: &str) -> Result<String, String> {
+    in_fresh_port(
+        lab,
+        tag,
+        mac,
+        &["udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1"],
+    )
+}
+
+/// Runs `args` in a fresh namespace whose `eth0` (with `mac`) is a new
+/// isolated port on the host's bridge, as a VM the description does not
+/// name; its output. The namespace goes afterwards.
+pub(crate) fn in_fresh_port(
+    lab: &Lab,
+    tag: &str,
+    mac: &str,
+    args: &[&str],
+) -> Result<String, String> {
     let ns = format!("{}{tag}", plan::prefix(lab.plan.id));
     let port = format!("tap-{tag}");
     let veth = plan::Veth {
@@ -592,10 +633,7 @@ fn fresh_client(lab: &Lab, tag: &str, mac: &str) -> Result<String, String> {
         netns::create(&ns)?;
         netns::veth(&veth)?;
         netns::attach_isolated(&lab.plan.host, &port, &lab.plan.bridge)?;
-        Ok::<_, LabError>(netns::output_in(
-            &ns,
-            &["udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1"],
-        ))
+        Ok::<_, LabError>(netns::output_in(&ns, args))
     })();
     netns::delete(&ns);
     result.map_err(lab_error)
@@ -651,7 +689,7 @@ fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
 }
 
 /// A process's command name.
-fn comm(pid: u32) -> String {
+pub(crate) fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
         .trim()

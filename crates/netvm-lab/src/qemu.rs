@@ -41,6 +41,51 @@ pub fn console(lab: &Lab, vm: &str) -> PathBuf {
     lab.dir.join(format!("console-{vm}.log"))
 }
 
+/// The socket of `vm`'s control channel (a shell on its second serial
+/// port).
+pub fn control(lab: &Lab, vm: &str) -> PathBuf {
+    lab.dir.join(format!("ctl-{vm}.sock"))
+}
+
+/// Runs `command` in `vm`'s shell; its output (stdout and stderr) and
+/// exit status.
+pub fn exec(
+    lab: &Lab,
+    vm: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<(String, i32), LabError> {
+    use std::io::{BufRead, BufReader, Write};
+    let path = control(lab, vm);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).map_err(io_error(&path))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(io_error(&path))?;
+    let marker = "__netvm_lab_done_";
+    writeln!(stream, "{command} 2>&1; echo {marker}$?").map_err(io_error(&path))?;
+    let mut output = String::new();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                return Err(LabError::Timeout(format!("`{command}` in {vm}")));
+            }
+            Ok(_) => {}
+        }
+        let clean = line.trim_end_matches(['\r', '\n']);
+        if let Some(status) = clean
+            .strip_prefix(marker)
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            return Ok((output, status));
+        }
+        output.push_str(clean);
+        output.push('\n');
+    }
+}
+
 /// The `netvm-lab:` lines of `vm`'s console.
 pub fn reports(lab: &Lab, vm: &str) -> Vec<String> {
     std::fs::read_to_string(console(lab, vm))
@@ -84,6 +129,13 @@ fn qemu(
         "-no-reboot",
         "-serial",
         &format!("file:{}", console(lab, name).display()),
+        "-chardev",
+        &format!(
+            "socket,id=ctl,path={},server=on,wait=off",
+            control(lab, name).display()
+        ),
+        "-serial",
+        "chardev:ctl",
         "-kernel",
         &kernel.image.display().to_string(),
         "-initrd",
