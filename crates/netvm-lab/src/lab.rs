@@ -171,7 +171,7 @@ impl Lab {
         let _ = std::fs::remove_file(self.control());
         // The log is appended to: only what this start writes counts.
         let skip = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-        netns::daemon(
+        let pid = netns::daemon(
             &self.plan.netvm,
             &[
                 &self.netvm_bin(),
@@ -190,8 +190,7 @@ impl Lab {
             if text.contains("\"event\":\"ready\"") {
                 return Some(Ok(()));
             }
-            let alive = !netns::pids(&self.plan.netvm).is_empty();
-            (!alive).then(|| {
+            (!netns::alive(pid)).then(|| {
                 Err(LabError::Lab(format!(
                     "the agent stopped; its log ({}):\n{}",
                     log.display(),

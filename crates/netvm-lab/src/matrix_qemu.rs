@@ -5,12 +5,11 @@
 
 use crate::lab::{wait, Lab};
 use crate::matrix::{
-    check, described, guard_counter, has_event, in_fresh_port, policy_pairs, reserved, two_vms,
-    Check,
+    check, described, flood, guard_counter, has_event, in_fresh_port, policy_with, reserved,
+    rogue_verdict, two_vms, Check,
 };
 use crate::netns::LabError;
-use crate::plan::{Expected, VmNode, UPSTREAM_HTTP_PORT, UPSTREAM_IP, VM_PORT};
-use serde_json::json;
+use crate::plan::{Expected, VmNode, UPSTREAM_HTTP_PORT, UPSTREAM_IP};
 use std::time::Duration;
 
 const SHELL: Duration = Duration::from_secs(20);
@@ -41,59 +40,16 @@ fn sh(lab: &Lab, vm: &str, command: &str) -> Result<String, String> {
         .map_err(|e: LabError| e.to_string())
 }
 
-fn connects(lab: &Lab, from: &VmNode, to: std::net::Ipv4Addr, port: u16) -> Result<bool, String> {
-    let out = sh(
-        lab,
-        &from.name,
-        &format!("nc -w 2 {to} {port} </dev/null && echo connected"),
-    )?;
-    Ok(out.contains("connected"))
-}
-
 fn policy(lab: &Lab) -> Result<String, String> {
-    let ((from, to, port), (a, b)) = policy_pairs(lab)?;
-    let to_ip = reserved(to).ok_or("no address")?;
-    if !connects(lab, from, to_ip, port)? {
-        return Err(format!(
-            "{} -> {}:{port} is allowed but did not connect",
-            from.name, to.name
-        ));
-    }
-    let b_ip = reserved(b).ok_or("no address")?;
-    if connects(lab, a, b_ip, VM_PORT)? {
-        return Err(format!(
-            "{} -> {}:{VM_PORT} is forbidden but connected",
-            a.name, b.name
-        ));
-    }
-    if !has_event(
-        lab,
-        "flow_allowed",
-        &[("from_vm", json!(from.name)), ("to_vm", json!(to.name))],
-    ) {
-        return Err(format!(
-            "no flow_allowed event for {} -> {}",
-            from.name, to.name
-        ));
-    }
-    if !has_event(
-        lab,
-        "policy_drop",
-        &[
-            ("from_vm", json!(a.name)),
-            ("to_vm", json!(b.name)),
-            ("port", json!(VM_PORT)),
-        ],
-    ) {
-        return Err(format!(
-            "no policy_drop event for {} -> {}:{VM_PORT}",
-            a.name, b.name
-        ));
-    }
-    Ok(format!(
-        "in the VMs: {} -> {}:{port} connects (flow_allowed); {} -> {}:{VM_PORT} does not (policy_drop)",
-        from.name, to.name, a.name, b.name
-    ))
+    let connects = |from: &VmNode, to: std::net::Ipv4Addr, port: u16| {
+        let out = sh(
+            lab,
+            &from.name,
+            &format!("nc -w 2 {to} {port} </dev/null && echo connected"),
+        )?;
+        Ok(out.contains("connected"))
+    };
+    policy_with(lab, &connects).map(|done| format!("in the VMs: {done}"))
 }
 
 fn spoofing(lab: &Lab) -> Result<String, String> {
@@ -143,18 +99,7 @@ fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
     if started.trim().is_empty() {
         return Err(format!("udhcpd did not start in {}: {started}", rogue.name));
     }
-    let lease = said
-        .lines()
-        .find_map(|l| l.split("lease of ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .ok_or_else(|| format!("the new client got no lease at all: {said}"))?;
-    if lease.starts_with("10.66.") {
-        return Err(format!("the new client took the rogue's offer {lease}"));
-    }
-    Ok(format!(
-        "udhcpd serving 10.66.0.0/24 in {}; a new client on another port got {lease} from the net-vm",
-        rogue.name
-    ))
+    rogue_verdict(&said, &rogue.name, "udhcpd")
 }
 
 /// Makes every described VM renew; those whose address then differs
@@ -176,34 +121,7 @@ fn renew_all(lab: &Lab) -> Result<Vec<String>, String> {
 }
 
 fn starvation(lab: &Lab) -> Result<String, String> {
-    let netvm = lab.netvm.display().to_string();
-    let acks = lab.dir.join("starvation.acks").display().to_string();
-    in_fresh_port(
-        lab,
-        "f",
-        "02:ee:00:00:00:03",
-        &[
-            &netvm,
-            "dhcp",
-            "load",
-            "--interface",
-            "eth0",
-            "--clients",
-            "2000",
-            "--rate",
-            "1000",
-            "--seconds",
-            "3",
-            "--acks",
-            &acks,
-            "--seed",
-            "7",
-        ],
-    )?;
-    let granted = std::fs::read_to_string(&acks)
-        .unwrap_or_default()
-        .lines()
-        .count();
+    let granted = flood(lab)?;
     if !has_event(lab, "dhcp_starvation", &[]) {
         return Err("the agent reported no dhcp_starvation event".to_owned());
     }

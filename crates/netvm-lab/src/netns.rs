@@ -207,3 +207,14 @@ pub fn attach_isolated(ns: &str, port: &str, bridge: &str) -> Result<(), LabErro
     )?;
     Ok(())
 }
+
+/// Whether process `pid` is running (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
