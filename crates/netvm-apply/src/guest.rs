@@ -90,3 +90,59 @@ pub fn rename(renames: &[Rename]) -> Result<(), LinkError> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A synthetic sysfs: eth0 a virtio NIC on PCI 0000:00:14.3, eth1 a
+    /// USB NIC 0bda:8153, lo.
+    fn tree() -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("netvm-guest-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let pci = root.join("devices/pci0000:00/0000:00:14.3");
+        let virtio = pci.join("virtio0");
+        let usb = root.join("devices/usb1/1-1");
+        let usb_if = usb.join("1-1:1.0");
+        for dir in [
+            &virtio,
+            &usb_if,
+            &root.join("class/net/eth0"),
+            &root.join("class/net/eth1"),
+            &root.join("class/net/lo"),
+        ] {
+            std::fs::create_dir_all(dir).expect("dir");
+        }
+        std::fs::write(pci.join("vendor"), "0x8086\n").expect("vendor");
+        std::fs::write(usb.join("idVendor"), "0bda\n").expect("idVendor");
+        std::fs::write(usb.join("idProduct"), "8153\n").expect("idProduct");
+        std::fs::write(root.join("class/net/eth0/address"), "52:54:00:12:34:56\n").expect("mac");
+        std::fs::write(root.join("class/net/eth1/address"), "00:e0:4c:68:00:01\n").expect("mac");
+        std::os::unix::fs::symlink(&virtio, root.join("class/net/eth0/device")).expect("link");
+        std::os::unix::fs::symlink(&usb_if, root.join("class/net/eth1/device")).expect("link");
+        root
+    }
+
+    #[test]
+    fn nics_carry_their_mac_and_the_pci_or_usb_device_above_them() {
+        let root = tree();
+        let nics = nics(&root).expect("listed");
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(nics.len(), 2, "{nics:?}");
+        assert_eq!(nics[0].name, "eth0");
+        assert_eq!(
+            nics[0].pci.map(|p| p.to_string()).as_deref(),
+            Some("0000:00:14.3")
+        );
+        assert_eq!(nics[0].usb, None);
+        assert_eq!(
+            nics[0].mac.map(|m| m.to_string()).as_deref(),
+            Some("52:54:00:12:34:56")
+        );
+        assert_eq!(
+            nics[1].usb.map(|u| u.to_string()).as_deref(),
+            Some("0bda:8153")
+        );
+        assert_eq!(nics[1].pci, None);
+    }
+}
