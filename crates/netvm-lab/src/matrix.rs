@@ -747,11 +747,19 @@ fn renew_all(lab: &Lab) -> Vec<String> {
             }
         }
     }
-    std::thread::sleep(Duration::from_secs(3));
-    described(lab)
-        .filter(|vm| lab.address_of(&vm.ns) != reserved(vm))
-        .map(|vm| vm.name.clone())
-        .collect()
+    // Give the renewals time (one that times out starts over and gets
+    // the reservation again); what counts is the address each VM ends with.
+    std::thread::sleep(Duration::from_secs(2));
+    let moved = || -> Vec<String> {
+        described(lab)
+            .filter(|vm| lab.address_of(&vm.ns) != reserved(vm))
+            .map(|vm| vm.name.clone())
+            .collect()
+    };
+    wait(Duration::from_secs(20), "the renewals", || {
+        moved().is_empty().then_some(())
+    })
+    .map_or_else(|_| moved(), |()| Vec::new())
 }
 
 fn starvation(lab: &Lab) -> Result<String, String> {

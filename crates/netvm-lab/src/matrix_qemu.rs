@@ -108,16 +108,24 @@ fn renew_all(lab: &Lab) -> Result<Vec<String>, String> {
     for vm in described(lab) {
         sh(lab, &vm.name, "kill -USR1 $(pidof udhcpc)")?;
     }
-    std::thread::sleep(Duration::from_secs(4));
-    let mut moved = Vec::new();
-    for vm in described(lab) {
-        let want = reserved(vm).ok_or("no address")?;
-        let shown = sh(lab, &vm.name, "ip -4 addr show dev eth0")?;
-        if !shown.contains(&format!("inet {want}/")) {
-            moved.push(vm.name.clone());
+    // A TCG net-vm still working through a flood answers late; busybox
+    // udhcpc then starts over (deconfig, DISCOVER). What counts is that
+    // every VM ends with its reservation.
+    let mut pending: Vec<&VmNode> = described(lab).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pending.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        let mut still = Vec::new();
+        for vm in pending {
+            let want = reserved(vm).ok_or("no address")?;
+            let shown = sh(lab, &vm.name, "ip -4 addr show dev eth0")?;
+            if !shown.contains(&format!("inet {want}/")) {
+                still.push(vm);
+            }
         }
+        pending = still;
     }
-    Ok(moved)
+    Ok(pending.into_iter().map(|vm| vm.name.clone()).collect())
 }
 
 fn starvation(lab: &Lab) -> Result<String, String> {
