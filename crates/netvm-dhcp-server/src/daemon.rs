@@ -5,8 +5,10 @@
 //!
 //! Everything worth knowing is written to `events` as one JSON object per
 //! line: `ready` (after the journal is replayed and the sockets are
-//! open), every lease event, journal compactions, `counters` on SIGUSR1,
-//! and `stopped` with the final counters.
+//! open), every lease event (those a client can cause at will, an empty
+//! pool or a decline, rate-limited: [`crate::log_limit`]), journal
+//! compactions, `counters` on SIGUSR1, and `stopped` with the final
+//! counters.
 
 use crate::journal_file::{JournalFile, JournalFileError};
 use crate::link::{Link, LinkError};
@@ -144,6 +146,8 @@ struct Daemon<'a> {
     hook: &'a mut dyn FnMut(&Event),
     /// ACKs waiting for the batch's journal sync.
     durable: Vec<Reply>,
+    /// Bounds the floodable events written to `out`.
+    log_limit: crate::log_limit::LogLimit,
     send_errors: u64,
 }
 
@@ -170,7 +174,9 @@ impl Daemon<'_> {
     fn handle(&mut self, now: Timestamp, bytes: &[u8]) {
         let outcome = self.server.handle(now, bytes);
         for event in &outcome.events {
-            emit(self.out, event);
+            if self.log_limit.allow(event, std::time::Instant::now()) {
+                emit(self.out, event);
+            }
             (self.hook)(event);
         }
         let Some(reply) = outcome.reply else {
@@ -319,6 +325,7 @@ pub fn serve_with(
         out,
         hook,
         durable: Vec::new(),
+        log_limit: crate::log_limit::LogLimit::new(std::time::Instant::now()),
         send_errors: 0,
     };
     emit(
@@ -358,8 +365,16 @@ pub fn serve_with(
         daemon.receive_batch(wait, &mut buf)?;
         daemon.commit();
         for event in daemon.server.poll(Timestamp::now()) {
-            emit(daemon.out, &event);
+            if daemon.log_limit.allow(&event, std::time::Instant::now()) {
+                emit(daemon.out, &event);
+            }
             (daemon.hook)(&event);
+        }
+        if let Some(count) = daemon.log_limit.report(std::time::Instant::now()) {
+            emit(
+                daemon.out,
+                &json!({"event": "events_suppressed", "kinds": ["pool_exhausted", "address_declined"], "count": count}),
+            );
         }
         daemon.compact()?;
         if flags.report.swap(false, Ordering::Relaxed) {

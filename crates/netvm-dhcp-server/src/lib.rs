@@ -11,6 +11,7 @@ mod frame;
 pub mod journal_file;
 mod link;
 pub mod load;
+pub mod log_limit;
 mod sockets;
 
 pub use daemon::{error_chain, serve, serve_with, PartControl, ServeError, ServeOptions};

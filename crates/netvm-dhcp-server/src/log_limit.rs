@@ -1,0 +1,105 @@
+//! Keeps the server's own event log bounded under a flood. Lease events
+//! are always written (the pool bounds how many there can be); the events
+//! a client can cause at will (a DISCOVER that finds the pool empty, a
+//! DECLINE) pass a token bucket, and what it holds back is counted and
+//! reported at most once a second as `events_suppressed`.
+
+use netvm_dhcp::Event;
+use std::time::{Duration, Instant};
+
+/// Floodable events written per second, sustained.
+pub const RATE: f64 = 10.0;
+/// Floodable events written in a burst.
+pub const BURST: f64 = 50.0;
+
+/// The bucket and what it held back.
+#[derive(Debug)]
+pub struct LogLimit {
+    tokens: f64,
+    refilled: Instant,
+    held_back: u64,
+    reported: Instant,
+}
+
+impl LogLimit {
+    /// A full bucket at `now`.
+    pub fn new(now: Instant) -> LogLimit {
+        LogLimit {
+            tokens: BURST,
+            refilled: now,
+            held_back: 0,
+            reported: now,
+        }
+    }
+
+    /// Whether `event` may be written at `now`.
+    pub fn allow(&mut self, event: &Event, now: Instant) -> bool {
+        if !matches!(
+            event,
+            Event::PoolExhausted { .. } | Event::AddressDeclined { .. }
+        ) {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * RATE).min(BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.held_back += 1;
+            false
+        }
+    }
+
+    /// How many were held back since the last report, once a second at
+    /// most and only when some were.
+    pub fn report(&mut self, now: Instant) -> Option<u64> {
+        if self.held_back == 0
+            || now.saturating_duration_since(self.reported) < Duration::from_secs(1)
+        {
+            return None;
+        }
+        self.reported = now;
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvm_description::values::MacAddr;
+
+    #[test]
+    fn a_flood_of_empty_pool_events_is_cut_to_the_burst_and_counted() {
+        let start = Instant::now();
+        let mut limit = LogLimit::new(start);
+        let exhausted = Event::PoolExhausted {
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        };
+        let written = (0..10_000)
+            .filter(|_| limit.allow(&exhausted, start))
+            .count();
+        assert_eq!(written, BURST as usize);
+        assert_eq!(limit.report(start), None, "not within the first second");
+        let later = start + Duration::from_secs(2);
+        assert_eq!(limit.report(later), Some(10_000 - BURST as u64));
+        assert_eq!(limit.report(later + Duration::from_secs(2)), None);
+        // Two seconds refill 20 more.
+        assert_eq!(
+            (0..100).filter(|_| limit.allow(&exhausted, later)).count(),
+            20
+        );
+    }
+
+    #[test]
+    fn lease_events_always_pass() {
+        let now = Instant::now();
+        let mut limit = LogLimit::new(now);
+        let released = Event::LeaseReleased {
+            ip: std::net::Ipv4Addr::new(10, 0, 0, 2),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        };
+        assert!((0..1_000).all(|_| limit.allow(&released, now)));
+    }
+}
