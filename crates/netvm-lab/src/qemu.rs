@@ -208,7 +208,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     let uplink_tap = netns::inside(&lab.plan.upstream, || {
         netvm_apply::open_tap(&lab.plan.upstream_if)
     })?
-    .map_err(|e| LabError::Lab(netvm_description_error(&e)))?;
+    .map_err(|e| LabError::Lab(netvm_dhcp_server::error_chain(&e)))?;
     let fd = uplink_tap.as_raw_fd();
     let flags = nix::fcntl::FdFlag::empty();
     nix::fcntl::fcntl(&uplink_tap, nix::fcntl::FcntlArg::F_SETFD(flags))
@@ -334,14 +334,4 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
             .then_some(())
     })?;
     Ok(boots)
-}
-
-fn netvm_description_error(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
 }
