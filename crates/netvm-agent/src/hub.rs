@@ -40,8 +40,7 @@ struct Inner {
     seq: u64,
     ring: VecDeque<Value>,
     followers: Vec<SyncSender<String>>,
-    tokens: f64,
-    refilled: Instant,
+    bucket: netvm_dhcp_server::log_limit::Bucket,
     emitted: u64,
     suppressed: u64,
     unreported: u64,
@@ -73,8 +72,11 @@ impl Hub {
                 seq: 0,
                 ring: VecDeque::with_capacity(RING),
                 followers: Vec::new(),
-                tokens: SECURITY_BURST,
-                refilled: Instant::now(),
+                bucket: netvm_dhcp_server::log_limit::Bucket::new(
+                    SECURITY_RATE,
+                    SECURITY_BURST,
+                    Instant::now(),
+                ),
                 emitted: 0,
                 suppressed: 0,
                 unreported: 0,
@@ -88,17 +90,10 @@ impl Hub {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if class == Class::Security {
-            let now = Instant::now();
-            let elapsed = now.duration_since(inner.refilled).as_secs_f64();
-            inner.tokens = (inner.tokens + elapsed * SECURITY_RATE).min(SECURITY_BURST);
-            inner.refilled = now;
-            if inner.tokens < 1.0 {
-                inner.suppressed += 1;
-                inner.unreported += 1;
-                return;
-            }
-            inner.tokens -= 1.0;
+        if class == Class::Security && !inner.bucket.take(Instant::now()) {
+            inner.suppressed += 1;
+            inner.unreported += 1;
+            return;
         }
         inner.seq += 1;
         inner.emitted += 1;

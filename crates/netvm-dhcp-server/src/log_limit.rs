@@ -12,11 +12,45 @@ pub const RATE: f64 = 10.0;
 /// Floodable events written in a burst.
 pub const BURST: f64 = 50.0;
 
+/// A token bucket over the monotonic clock: `rate` tokens a second, at
+/// most `burst` saved (the agent's event stream uses it too).
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    /// A full bucket at `now`.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            refilled: now,
+        }
+    }
+
+    /// Takes a token at `now`, if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The bucket and what it held back.
 #[derive(Debug)]
 pub struct LogLimit {
-    tokens: f64,
-    refilled: Instant,
+    bucket: Bucket,
     held_back: u64,
     reported: Instant,
 }
@@ -25,8 +59,7 @@ impl LogLimit {
     /// A full bucket at `now`.
     pub fn new(now: Instant) -> LogLimit {
         LogLimit {
-            tokens: BURST,
-            refilled: now,
+            bucket: Bucket::new(RATE, BURST, now),
             held_back: 0,
             reported: now,
         }
@@ -40,16 +73,11 @@ impl LogLimit {
         ) {
             return true;
         }
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * RATE).min(BURST);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
+        let allowed = self.bucket.take(now);
+        if !allowed {
             self.held_back += 1;
-            false
         }
+        allowed
     }
 
     /// How many were held back since the last report, once a second at
