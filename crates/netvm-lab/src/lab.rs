@@ -59,6 +59,16 @@ fn dir_of(id: u32) -> PathBuf {
     Path::new(ROOT).join(id.to_string())
 }
 
+/// The description a lab keeps in `dir` (JSON if it was given JSON).
+fn description_in(dir: &Path) -> PathBuf {
+    let json = dir.join("system.json");
+    if json.exists() {
+        json
+    } else {
+        dir.join("system.toml")
+    }
+}
+
 /// Claims a lab id: its directory is created atomically.
 fn claim(id: Option<u32>) -> Result<u32, LabError> {
     let root = Path::new(ROOT);
@@ -142,12 +152,7 @@ pub fn up(options: &UpOptions) -> Result<Lab, LabError> {
 impl Lab {
     /// The description file in the lab's directory.
     pub fn description_file(&self) -> PathBuf {
-        let json = self.dir.join("system.json");
-        if json.exists() {
-            json
-        } else {
-            self.dir.join("system.toml")
-        }
+        description_in(&self.dir)
     }
 
     /// The agent's control socket.
@@ -215,12 +220,7 @@ impl Lab {
 
     /// The VM's current IPv4 address on eth0, if any.
     pub fn address_of(&self, ns: &str) -> Option<std::net::Ipv4Addr> {
-        let out = netns::run_in(ns, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).ok()?;
-        out.split_whitespace()
-            .skip_while(|w| *w != "inet")
-            .nth(1)
-            .and_then(|a| a.split('/').next())
-            .and_then(|a| a.parse().ok())
+        netns::ipv4_on(ns, "eth0")
     }
 
     /// Starts (or restarts) the DHCP client in `ns`.
@@ -436,12 +436,7 @@ pub fn find(id: Option<u32>, netvm: &Path) -> Result<Lab, LabError> {
         }
     };
     let dir = dir_of(id);
-    let lab_file = |name: &str| dir.join(name);
-    let file = if lab_file("system.json").exists() {
-        lab_file("system.json")
-    } else {
-        lab_file("system.toml")
-    };
+    let file = description_in(&dir);
     if !file.exists() {
         return Err(LabError::Lab(format!(
             "lab {id} is not up (no {})",

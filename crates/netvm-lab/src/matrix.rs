@@ -261,16 +261,7 @@ fn uplink_address(lab: &Lab) -> Result<Ipv4Addr, String> {
     let uplink = netvm_plan::datapath::interfaces(&lab.system)
         .uplink
         .to_string();
-    let out = netns::run_in(
-        &lab.plan.netvm,
-        &["ip", "-4", "-o", "addr", "show", "dev", &uplink],
-    )
-    .map_err(lab_error)?;
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .and_then(|a| a.parse().ok())
+    netns::ipv4_on(&lab.plan.netvm, &uplink)
         .ok_or_else(|| format!("the net-vm's uplink {uplink} has no address"))
 }
 

@@ -218,3 +218,13 @@ pub fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The first IPv4 address on `interface` inside `ns`, if any.
+pub fn ipv4_on(ns: &str, interface: &str) -> Option<std::net::Ipv4Addr> {
+    let out = run_in(ns, &["ip", "-4", "-o", "addr", "show", "dev", interface]).ok()?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+}
