@@ -169,11 +169,12 @@ fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, Ag
 }
 
 /// Applies the data plane for `system`, with `leases` in `endpoints`, in
-/// one ruleset transaction; cuts connections the policy forbids.
+/// one ruleset transaction; cuts connections the policy forbids. Also
+/// how many of `leases` were admitted.
 fn apply(
     system: &System,
     leases: &[(Ipv4Addr, MacAddr)],
-) -> Result<netvm_apply::Applied, netvm_apply::ApplyError> {
+) -> Result<(netvm_apply::Applied, usize), netvm_apply::ApplyError> {
     let policy = netvm_plan::plan(system).policy;
     let mut datapath = netvm_plan::datapath::plan(system, &policy);
     let admitted = admitted(system, leases);
@@ -189,7 +190,8 @@ fn apply(
         ));
     }
     let forbidden = |c: &netvm_plan::policy::Connection| policy.allows(system, c) == Some(false);
-    netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)
+    let applied = netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)?;
+    Ok((applied, admitted.len()))
 }
 
 fn lease_pairs(state: &Mutex<State>) -> Vec<(Ipv4Addr, MacAddr)> {
@@ -415,11 +417,11 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     }
     let leases = journal_leases(&options.journal);
     let pairs: Vec<(Ipv4Addr, MacAddr)> = leases.iter().map(|(ip, l)| (*ip, l.mac)).collect();
-    let applied = apply(system, &pairs)?;
+    let (applied, admitted_count) = apply(system, &pairs)?;
     hub.emit(
         Class::Info,
         json!({"event": "data_plane_applied", "connections_cut": applied.connections_cut,
-               "pool_leases_admitted": admitted(system, &pairs).len()}),
+               "pool_leases_admitted": admitted_count}),
         true,
     );
     let listener = crate::control::listen(&options.control)?;
@@ -585,7 +587,7 @@ fn reload(
         running.stop_metrics();
     }
     let (system, result) = match apply(&new, &lease_pairs(&shared.state)) {
-        Ok(applied) => (&new, Ok(applied.connections_cut)),
+        Ok((applied, _)) => (&new, Ok(applied.connections_cut)),
         Err(e) => (&old, Err(netvm_dhcp_server::error_chain(&e))),
     };
     if let Ok(mut state) = shared.state.lock() {
