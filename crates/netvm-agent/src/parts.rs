@@ -77,6 +77,15 @@ pub fn reserved(system: &System) -> HashSet<(Ipv4Addr, MacAddr)> {
     system.endpoints().map(|(_, _, e)| (e.ip, e.mac)).collect()
 }
 
+/// Whether the agent already holds a lease of `ip` for `mac` (so its pair
+/// is in the `endpoints` set: added at its grant, or with the ruleset).
+fn known(shared: &Shared, ip: Ipv4Addr, mac: MacAddr) -> bool {
+    shared
+        .state
+        .lock()
+        .is_ok_and(|s| s.leases.get(&ip).is_some_and(|l| l.mac == mac))
+}
+
 /// Starts the DHCP server for `system`.
 pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
     let names = netvm_plan::datapath::interfaces(system);
@@ -94,12 +103,14 @@ pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
         let mut starvation = Starvation::new(system.agent.starvation_clients);
         let mut hook = |event: &netvm_dhcp::Event| {
             match crate::endpoints::change_for(event) {
-                // Before the ACK leaves, so the client's first packets pass.
+                // Before the ACK leaves, so the client's first packets pass;
+                // a renewal of a lease the agent knows is in the set already.
                 Some(add @ crate::endpoints::Change::Add(ip, mac))
-                    if !reserved_pairs.contains(&(ip, mac)) =>
+                    if !reserved_pairs.contains(&(ip, mac)) && !known(&shared, ip, mac) =>
                 {
                     crate::endpoints::apply_now(add);
                 }
+                Some(crate::endpoints::Change::Add(..)) => {}
                 Some(change) => {
                     let _ = endpoints.send(change);
                 }
