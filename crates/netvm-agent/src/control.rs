@@ -85,8 +85,8 @@ pub fn listen(path: &Path) -> Result<UnixListener, ControlError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_error("create its directory"))?;
     }
-    // Bind, then narrow the mode before anyone is served: connections
-    // are only accepted by `serve`, after this.
+    // Bind, then narrow the mode before anyone is served. A peer that
+    // connects in between still meets the SO_PEERCRED check in `serve`.
     let listener = UnixListener::bind(path).map_err(io_error("bind it"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(io_error("set its mode to 0600"))?;
