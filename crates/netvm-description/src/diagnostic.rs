@@ -283,6 +283,18 @@ pub enum Problem {
         /// The field.
         field: &'static str,
     },
+    /// A limit outside the range it may take.
+    #[error("`{field}` is {value}, outside {min} to {max}")]
+    LimitOutOfRange {
+        /// The field.
+        field: &'static str,
+        /// As written (seconds for durations).
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
     /// A route's gateway outside the subnet.
     #[error("route gateway {gateway} is outside the subnet {subnet}")]
     RouteGatewayOutsideSubnet {
@@ -395,6 +407,7 @@ impl Problem {
                 "renew_time < rebind_time < lease_time (RFC 2131 section 4.4.5)".to_owned()
             }
             ZeroLimit { .. } => "use 1 or more".to_owned(),
+            LimitOutOfRange { min, max, .. } => format!("use a value from {min} to {max}"),
             RouteGatewayOutsideSubnet { .. } => {
                 "clients reach only gateways on the internal subnet".to_owned()
             }

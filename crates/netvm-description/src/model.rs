@@ -164,6 +164,9 @@ pub struct Host {
     pub tap_user: Option<Account>,
     /// Group of the VMs' TAPs.
     pub tap_group: Option<Account>,
+    /// New source MACs per minute one bridge port the plan does not name
+    /// may introduce (0: none).
+    pub unknown_port_new_macs: u32,
 }
 
 /// A development host's uplink.
@@ -245,6 +248,13 @@ pub struct Dhcp {
     pub per_mac_rate: u32,
     /// Burst of requests per MAC.
     pub per_mac_burst: u32,
+    /// How long an offer is held for its client (shorter when the pool
+    /// runs out).
+    pub offer_hold: Seconds,
+    /// How long a declined pool address stays out of use.
+    pub probation: Seconds,
+    /// Most pool addresses in probation at once.
+    pub probation_max: u32,
 }
 
 /// A classless static route.

@@ -219,7 +219,7 @@ pub enum DevUplinkMode {
 }
 
 /// `[host]`: the trusted host.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHost {
     /// Give the host an address on the internal network (default: only in dev mode).
@@ -244,6 +244,29 @@ pub struct RawHost {
     /// The group that owns the VMs' TAPs (name or gid).
     #[serde(default)]
     pub tap_group: Option<Account>,
+    /// New source MACs per minute that one bridge port the plan does not
+    /// name may introduce (0: none at all; at most 10000). Default 10.
+    #[serde(default = "default_unknown_port_new_macs")]
+    pub unknown_port_new_macs: u32,
+}
+
+fn default_unknown_port_new_macs() -> u32 {
+    10
+}
+
+impl Default for RawHost {
+    fn default() -> Self {
+        RawHost {
+            internal_address: None,
+            ip: None,
+            mac: None,
+            uplink: None,
+            uplink_mode: None,
+            tap_user: None,
+            tap_group: None,
+            unknown_port_new_macs: default_unknown_port_new_macs(),
+        }
+    }
 }
 
 /// What a VM is for: system VMs come first in the address plan.
@@ -385,6 +408,28 @@ pub struct RawDhcpLimits {
     /// Requests one MAC may send in a burst.
     #[serde(default = "default_per_mac_burst")]
     pub per_mac_burst: u32,
+    /// How long an offered pool address waits for the client's REQUEST
+    /// (1 s to 5 min). When the pool has no free address left, the oldest
+    /// outstanding offer gives way earlier. Default 10 s.
+    #[serde(default = "default_offer_hold")]
+    pub offer_hold: Seconds,
+    /// How long a declined pool address stays out of use (RFC 2131
+    /// section 3.1.5; 1 s to 1 day). Default 10 min.
+    #[serde(default = "default_probation")]
+    pub probation: Seconds,
+    /// Most pool addresses in probation at once (0 to the pool size);
+    /// past it the oldest probation ends early. Default: a quarter of the
+    /// pool.
+    #[serde(default)]
+    pub probation_max: Option<u32>,
+}
+
+fn default_offer_hold() -> Seconds {
+    Seconds(10)
+}
+
+fn default_probation() -> Seconds {
+    Seconds(600)
 }
 
 fn default_per_mac_rate() -> u32 {
@@ -401,6 +446,9 @@ impl Default for RawDhcpLimits {
             max_leases: None,
             per_mac_rate: default_per_mac_rate(),
             per_mac_burst: default_per_mac_burst(),
+            offer_hold: default_offer_hold(),
+            probation: default_probation(),
+            probation_max: None,
         }
     }
 }

@@ -75,6 +75,7 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
         .unwrap_or_else(|| "net-vm".parse().expect("`net-vm` is a valid VM name"));
     let uplink = check_uplink(&mut c, &raw, &network);
     let dev_uplink = check_host(&mut c, &raw);
+    let unknown_port_new_macs = check_host_limits(&mut c, &raw);
     let host_has_address = raw
         .host
         .internal_address
@@ -176,6 +177,7 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
             dev_uplink,
             tap_user: raw.host.tap_user.clone(),
             tap_group: raw.host.tap_group.clone(),
+            unknown_port_new_macs,
         },
         vms,
         dhcp,
@@ -748,6 +750,42 @@ fn check_dhcp(
         }
     }
     let pool_size = pool.map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX));
+    for (field, value, (min, max)) in [
+        ("offer_hold", d.limits.offer_hold.0, OFFER_HOLD_RANGE),
+        ("probation", d.limits.probation.0, PROBATION_RANGE),
+    ] {
+        if !(min..=max).contains(&value) {
+            c.report(
+                Problem::LimitOutOfRange {
+                    field,
+                    value: value.into(),
+                    min: min.into(),
+                    max: max.into(),
+                },
+                at(&["dhcp", "limits", field]),
+            );
+        }
+    }
+    if let Some(value) = d.limits.probation_max.filter(|v| *v > pool_size) {
+        c.report(
+            Problem::LimitOutOfRange {
+                field: "probation_max",
+                value: value.into(),
+                min: 0,
+                max: pool_size.into(),
+            },
+            at(&["dhcp", "limits", "probation_max"]),
+        );
+    }
+    // A quarter of the pool, but at least one address when there is a
+    // pool, so a single DECLINE is still honoured in a tiny pool.
+    let probation_max = d.limits.probation_max.unwrap_or_else(|| {
+        if pool_size == 0 {
+            0
+        } else {
+            (pool_size / 4).max(1)
+        }
+    });
     sound.then(|| Dhcp {
         pool,
         lease_time: lease,
@@ -759,7 +797,38 @@ fn check_dhcp(
         max_leases: d.limits.max_leases.unwrap_or(pool_size),
         per_mac_rate: d.limits.per_mac_rate,
         per_mac_burst: d.limits.per_mac_burst,
+        offer_hold: d.limits.offer_hold,
+        probation: d.limits.probation,
+        probation_max,
     })
+}
+
+/// Seconds an offer may be held: long enough for a client that collects
+/// offers for a second or two, short enough that a DISCOVER flood's
+/// offers lapse quickly.
+const OFFER_HOLD_RANGE: (u32, u32) = (1, 300);
+
+/// Seconds a declined address may stay out of use.
+const PROBATION_RANGE: (u32, u32) = (1, 86_400);
+
+/// Most new MACs per minute `host.unknown_port_new_macs` may allow.
+const UNKNOWN_PORT_NEW_MACS_MAX: u32 = 10_000;
+
+/// Checks `[host]`'s limits; returns `unknown_port_new_macs`.
+fn check_host_limits(c: &mut Checker<'_>, raw: &RawSystem) -> u32 {
+    let value = raw.host.unknown_port_new_macs;
+    if value > UNKNOWN_PORT_NEW_MACS_MAX {
+        c.report(
+            Problem::LimitOutOfRange {
+                field: "unknown_port_new_macs",
+                value: value.into(),
+                min: 0,
+                max: UNKNOWN_PORT_NEW_MACS_MAX.into(),
+            },
+            at(&["host", "unknown_port_new_macs"]),
+        );
+    }
+    value
 }
 
 fn check_dns(c: &mut Checker<'_>, raw: &RawSystem, network: &Network, slots: &[Slot]) -> Dns {

@@ -336,6 +336,41 @@ fn cases() -> Vec<Case> {
             4,
             14,
         ),
+        with_uplink(
+            "offer hold too long",
+            "[dhcp.limits]\noffer_hold = \"10m\"\n",
+            "`offer_hold` is 600, outside 1 to 300",
+            4,
+            14,
+        ),
+        with_uplink(
+            "offer hold of zero",
+            "[dhcp.limits]\noffer_hold = 0\n",
+            "`offer_hold` is 0, outside 1 to 300",
+            4,
+            14,
+        ),
+        with_uplink(
+            "probation of zero",
+            "[dhcp.limits]\nprobation = 0\n",
+            "`probation` is 0, outside 1 to 86400",
+            4,
+            13,
+        ),
+        with_uplink(
+            "probation cap above the pool",
+            "[dhcp]\npool = \"192.168.100.200-192.168.100.209\"\n[dhcp.limits]\nprobation_max = 11\n",
+            "`probation_max` is 11, outside 0 to 10",
+            6,
+            17,
+        ),
+        with_uplink(
+            "too many new MACs per unknown port",
+            "[host]\nunknown_port_new_macs = 10001\n",
+            "`unknown_port_new_macs` is 10001, outside 0 to 10000",
+            4,
+            25,
+        ),
         with_uplink("vm without a name", "[[vm]]\nkind = \"app\"\n", "missing key `name`", 3, 1),
         with_uplink(
             "relay outside the subnet",
@@ -423,4 +458,23 @@ fn rendered_errors_show_file_line_caret_and_hint() {
   = hint: did you mean `mac`?
 ";
     assert!(shown.starts_with(expected), "{shown}");
+}
+
+/// The limits' defaults: a quarter of the default 55-address pool in
+/// probation, 10 s offers, 10 min probation, 10 new MACs per minute.
+#[test]
+fn limit_defaults() {
+    let system = parse("t.toml", UPLINK, Format::Toml).expect("a valid description");
+    assert_eq!(system.dhcp.offer_hold.0, 10);
+    assert_eq!(system.dhcp.probation.0, 600);
+    assert_eq!(system.dhcp.probation_max, 55 / 4);
+    assert_eq!(system.host.unknown_port_new_macs, 10);
+    let text = format!(
+        "{UPLINK}[host]\nunknown_port_new_macs = 0\n[dhcp]\npool = \"none\"\n\
+         [dhcp.limits]\noffer_hold = \"5m\"\nprobation = \"1d\"\n"
+    );
+    let system = parse("t.toml", &text, Format::Toml).expect("a valid description");
+    assert_eq!(system.host.unknown_port_new_macs, 0);
+    assert_eq!(system.dhcp.offer_hold.0, 300);
+    assert_eq!(system.dhcp.probation_max, 0);
 }
