@@ -171,8 +171,8 @@ impl Daemon<'_> {
         }
     }
 
-    fn handle(&mut self, now: Timestamp, bytes: &[u8]) {
-        let outcome = self.server.handle(now, bytes);
+    fn handle(&mut self, now: Timestamp, source_port: u16, bytes: &[u8]) {
+        let outcome = self.server.handle_from(now, source_port, bytes);
         for event in &outcome.events {
             if self.log_limit.allow(event, std::time::Instant::now()) {
                 emit(self.out, event);
@@ -208,7 +208,9 @@ impl Daemon<'_> {
         }
         for _ in 0..BATCH {
             match self.receive.recv_from(buf) {
-                Ok((n, _)) => self.handle(Timestamp::now(), &buf[..n]),
+                // The engine judges the source port (68 from a client,
+                // 67 only from a trusted relay).
+                Ok((n, from)) => self.handle(Timestamp::now(), from.port(), &buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),

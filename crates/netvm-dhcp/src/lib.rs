@@ -34,3 +34,9 @@ pub use request::{
 };
 pub use server::{LeaseView, Outcome, Server};
 pub use time::Timestamp;
+
+/// The UDP port clients send from (RFC 2131 section 4.1).
+pub const CLIENT_PORT: u16 = 68;
+
+/// The UDP port servers listen on and relay agents send from.
+pub const SERVER_PORT: u16 = 67;

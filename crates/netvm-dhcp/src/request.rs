@@ -10,6 +10,14 @@
 //! used, split options are joined (RFC 3396), the overload option (52) is
 //! followed into `file` and `sname` at most once each, and nothing loops
 //! or panics on any input. Replies are built with dhcproto (`reply`).
+//!
+//! A message is malformed, and dropped with a named [`DropReason`], when
+//! any option present (read or not) has a joined length its code's RFC
+//! forbids ([`length_rule`]: fixed and minimum lengths, multiples), when
+//! the option area or an overloaded `file`/`sname` has no END, when option
+//! 52 appears inside `file` or `sname`, or when option 57 is below 576.
+//! The flags' 15 reserved bits are ignored (RFC 2131 section 2). The UDP
+//! source port is judged by the server (`Server::handle`).
 
 use netvm_description::values::MacAddr;
 use std::net::Ipv4Addr;
@@ -55,6 +63,17 @@ pub enum DropReason {
     BadOptionLength,
     /// Option 52 has a bad value.
     BadOverload,
+    /// Option 52 inside `file` or `sname` (RFC 2132 section 9.3 allows it
+    /// only in the option area).
+    NestedOverload,
+    /// An option area (or an overloaded `file`/`sname`) without END
+    /// (RFC 2131 section 4.1, RFC 2132 section 3.2).
+    MissingEnd,
+    /// Option 57 below 576 (RFC 2132 section 9.10).
+    SmallMaxMessageSize,
+    /// Not from UDP port 68, nor from port 67 of a trusted relay agent
+    /// (RFC 2131 section 4.1).
+    WrongSourcePort,
     /// No message type (option 53).
     NoMessageType,
     /// A message type clients do not send (OFFER, ACK, NAK, or unknown).
@@ -74,7 +93,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for counters that list zeros too.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::NotRequest,
@@ -83,6 +102,10 @@ impl DropReason {
         DropReason::BadMagic,
         DropReason::BadOptionLength,
         DropReason::BadOverload,
+        DropReason::NestedOverload,
+        DropReason::MissingEnd,
+        DropReason::SmallMaxMessageSize,
+        DropReason::WrongSourcePort,
         DropReason::NoMessageType,
         DropReason::NotClientMessage,
         DropReason::Relayed,
@@ -103,6 +126,10 @@ impl DropReason {
             DropReason::BadMagic => "bad_magic",
             DropReason::BadOptionLength => "bad_option_length",
             DropReason::BadOverload => "bad_overload",
+            DropReason::NestedOverload => "nested_overload",
+            DropReason::MissingEnd => "missing_end",
+            DropReason::SmallMaxMessageSize => "small_max_message_size",
+            DropReason::WrongSourcePort => "wrong_source_port",
             DropReason::NoMessageType => "no_message_type",
             DropReason::NotClientMessage => "not_client_message",
             DropReason::Relayed => "relayed",
@@ -150,7 +177,7 @@ pub struct Request {
     pub fqdn: Option<ClientFqdn>,
     /// Option 55, parameter request list, in the client's order.
     pub parameters: Vec<u8>,
-    /// Option 57, when 576 or more.
+    /// Option 57 (576 or more).
     pub max_message_size: Option<u16>,
     /// Option 80 present.
     pub rapid_commit: bool,
@@ -172,7 +199,8 @@ mod code {
     pub const END: u8 = 255;
 }
 
-/// The values of the options we read, each joined across its pieces.
+/// The values of every option present, each joined across its pieces
+/// (RFC 3396: in the option area, then `file`, then `sname`).
 struct Options {
     values: [Option<Vec<u8>>; 256],
 }
@@ -185,13 +213,21 @@ impl Default for Options {
     }
 }
 
+/// Which area is being read: option 52 may only appear in the first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Options,
+    Overloaded,
+}
+
 impl Options {
     fn get(&self, code: u8) -> Option<&[u8]> {
         self.values[usize::from(code)].as_deref()
     }
 
-    /// Walks one option area (RFC 2132 section 2).
-    fn read_area(&mut self, area: &[u8]) -> Result<(), DropReason> {
+    /// Walks one option area (RFC 2132 section 2), which must end with
+    /// END; what follows END is padding and is not read.
+    fn read_area(&mut self, area: &[u8], which: Area) -> Result<(), DropReason> {
         let mut at = 0;
         while at < area.len() {
             let code = area[at];
@@ -201,6 +237,9 @@ impl Options {
                     continue;
                 }
                 code::END => return Ok(()),
+                code::OVERLOAD if which == Area::Overloaded => {
+                    return Err(DropReason::NestedOverload)
+                }
                 _ => {}
             }
             let len = usize::from(*area.get(at + 1).ok_or(DropReason::BadOptionLength)?);
@@ -212,7 +251,138 @@ impl Options {
                 .extend_from_slice(value);
             at += 2 + len;
         }
+        Err(DropReason::MissingEnd)
+    }
+
+    /// Checks every present option's joined length against its code's
+    /// rule ([`length_rule`]).
+    fn check_lengths(&self) -> Result<(), DropReason> {
+        for (code, value) in (0..=u8::MAX).zip(self.values.iter()) {
+            if let Some(value) = value {
+                if !length_rule(code).allows(value.len()) {
+                    return Err(DropReason::BadOptionLength);
+                }
+            }
+        }
         Ok(())
+    }
+}
+
+/// What lengths an option's (joined) value may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    /// No rule: any length, 0 included.
+    Any,
+    /// Exactly this many octets.
+    Fixed(usize),
+    /// At least this many octets.
+    AtLeast(usize),
+    /// `head` octets, then zero or more items of `item` octets, and at
+    /// least `min` octets in all (a list of addresses: head 0, item 4,
+    /// min 4).
+    List {
+        /// Octets before the items.
+        head: usize,
+        /// Octets per item.
+        item: usize,
+        /// Fewest octets.
+        min: usize,
+    },
+}
+
+impl Length {
+    fn allows(self, len: usize) -> bool {
+        match self {
+            Length::Any => true,
+            Length::Fixed(n) => len == n,
+            Length::AtLeast(n) => len >= n,
+            Length::List { head, item, min } => {
+                len >= min && len >= head && (len - head).is_multiple_of(item)
+            }
+        }
+    }
+}
+
+/// One or more IPv4 addresses.
+const ADDRESSES: Length = Length::List {
+    head: 0,
+    item: 4,
+    min: 4,
+};
+
+/// Pairs of IPv4 addresses (policy filters, static routes).
+const ADDRESS_PAIRS: Length = Length::List {
+    head: 0,
+    item: 8,
+    min: 8,
+};
+
+/// One or more 16-bit values.
+const SHORTS: Length = Length::List {
+    head: 0,
+    item: 2,
+    min: 2,
+};
+
+/// The length rule of an option code, from the RFC that defines it; the
+/// rule applies to the value joined across its pieces (RFC 3396).
+///
+/// Codes no RFC gives a length (unassigned, the site-specific 224-254 of
+/// RFC 3942, vendor and PXE codes 128-135) take any length, 0 included:
+/// RFC 2131 section 4.3 asks servers to ignore options they do not know,
+/// and a rule we made up would refuse a client that follows a future RFC.
+/// Every length check here is on a code some RFC fixes.
+fn length_rule(code: u8) -> Length {
+    match code {
+        // RFC 2132 section 3-9.
+        1 | 2 | 16 | 24 | 28 | 32 | 35 | 38 | 50 | 51 | 54 | 58 | 59 => Length::Fixed(4),
+        13 | 22 | 26 | 57 => Length::Fixed(2),
+        19 | 20 | 23 | 27 | 29 | 30 | 31 | 34 | 36 | 37 | 39 | 46 | 52 | 53 => Length::Fixed(1),
+        3..=11 | 41 | 42 | 44 | 45 | 48 | 49 | 65 | 69..=76 => ADDRESSES,
+        21 | 33 => ADDRESS_PAIRS,
+        25 => SHORTS,
+        12 | 14 | 15 | 17 | 18 | 40 | 43 | 47 | 55 | 56 | 60 | 62 | 63 | 64 | 66 | 67 => {
+            Length::AtLeast(1)
+        }
+        61 => Length::AtLeast(2),
+        // Mobile IP home agents: "minimum length 0" (RFC 2132 section 8.13).
+        68 => Length::List {
+            head: 0,
+            item: 4,
+            min: 0,
+        },
+        // RFC 3004 user class; RFC 2610 SLP directory agent and scope. Windows
+        // sends option 77 as plain text, so only "not empty" is asked.
+        77 | 79 => Length::AtLeast(1),
+        78 => Length::List {
+            head: 1,
+            item: 4,
+            min: 1,
+        },
+        80 => Length::Fixed(0),                            // RFC 4039
+        81 => Length::AtLeast(3),                          // RFC 4702
+        82 => Length::AtLeast(2),                          // RFC 3046
+        83 => Length::AtLeast(14),                         // RFC 4174
+        85 | 89 | 92 | 136 | 138 | 142 | 150 => ADDRESSES, // RFC 2241, 4280, 4388, 5192, 5417, 6153, 5859
+        86 | 87 | 88 | 98 | 100 | 101 | 114 | 119 | 120 | 137 | 141 | 145 | 161 | 209 | 210
+        | 213 => Length::AtLeast(1), // RFC 2241, 4280, 2485, 4833, 8910, 3397, 3361, 5223, 6011, 6704, 8520, 5071, 5986
+        90 => Length::AtLeast(11), // RFC 3118
+        91 | 108 | 118 | 152..=155 | 159 | 208 | 211 => Length::Fixed(4), // RFC 4388, 8925, 3011, 6926, 7618, 5071
+        93 | 117 => SHORTS,                                               // RFC 4578, 2937
+        94 => Length::Fixed(3),                                           // RFC 4578
+        97 => Length::Fixed(17),                                          // RFC 4578
+        99 => Length::AtLeast(3),                                         // RFC 4776
+        116 | 156 | 157 => Length::Fixed(1),                              // RFC 2563, 6926
+        121 => Length::AtLeast(5),                                        // RFC 3442
+        123 | 144 => Length::Fixed(16),                                   // RFC 6225
+        124 | 125 => Length::AtLeast(5),                                  // RFC 3925
+        158 => Length::AtLeast(5),                                        // RFC 7291
+        212 => Length::List {
+            head: 22,
+            item: 4,
+            min: 22,
+        }, // RFC 5969
+        _ => Length::Any,
     }
 }
 
@@ -263,9 +433,10 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
     }
 
     let mut options = Options::default();
-    options.read_area(&bytes[OPTIONS_AT..])?;
+    options.read_area(&bytes[OPTIONS_AT..], Area::Options)?;
     // Option overload (RFC 2132 section 9.3): 1 = file, 2 = sname, 3 = both.
-    // Each area is read once; an overload option inside them is ignored.
+    // Each area is read once, must end with END, and may not hold
+    // another overload option.
     if let Some(overload) = exact::<1>(options.get(code::OVERLOAD))? {
         let (file, sname) = match overload[0] {
             1 => (true, false),
@@ -274,12 +445,13 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
             _ => return Err(DropReason::BadOverload),
         };
         if file {
-            options.read_area(&bytes[108..236])?;
+            options.read_area(&bytes[108..236], Area::Overloaded)?;
         }
         if sname {
-            options.read_area(&bytes[44..108])?;
+            options.read_area(&bytes[44..108], Area::Overloaded)?;
         }
     }
+    options.check_lengths()?;
 
     let kind = match exact::<1>(options.get(code::MESSAGE_TYPE))? {
         None => return Err(DropReason::NoMessageType),
@@ -308,9 +480,12 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
             .map(|v| String::from_utf8_lossy(v).into_owned()),
         fqdn,
         parameters: options.get(code::PARAMETERS).unwrap_or_default().to_vec(),
-        max_message_size: exact::<2>(options.get(code::MAX_SIZE))?
-            .map(u16::from_be_bytes)
-            .filter(|size| *size >= 576),
+        max_message_size: match exact::<2>(options.get(code::MAX_SIZE))? {
+            Some(size) if u16::from_be_bytes(size) < 576 => {
+                return Err(DropReason::SmallMaxMessageSize)
+            }
+            size => size.map(u16::from_be_bytes),
+        },
         rapid_commit: match options.get(code::RAPID_COMMIT) {
             None => false,
             Some([]) => true,
@@ -396,7 +571,10 @@ pub(crate) mod tests {
         edit(236, 0, DropReason::BadMagic);
         edit(28, 0x01, DropReason::BadClientMac);
         edit(OPTIONS_AT + 2, 2, DropReason::NotClientMessage);
-        edit(OPTIONS_AT, 0, DropReason::NoMessageType);
+        edit(OPTIONS_AT, 0, DropReason::MissingEnd);
+        let mut untyped = valid.clone();
+        untyped[OPTIONS_AT..OPTIONS_AT + 3].fill(0);
+        cases.push((untyped, DropReason::NoMessageType));
         for (bytes, reason) in cases {
             assert_eq!(parse(&bytes), Err(reason));
         }
@@ -405,13 +583,102 @@ pub(crate) mod tests {
     #[test]
     fn split_options_are_joined_and_overload_is_followed_once() {
         let mut bytes = discover(&[12, 2, b'a', b'b', 12, 1, b'c', 52, 1, 1]);
-        // The file field holds the client id and another overload option.
-        bytes[108..115].copy_from_slice(&[61, 3, 1, 2, 3, 52, 1]);
-        bytes[115] = 3;
-        bytes[116] = 255;
+        // The file field holds the client id.
+        bytes[108..114].copy_from_slice(&[61, 3, 1, 2, 3, 255]);
         let request = parse(&bytes).expect("valid");
         assert_eq!(request.hostname.as_deref(), Some("abc"));
         assert_eq!(request.client_id, Some(vec![1, 2, 3]));
+        // Another overload option inside `file` is refused, not ignored.
+        bytes[113..117].copy_from_slice(&[52, 1, 3, 255]);
+        assert_eq!(parse(&bytes), Err(DropReason::NestedOverload));
+        // So is a `file` without END.
+        bytes[108..128].fill(0);
+        bytes[108..113].copy_from_slice(&[61, 3, 1, 2, 3]);
+        assert_eq!(parse(&bytes), Err(DropReason::MissingEnd));
+    }
+
+    #[test]
+    fn every_fixed_length_code_refuses_other_lengths() {
+        for code in 1..=254u8 {
+            let rule = length_rule(code);
+            for len in 0..=20usize {
+                let mut extra = vec![code, u8::try_from(len).expect("small")];
+                // Values that pass the checks of the options we read.
+                let fill = match code {
+                    53 => 1,
+                    52 => 0,
+                    _ => 0xff,
+                };
+                extra.extend(std::iter::repeat_n(fill, len));
+                let bytes = if code == 53 {
+                    let mut b = discover(&[]);
+                    b.truncate(OPTIONS_AT);
+                    b.extend_from_slice(&extra);
+                    b.push(255);
+                    b
+                } else {
+                    discover(&extra)
+                };
+                let result = parse(&bytes);
+                if !rule.allows(len) {
+                    assert_eq!(result, Err(DropReason::BadOptionLength), "{code} {len}");
+                } else {
+                    assert_ne!(result, Err(DropReason::BadOptionLength), "{code} {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn length_rules_of_well_known_codes() {
+        use Length::*;
+        for (code, ok, bad) in [
+            (1u8, &[4usize][..], &[0usize, 3, 5, 8][..]),
+            (3, &[4, 8, 12], &[0, 2, 5, 6]),
+            (6, &[4, 8], &[0, 7]),
+            (12, &[1, 63], &[0]),
+            (26, &[2], &[0, 1, 4]),
+            (33, &[8, 16], &[0, 4, 12]),
+            (51, &[4], &[0, 8]),
+            (55, &[1, 20], &[0]),
+            (57, &[2], &[0, 1, 3]),
+            (61, &[2, 7], &[0, 1]),
+            (68, &[0, 4, 8], &[1, 5]),
+            (78, &[1, 5, 9], &[0, 2]),
+            (80, &[0], &[1]),
+            (81, &[3, 20], &[0, 2]),
+            (121, &[5, 8], &[0, 4]),
+            (212, &[22, 26], &[0, 21, 23]),
+            (224, &[0, 1, 255], &[]),
+        ] {
+            let rule = length_rule(code);
+            assert_eq!(rule == Any, bad.is_empty(), "{code}");
+            for len in ok {
+                assert!(rule.allows(*len), "{code} {len}");
+            }
+            for len in bad {
+                assert!(!rule.allows(*len), "{code} {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn option_area_needs_end_and_57_is_at_least_576() {
+        let mut no_end = discover(&[12, 2, b'p', b'c']);
+        no_end.pop();
+        assert_eq!(parse(&no_end), Err(DropReason::MissingEnd));
+        // END after padding is fine; what follows END is not read.
+        let mut padded = discover(&[0, 0, 12, 2, b'p', b'c', 0]);
+        padded.extend_from_slice(&[1, 2, 3]);
+        assert!(parse(&padded).is_ok());
+        assert_eq!(
+            parse(&discover(&[57, 2, 2, 63])),
+            Err(DropReason::SmallMaxMessageSize)
+        );
+        assert_eq!(
+            parse(&discover(&[57, 2, 2, 64])).map(|r| r.max_message_size),
+            Ok(Some(576))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::pool::Pool;
 use crate::reply::{self, Grant, Reply, ReplyKind, Times};
 use crate::request::{self, DropReason, MessageKind, Request};
 use crate::time::Timestamp;
+use crate::{CLIENT_PORT, SERVER_PORT};
 use netvm_description::values::{MacAddr, VmName};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -215,8 +216,17 @@ impl Server {
         events
     }
 
-    /// Handles one message received on the internal interface.
+    /// Handles one message received on the internal interface from a
+    /// client's port ([`CLIENT_PORT`]): [`Server::handle_from`] for tests
+    /// and fuzzing; a driver that knows the source port must use that.
     pub fn handle(&mut self, now: Timestamp, bytes: &[u8]) -> Outcome {
+        self.handle_from(now, CLIENT_PORT, bytes)
+    }
+
+    /// Handles one message received on the internal interface from UDP
+    /// port `source_port`: [`CLIENT_PORT`] for a client, [`SERVER_PORT`]
+    /// for a trusted relay agent; anything else is dropped.
+    pub fn handle_from(&mut self, now: Timestamp, source_port: u16, bytes: &[u8]) -> Outcome {
         self.counters.received += 1;
         let outcome = match request::parse(bytes) {
             Err(reason) => Outcome::drop(reason),
@@ -226,6 +236,11 @@ impl Server {
                 let relayed = !request.giaddr.is_unspecified();
                 if relayed && !self.config.relays.contains(&request.giaddr) {
                     Outcome::drop(DropReason::Relayed)
+                } else if source_port != if relayed { SERVER_PORT } else { CLIENT_PORT } {
+                    // RFC 2131 section 4.1: clients send from 68, relay
+                    // agents from 67; anything else is not a DHCP client
+                    // (a VM's program spoofing one, or a reflection).
+                    Outcome::drop(DropReason::WrongSourcePort)
                 } else if self.limiter.allow(request.chaddr, now, reserved) {
                     self.dispatch(now, &request)
                 } else {

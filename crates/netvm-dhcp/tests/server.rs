@@ -610,20 +610,24 @@ fn relayed_messages_are_served_only_from_trusted_relays() {
         "a VM pretending to be a relay"
     );
     let mut trusting = Server::new(config("relays = [\"192.168.100.9\"]\n"));
+    // A relay agent sends from port 67 (RFC 2131 section 4.1).
+    let from_relay = |s: &mut Server, m: Msg| s.handle_from(T0, 67, &relayed(m).bytes());
+    let out = from_relay(&mut trusting, Msg::new(MessageType::Discover, 0x10));
+    let reply = out.reply.expect("served");
+    assert_eq!(reply.to, Destination::Relay { ip: relay });
+    assert_eq!(
+        reply_of(&from_relay(
+            &mut trusting,
+            Msg::new(MessageType::Discover, 0x10)
+        ))
+        .giaddr(),
+        relay
+    );
+    // The same relayed message from a client's port is not served.
     let out = send(
         &mut trusting,
         T0,
         &relayed(Msg::new(MessageType::Discover, 0x10)),
     );
-    let reply = out.reply.expect("served");
-    assert_eq!(reply.to, Destination::Relay { ip: relay });
-    assert_eq!(
-        reply_of(&send(
-            &mut trusting,
-            T0,
-            &relayed(Msg::new(MessageType::Discover, 0x10))
-        ))
-        .giaddr(),
-        relay
-    );
+    assert_eq!(out.dropped, Some(DropReason::WrongSourcePort));
 }
