@@ -2,7 +2,7 @@
 //! takes one JSON request line per connection and answers in JSON lines.
 //!
 //! Requests: `{"command":"status"}`, `{"command":"leases"}`,
-//! `{"command":"events","last":N,"follow":BOOL}`, `{"command":"reload"}`.
+//! `{"command":"events","last":N,"follow":BOOL,"security":BOOL}`, `{"command":"reload"}`.
 //! Answers: `{"ok":true,…}` or `{"ok":false,"error":"…"}`; `events` with
 //! `follow` then streams one event per line until the client goes.
 //!
@@ -183,7 +183,11 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
                 let _ = answer(stream, &refusal("too many followers"));
                 return;
             }
-            let recent = handler.hub().recent(last);
+            let recent = if request["security"].as_bool().unwrap_or(false) {
+                handler.hub().recent_security(last)
+            } else {
+                handler.hub().recent(last)
+            };
             if answer(stream, &json!({"ok": true, "events": recent})).is_err() {
                 return;
             }

@@ -1,7 +1,11 @@
 //! The agent's event stream. Every event it reports (security events,
 //! leases, the uplink, reloads) is numbered, stamped, written to the log
-//! (stdout, one JSON object per line), kept in a bounded ring for `netvm
-//! events`, and passed to live followers (`netvm events --follow`).
+//! (stdout, one JSON object per line), kept for `netvm events`, and
+//! passed to live followers (`netvm events --follow`).
+//!
+//! Security events are kept in a history of their own, beside the one
+//! for everything else, both bounded: no amount of lease noise can push
+//! a `spoofing` or `port_scan` event out of what `netvm events` shows.
 //!
 //! Security events pass a token bucket first, so an attack cannot flood
 //! the log: what the bucket refuses is counted, and one
@@ -15,8 +19,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Events kept for `netvm events`.
+/// Informational events kept for `netvm events`.
 pub const RING: usize = 1024;
+/// Security events kept for `netvm events`, apart from the others.
+pub const SECURITY_RING: usize = 1024;
 /// Security events per second, sustained.
 pub const SECURITY_RATE: f64 = 20.0;
 /// Security events in a burst.
@@ -38,7 +44,10 @@ pub enum Class {
 
 struct Inner {
     seq: u64,
+    /// Informational events.
     ring: VecDeque<Value>,
+    /// Security events, and the counts of those the bucket refused.
+    security: VecDeque<Value>,
     followers: Vec<SyncSender<String>>,
     bucket: netvm_dhcp_server::log_limit::Bucket,
     emitted: u64,
@@ -71,6 +80,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 seq: 0,
                 ring: VecDeque::with_capacity(RING),
+                security: VecDeque::with_capacity(SECURITY_RING),
                 followers: Vec::new(),
                 bucket: netvm_dhcp_server::log_limit::Bucket::new(
                     SECURITY_RATE,
@@ -95,58 +105,49 @@ impl Hub {
             inner.unreported += 1;
             return;
         }
-        inner.seq += 1;
-        inner.emitted += 1;
-        let mut event = event;
-        if let Value::Object(map) = &mut event {
-            map.insert("seq".to_owned(), json!(inner.seq));
-            map.insert("time_ms".to_owned(), json!(unix_ms()));
-            let class = match class {
-                Class::Security => "security",
-                Class::Info => "info",
-            };
-            map.insert("class".to_owned(), json!(class));
-        }
-        let line = event.to_string();
-        if log {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-        if inner.ring.len() == RING {
-            inner.ring.pop_front();
-        }
-        inner.ring.push_back(event);
-        inner.followers.retain(|f| {
-            !matches!(
-                f.try_send(line.clone()),
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
-            )
-        });
+        let kept = match class {
+            Class::Security => Kept::Security,
+            Class::Info => Kept::Info,
+        };
+        inner.record(class, kept, event, log);
     }
 
     /// Reports how many security events the bucket refused since the last
-    /// call, if any (the agent calls this once a second).
+    /// call, if any (the agent calls this once a second). Kept with the
+    /// security events: it says what is missing among them.
     pub fn report_suppressed(&self) {
-        let unreported = match self.inner.lock() {
-            Ok(mut inner) => std::mem::take(&mut inner.unreported),
-            Err(_) => return,
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
         };
+        let unreported = std::mem::take(&mut inner.unreported);
         if unreported > 0 {
-            self.emit(
+            inner.record(
                 Class::Info,
+                Kept::Security,
                 json!({"event": "events_suppressed", "count": unreported}),
                 true,
             );
         }
     }
 
-    /// The last `n` events, oldest first.
+    /// The last `n` events of both histories, oldest first.
     pub fn recent(&self, n: usize) -> Vec<Value> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut both: Vec<&Value> = inner.ring.iter().chain(inner.security.iter()).collect();
+        both.sort_by_key(|e| e["seq"].as_u64());
+        let skip = both.len().saturating_sub(n);
+        both.into_iter().skip(skip).cloned().collect()
+    }
+
+    /// The last `n` security events (and suppression counts), oldest
+    /// first.
+    pub fn recent_security(&self, n: usize) -> Vec<Value> {
         match self.inner.lock() {
             Ok(inner) => {
-                let skip = inner.ring.len().saturating_sub(n);
-                inner.ring.iter().skip(skip).cloned().collect()
+                let skip = inner.security.len().saturating_sub(n);
+                inner.security.iter().skip(skip).cloned().collect()
             }
             Err(_) => Vec::new(),
         }
@@ -173,6 +174,51 @@ impl Hub {
     }
 }
 
+/// Which history keeps an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    Security,
+    Info,
+}
+
+impl Inner {
+    /// Numbers, stamps, logs, keeps and passes on one event.
+    fn record(&mut self, class: Class, kept: Kept, event: Value, log: bool) {
+        self.seq += 1;
+        self.emitted += 1;
+        let mut event = event;
+        if let Value::Object(map) = &mut event {
+            map.insert("seq".to_owned(), json!(self.seq));
+            map.insert("time_ms".to_owned(), json!(unix_ms()));
+            let class = match class {
+                Class::Security => "security",
+                Class::Info => "info",
+            };
+            map.insert("class".to_owned(), json!(class));
+        }
+        let line = event.to_string();
+        if log {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        let (history, bound) = match kept {
+            Kept::Security => (&mut self.security, SECURITY_RING),
+            Kept::Info => (&mut self.ring, RING),
+        };
+        if history.len() == bound {
+            history.pop_front();
+        }
+        history.push_back(event);
+        self.followers.retain(|f| {
+            !matches!(
+                f.try_send(line.clone()),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_))
+            )
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +234,31 @@ mod tests {
         assert_eq!(recent[0]["seq"], json!(6));
         assert_eq!(recent[RING - 1]["i"], json!(RING + 4));
         assert_eq!(hub.recent(2).len(), 2);
+    }
+
+    #[test]
+    fn no_amount_of_other_events_pushes_security_events_out() {
+        let hub = Hub::new();
+        hub.emit(Class::Security, json!({"event": "spoofing"}), false);
+        hub.emit(Class::Security, json!({"event": "port_scan"}), false);
+        for i in 0..RING * 10 {
+            hub.emit(
+                Class::Info,
+                json!({"event": "lease_granted", "i": i}),
+                false,
+            );
+        }
+        let security = hub.recent_security(10);
+        let kinds: Vec<&Value> = security.iter().map(|e| &e["event"]).collect();
+        assert_eq!(kinds, [&json!("spoofing"), &json!("port_scan")]);
+        // Both histories, in order, through `recent` too.
+        let all = hub.recent(RING + SECURITY_RING);
+        assert_eq!(all.len(), RING + 2);
+        assert_eq!(all[0]["event"], json!("spoofing"));
+        assert!(all
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
+        assert_eq!(hub.recent(1)[0]["i"], json!(RING * 10 - 1));
     }
 
     #[test]
@@ -207,6 +278,7 @@ mod tests {
         let last = hub.recent(1);
         assert_eq!(last[0]["event"], json!("events_suppressed"));
         assert_eq!(last[0]["count"], json!(suppressed));
+        assert_eq!(hub.recent_security(1), last, "kept with security events");
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct EventsArgs {
     /// How many past events to print first.
     #[arg(long, default_value_t = 100)]
     last: usize,
+    /// Past events from the security history only (kept apart, so lease
+    /// noise never pushes them out).
+    #[arg(long)]
+    security: bool,
 }
 
 /// `netvm reload`.
@@ -159,7 +163,12 @@ pub fn leases(socket: &Socket, format: OutputFormat) -> Result<(), String> {
 }
 
 pub fn events(args: &EventsArgs) -> Result<(), String> {
-    let request = json!({"command": "events", "last": args.last, "follow": args.follow});
+    let request = json!({
+        "command": "events",
+        "last": args.last,
+        "follow": args.follow,
+        "security": args.security,
+    });
     let (answer, reader) = ask(&args.socket.path, &request)?;
     for event in answer["events"].as_array().into_iter().flatten() {
         println!("{event}");
