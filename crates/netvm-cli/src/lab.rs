@@ -1,5 +1,5 @@
-//! `netvm lab up|test|down` (and the hidden `serve` the lab runs in its
-//! namespaces): the whole system on one machine, see docs/lab.md.
+//! `netvm lab up|test|verify|generate|down` (and the hidden `serve` and
+//! `listen` the lab runs in its namespaces): the whole system on one machine, see docs/lab.md.
 
 use clap::{Args, Subcommand, ValueEnum};
 use netvm_lab::lab::{self, UpOptions};
@@ -15,6 +15,17 @@ pub enum LabCommand {
     Test(IdArgs),
     /// Remove a lab: its processes, namespaces and files (also after a crash).
     Down(DownArgs),
+    /// The policy oracle: the reachability the description implies,
+    /// measured with real packets in a lab that is up; exit 1 on any
+    /// difference.
+    Verify(VerifyArgs),
+    /// Print the system description generated from a seed (what the
+    /// verify tests run; `netvm lab up FILE` takes it).
+    Generate(GenerateArgs),
+    /// Listen on ports, skipping busy ones (what verify runs on every
+    /// destination).
+    #[command(hide = true)]
+    Listen(ListenArgs),
     /// Serve HTTP and a UDP echo on ports (what the lab runs in its
     /// namespaces).
     #[command(hide = true)]
@@ -86,6 +97,46 @@ pub struct DownArgs {
     all: bool,
 }
 
+/// How `lab verify` prints.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum VerifyFormat {
+    /// One line per difference and check.
+    Table,
+    /// The whole report as JSON.
+    Json,
+}
+
+/// `netvm lab verify`.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The lab (default: the only one up).
+    #[arg(long)]
+    id: Option<u32>,
+    /// The seed of the sampled ports (default: NETVM_VERIFY_SEED, else random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = VerifyFormat::Table)]
+    format: VerifyFormat,
+}
+
+/// `netvm lab generate --seed N`.
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+}
+
+/// `netvm lab listen NAME --ports SPEC`.
+#[derive(Args)]
+pub struct ListenArgs {
+    name: String,
+    /// Ports, like `1-1024,8080`.
+    #[arg(long)]
+    ports: String,
+}
+
 /// `netvm lab serve NAME --port P…`.
 #[derive(Args)]
 pub struct ServeArgs {
@@ -103,6 +154,16 @@ pub fn run(command: LabCommand) -> Result<(), String> {
         LabCommand::Up(args) => up(&args),
         LabCommand::Test(args) => test(&args),
         LabCommand::Down(args) => down(&args),
+        LabCommand::Verify(args) => verify(&args),
+        LabCommand::Generate(args) => {
+            print!("{}", netvm_lab::generate::system(args.seed));
+            Ok(())
+        }
+        LabCommand::Listen(args) => {
+            let ports =
+                netvm_lab::serve::parse_ports(&args.ports).map_err(|e| format!("error: {e}"))?;
+            netvm_lab::serve::listen(&args.name, &ports).map_err(|e| format!("error: {e}"))
+        }
         LabCommand::Serve(args) => {
             netvm_lab::serve::serve(&args.name, &args.ports).map_err(|e| format!("error: {e}"))
         }
@@ -189,6 +250,69 @@ fn test(args: &IdArgs) -> Result<(), String> {
     }
     println!("all {} checks passed", checks.len());
     Ok(())
+}
+
+/// The seed: given, else `NETVM_VERIFY_SEED`, else from the clock.
+fn seed(given: Option<u64>) -> Result<u64, String> {
+    if let Some(s) = given {
+        return Ok(s);
+    }
+    if let Ok(text) = std::env::var("NETVM_VERIFY_SEED") {
+        return text
+            .parse()
+            .map_err(|_| format!("error: NETVM_VERIFY_SEED={text} is not a number"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok(now ^ u64::from(std::process::id()))
+}
+
+fn verify(args: &VerifyArgs) -> Result<(), String> {
+    let lab = lab::find(args.id, &me()?).map_err(|e| format!("error: {e}"))?;
+    let seed = seed(args.seed)?;
+    eprintln!(
+        "verify: lab {} with seed {seed} (replay: netvm lab verify --id {} --seed {seed})",
+        lab.plan.id, lab.plan.id
+    );
+    let report = netvm_lab::verify::verify(&lab, seed).map_err(|e| format!("error: {e}"))?;
+    if args.format == VerifyFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| format!("error: {e}"))?
+        );
+    } else {
+        for d in &report.differences {
+            println!("DIFF  {d}");
+        }
+        for c in &report.checks {
+            println!(
+                "{}  {}: {}",
+                if c.pass { "pass" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        println!(
+            "{} rows measured ({} must answer), {} differences, {} of {} checks failed; seed {}; {:.1} s",
+            report.rows,
+            report.allowed,
+            report.differences.len(),
+            report.checks.iter().filter(|c| !c.pass).count(),
+            report.checks.len(),
+            report.seed,
+            report.seconds
+        );
+    }
+    if report.pass() {
+        Ok(())
+    } else {
+        Err(format!(
+            "error: verify found {} differences and {} failed checks",
+            report.differences.len(),
+            report.checks.iter().filter(|c| !c.pass).count()
+        ))
+    }
 }
 
 fn down(args: &DownArgs) -> Result<(), String> {

@@ -1,0 +1,691 @@
+//! `netvm lab verify`: the policy oracle. Takes the expected reachability
+//! from the description alone ([`crate::expect`]), measures every row of
+//! it in a running lab with real packets ([`crate::measure`]) and reports
+//! every difference; then attacks the layer-2 guard ([`crate::attack`]).
+//!
+//! Before measuring it adds what an attacker or a stranger would: a
+//! bridge port the plan does not name (`vnet7`, not isolated, a client
+//! behind it with a pool lease), routes on the upstream to the internal
+//! subnet and to unrelated addresses via the uplink's address; and a
+//! listener on every destination that binds every probed port, checked
+//! locally first, so silence is proven against a positive control. All of
+//! it is removed afterwards, whatever happened.
+
+use crate::expect::{self, Expectation, Outcome, Proto, SeenAs, Source, Target};
+use crate::lab::{wait, Lab};
+use crate::measure::{self, Measured, Probe};
+use crate::netns::{self, LabError};
+use crate::plan::{self, UPSTREAM_IP};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// One shared window per batch of probes.
+pub const WINDOW: Duration = Duration::from_millis(1500);
+/// The unknown port's name on the bridge (not `tap-*`).
+pub const UNKNOWN_PORT: &str = "vnet7";
+/// The MAC behind it.
+pub const UNKNOWN_MAC: &str = "02:ee:00:00:00:07";
+
+/// A difference between the expected table and what was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    /// Who sent.
+    pub source: String,
+    /// Where to (its role).
+    pub target: String,
+    /// The address probed.
+    pub address: Option<Ipv4Addr>,
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// Port (0 for ICMP).
+    pub port: u16,
+    /// What the description implies.
+    pub expected: String,
+    /// What happened.
+    pub measured: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let address = self.address.map_or("-".to_owned(), |a| a.to_string());
+        let port = if self.proto == "icmp" {
+            "echo".to_owned()
+        } else {
+            self.port.to_string()
+        };
+        write!(
+            f,
+            "{} → {} {address} {}/{port}: expected {}, measured {}",
+            self.source, self.target, self.proto, self.expected, self.measured
+        )
+    }
+}
+
+/// A check that is not a row of the table (controls, events, attacks).
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What it checks.
+    pub name: String,
+    /// Whether it passed.
+    pub pass: bool,
+    /// What it saw.
+    pub detail: String,
+}
+
+/// Everything one verify found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The seed of the port sample.
+    pub seed: u64,
+    /// Rows measured.
+    pub rows: usize,
+    /// Rows where something must answer.
+    pub allowed: usize,
+    /// Rows that differ.
+    pub differences: Vec<Difference>,
+    /// The other checks.
+    pub checks: Vec<Check>,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// Whether everything matched.
+    pub fn pass(&self) -> bool {
+        self.differences.is_empty() && self.checks.iter().all(|c| c.pass)
+    }
+}
+
+/// What verify added to the lab; removed on drop.
+struct Additions {
+    upstream: String,
+    routes: Vec<String>,
+    unknown_ns: String,
+    listeners: Vec<u32>,
+}
+
+impl Drop for Additions {
+    fn drop(&mut self) {
+        for pid in &self.listeners {
+            netns::signal(*pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for route in &self.routes {
+            let _ = netns::run_in(&self.upstream, &["ip", "route", "del", route]);
+        }
+        for pid in netns::pids(&self.unknown_ns) {
+            netns::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        netns::delete(&self.unknown_ns);
+    }
+}
+
+/// Where each source sends from and each target is.
+struct Where {
+    ns: BTreeMap<Source, String>,
+    own: BTreeMap<Source, Vec<Ipv4Addr>>,
+    address: BTreeMap<Target, Ipv4Addr>,
+}
+
+fn addresses_in(ns: &str) -> Vec<Ipv4Addr> {
+    netns::run_in(ns, &["ip", "-4", "-o", "addr", "show"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect()
+}
+
+fn uplink_address(lab: &Lab) -> Result<Ipv4Addr, LabError> {
+    let uplink = netvm_plan::datapath::interfaces(&lab.system)
+        .uplink
+        .to_string();
+    netns::ipv4_on(&lab.plan.netvm, &uplink)
+        .ok_or_else(|| LabError::Lab(format!("the net-vm's uplink {uplink} has no address")))
+}
+
+/// Adds the unknown port with a client behind it that takes a pool lease.
+fn add_unknown_port(lab: &Lab, ns: &str) -> Result<(), LabError> {
+    let veth = plan::Veth {
+        a: plan::End {
+            ns: lab.plan.host.clone(),
+            name: UNKNOWN_PORT.to_owned(),
+            mac: None,
+        },
+        b: plan::End {
+            ns: ns.to_owned(),
+            name: "eth0".to_owned(),
+            mac: UNKNOWN_MAC.parse().ok(),
+        },
+    };
+    netns::create(ns)?;
+    netns::veth(&veth)?;
+    // As a VMM that knows nothing of netvm would: on the bridge, up, not
+    // isolated.
+    netns::run_in(
+        &lab.plan.host,
+        &[
+            "ip",
+            "link",
+            "set",
+            UNKNOWN_PORT,
+            "master",
+            &lab.plan.bridge,
+            "up",
+        ],
+    )?;
+    let said = netns::output_in(
+        ns,
+        &[
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-t",
+            "6",
+            "-T",
+            "1",
+            "-x",
+            "hostname:unknown-port",
+        ],
+    );
+    if netns::ipv4_on(ns, "eth0").is_none() {
+        return Err(LabError::Lab(format!(
+            "the unknown port's client got no lease: {}",
+            said.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The ports `target`'s listener must hold: the sample, and on a VM the
+/// VM ports its forwards map the uplink scan to.
+fn listener_ports(lab: &Lab, name: &str, sample: &[u16], scan: &[u16], netvm: bool) -> Vec<u16> {
+    let mut ports = if netvm {
+        scan.to_vec()
+    } else {
+        sample.to_vec()
+    };
+    if let Some(vm) = lab.system.vms.iter().find(|v| v.name.as_str() == name) {
+        for fw in &vm.forwards {
+            let (a, b) = (fw.uplink_ports.first(), fw.uplink_ports.last());
+            ports.extend(
+                scan.iter()
+                    .chain(sample)
+                    .filter(|p| a <= **p && **p <= b)
+                    .map(|p| fw.vm_ports.first() + (p - a)),
+            );
+        }
+    }
+    ports.retain(|p| !expect::DHCP_PORTS.contains(p));
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Starts a listener; waits for it; the ports it could not bind.
+fn start_listener(
+    lab: &Lab,
+    ns: &str,
+    name: &str,
+    ports: &[u16],
+    pids: &mut Vec<u32>,
+) -> Result<BTreeSet<(Proto, u16)>, LabError> {
+    let log: PathBuf = lab.dir.join(format!("verify-listen-{name}.log"));
+    let _ = std::fs::remove_file(&log);
+    let netvm = lab.netvm.display().to_string();
+    let spec = crate::serve::ports_spec(ports);
+    let pid = netns::daemon(ns, &[&netvm, "lab", "listen", name, "--ports", &spec], &log)?;
+    pids.push(pid);
+    let line = wait(
+        Duration::from_secs(10),
+        &format!("the listener in {ns}"),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.starts_with("listening ")) {
+                return Some(Ok(line.to_owned()));
+            }
+            (!netns::alive(pid)).then(|| {
+                Err(LabError::Lab(format!(
+                    "the listener in {ns} stopped: {text}"
+                )))
+            })
+        },
+    )??;
+    let busy = line.split_once("busy:").map_or("", |(_, b)| b);
+    Ok(busy
+        .split_whitespace()
+        .filter_map(|b| {
+            let (proto, port) = b.split_once('/')?;
+            let proto = if proto == "tcp" {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            };
+            Some((proto, port.parse().ok()?))
+        })
+        .collect())
+}
+
+/// The positive control: every port a listener holds answers locally
+/// with its name.
+fn control(ns: &str, name: &str, ports: &[u16], busy: &BTreeSet<(Proto, u16)>) -> Check {
+    let probes: Vec<Probe> = ports
+        .iter()
+        .flat_map(|p| [Proto::Tcp, Proto::Udp].map(|proto| (proto, *p)))
+        .filter(|k| !busy.contains(k))
+        .filter(|(_, p)| *p != expect::DNS_PORT)
+        .map(|(proto, port)| Probe {
+            ip: Ipv4Addr::LOCALHOST,
+            proto,
+            port,
+        })
+        .collect();
+    let got = netns::inside(ns, || measure::run(&probes, None, &[], WINDOW)).unwrap_or_default();
+    let wrong: Vec<String> = probes
+        .iter()
+        .zip(got.iter().chain(std::iter::repeat(&Measured::Silent)))
+        .filter(|(_, m)| !matches!(m, Measured::Answered { by: Some(b), .. } if b == name))
+        .map(|(p, m)| format!("{}/{}: {m}", p.proto, p.port))
+        .take(10)
+        .collect();
+    Check {
+        name: format!("listener {name} answers locally (positive control)"),
+        pass: wrong.is_empty(),
+        detail: if wrong.is_empty() {
+            format!(
+                "{} probes answered; held by another service: {}",
+                probes.len(),
+                busy.iter()
+                    .map(|(p, n)| format!("{p}/{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        } else {
+            format!("not answered: {}", wrong.join(", "))
+        },
+    }
+}
+
+/// The agent's recent events.
+pub fn events(lab: &Lab) -> Vec<Value> {
+    let request = json!({"command": "events", "last": 100_000});
+    let Ok(mut reader) = netvm_agent::control::request(&lab.control(), &request) else {
+        return Vec::new();
+    };
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return Vec::new();
+    }
+    serde_json::from_str::<Value>(&line)
+        .ok()
+        .and_then(|v| v["events"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn matches(row: &Expectation, m: &Measured, own: &[Ipv4Addr], uplink: Ipv4Addr) -> bool {
+    match (&row.outcome, m) {
+        (Outcome::Silent, Measured::Silent) => true,
+        (Outcome::Silent, _) => false,
+        (Outcome::Answered { by, seen_as }, Measured::Answered { by: got, peer }) => {
+            let who = by.is_none() || by == got;
+            let seen = match seen_as {
+                SeenAs::Any => true,
+                SeenAs::Own => peer.is_some_and(|p| own.contains(&p)),
+                SeenAs::Uplink => *peer == Some(uplink),
+            };
+            who && seen
+        }
+        (Outcome::Answered { .. }, _) => false,
+    }
+}
+
+/// Runs the rows of `rows` (indices into `table`) from each source, the
+/// sources in parallel; what each row met.
+fn measure_rows(
+    table: &[Expectation],
+    rows: &[usize],
+    at: &Where,
+) -> BTreeMap<usize, (Option<Ipv4Addr>, Measured)> {
+    let mut by_source: BTreeMap<&Source, Vec<usize>> = BTreeMap::new();
+    for i in rows {
+        by_source.entry(&table[*i].source).or_default().push(*i);
+    }
+    let mut out = BTreeMap::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_source
+            .into_iter()
+            .map(|(source, rows)| {
+                scope.spawn(move || {
+                    let ns = at.ns.get(source);
+                    let local = at.own.get(source).cloned().unwrap_or_default();
+                    let mut found = Vec::new();
+                    let mut probes = Vec::new();
+                    let mut probed = Vec::new();
+                    for i in rows {
+                        match at.address.get(&table[i].target) {
+                            Some(ip) if ns.is_some() => {
+                                probes.push(Probe {
+                                    ip: *ip,
+                                    proto: table[i].proto,
+                                    port: table[i].port,
+                                });
+                                probed.push(i);
+                            }
+                            _ => found.push((i, (None, Measured::Silent))),
+                        }
+                    }
+                    if let Some(ns) = ns {
+                        let got = netns::inside(ns, || measure::run(&probes, None, &local, WINDOW))
+                            .unwrap_or_else(|e| {
+                                vec![
+                                    Measured::Refused {
+                                        error: e.to_string()
+                                    };
+                                    probes.len()
+                                ]
+                            });
+                        for ((i, p), m) in probed.into_iter().zip(&probes).zip(got) {
+                            found.push((i, (Some(p.ip), m)));
+                        }
+                    }
+                    found
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(found) = h.join() {
+                out.extend(found);
+            }
+        }
+    });
+    out
+}
+
+/// Measures the whole table of `lab` (port sample from `seed`) and attacks
+/// its layer-2 guard; every difference.
+pub fn verify(lab: &Lab, seed: u64) -> Result<Report, LabError> {
+    if lab.qemu {
+        return Err(LabError::Lab(
+            "verify runs on namespace labs only".to_owned(),
+        ));
+    }
+    let started = Instant::now();
+    let system = &lab.system;
+    let uplink = uplink_address(lab)?;
+    let p = plan::prefix(lab.plan.id);
+    let mut added = Additions {
+        upstream: lab.plan.upstream.clone(),
+        routes: Vec::new(),
+        unknown_ns: format!("{p}u"),
+        listeners: Vec::new(),
+    };
+    let mut checks = Vec::new();
+    // A stranger's port, and an attacker's routes on the LAN.
+    let unknown = match add_unknown_port(lab, &added.unknown_ns) {
+        Ok(()) => true,
+        Err(e) => {
+            checks.push(Check {
+                name: "a port the plan does not name gets a pool lease".to_owned(),
+                pass: false,
+                detail: e.to_string(),
+            });
+            false
+        }
+    };
+    let mut routed = vec![system.network.subnet.to_string()];
+    routed.extend(expect::UNRELATED.map(|a| format!("{a}/32")));
+    for route in routed {
+        netns::run_in(
+            &lab.plan.upstream,
+            &["ip", "route", "replace", &route, "via", &uplink.to_string()],
+        )?;
+        added.routes.push(route);
+    }
+
+    let mut at = Where {
+        ns: BTreeMap::new(),
+        own: BTreeMap::new(),
+        address: BTreeMap::new(),
+    };
+    let extra = lab
+        .plan
+        .vms
+        .iter()
+        .find(|v| v.expected == plan::Expected::Pool);
+    at.ns.insert(Source::Upstream, lab.plan.upstream.clone());
+    at.ns.insert(Source::Host, lab.plan.host.clone());
+    for vm in &system.vms {
+        if let Some(node) = lab.plan.vm(vm.name.as_str()) {
+            at.ns
+                .insert(Source::Vm(vm.name.to_string()), node.ns.clone());
+        }
+        at.address
+            .insert(Target::Vm(vm.name.to_string()), vm.endpoint.ip);
+    }
+    if let Some(x) = extra {
+        at.ns.insert(Source::Pool, x.ns.clone());
+        if let Some(ip) = lab.address_of(&x.ns) {
+            at.address.insert(Target::Pool, ip);
+        }
+    }
+    if unknown {
+        at.ns.insert(Source::Unknown, added.unknown_ns.clone());
+        if let Some(ip) = netns::ipv4_on(&added.unknown_ns, "eth0") {
+            at.address.insert(Target::Unknown, ip);
+        }
+    }
+    for (source, ns) in &at.ns {
+        at.own.insert(source.clone(), addresses_in(ns));
+    }
+    at.address.insert(Target::NetVm, system.netvm.endpoint.ip);
+    at.address.insert(Target::Uplink, uplink);
+    if let Some(h) = &system.host.endpoint {
+        at.address.insert(Target::Host, h.ip);
+    }
+    at.address
+        .insert(Target::Network, system.network.subnet.network());
+    at.address
+        .insert(Target::Broadcast, system.network.subnet.broadcast());
+    for a in expect::UNRELATED {
+        at.address.insert(Target::Unrelated(a), a);
+    }
+    at.address.insert(Target::UpstreamService, UPSTREAM_IP);
+
+    // A listener on every destination, checked locally first.
+    let sample = expect::sample_ports(system, seed);
+    let scan = expect::uplink_scan_ports(&sample);
+    let mut listeners: Vec<(String, String, bool)> = vec![
+        (lab.plan.netvm.clone(), system.netvm.name.to_string(), true),
+        (lab.plan.host.clone(), expect::HOST.to_owned(), false),
+        (
+            lab.plan.upstream.clone(),
+            expect::UPSTREAM.to_owned(),
+            false,
+        ),
+    ];
+    for node in &lab.plan.vms {
+        listeners.push((node.ns.clone(), node.name.clone(), false));
+    }
+    if unknown {
+        listeners.push((added.unknown_ns.clone(), expect::UNKNOWN.to_owned(), false));
+    }
+    for (ns, name, netvm) in &listeners {
+        let ports = listener_ports(lab, name, &sample, &scan, *netvm);
+        let busy = start_listener(lab, ns, name, &ports, &mut added.listeners)?;
+        checks.push(control(ns, name, &ports, &busy));
+    }
+
+    let table = expect::table(system, seed);
+    // Phase 1: the allowed VM-to-VM flows, and one forbidden one per VM,
+    // before anything else can use up the agent's event budget.
+    let mut first: Vec<usize> = table
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.flow.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let mut drops: Vec<usize> = Vec::new();
+    for vm in &system.vms {
+        let source = Source::Vm(vm.name.to_string());
+        if let Some((i, _)) = table.iter().enumerate().find(|(_, r)| {
+            r.source == source
+                && matches!(r.target, Target::Vm(_))
+                && r.proto == Proto::Tcp
+                && !r.allowed()
+        }) {
+            drops.push(i);
+        }
+    }
+    first.extend(&drops);
+    let mut measured = measure_rows(&table, &first, &at);
+    checks.push(event_check(lab, &table, &first, &drops, &measured));
+    // Phase 2: everything else.
+    let rest: Vec<usize> = (0..table.len())
+        .filter(|i| !measured.contains_key(i))
+        .collect();
+    measured.extend(measure_rows(&table, &rest, &at));
+
+    let mut differences = Vec::new();
+    let empty = Vec::new();
+    for (i, row) in table.iter().enumerate() {
+        let Some((address, m)) = measured.get(&i) else {
+            continue;
+        };
+        let own = at.own.get(&row.source).unwrap_or(&empty);
+        if address.is_none() && row.allowed() {
+            differences.push(difference(row, None, "no address to probe".to_owned()));
+        } else if address.is_some() && !matches(row, m, own, uplink) {
+            differences.push(difference(row, *address, m.to_string()));
+        }
+    }
+    // Every destination that must answer something did, at least once.
+    let mut works: BTreeMap<&Target, bool> = BTreeMap::new();
+    for (i, row) in table.iter().enumerate().filter(|(_, r)| r.allowed()) {
+        let ok = measured.get(&i).is_some_and(|(_, m)| {
+            matches(row, m, at.own.get(&row.source).unwrap_or(&empty), uplink)
+        });
+        *works.entry(&row.target).or_default() |= ok;
+    }
+    let dead: Vec<String> = works
+        .iter()
+        .filter(|(_, ok)| !**ok)
+        .map(|(t, _)| t.to_string())
+        .collect();
+    checks.push(Check {
+        name: "every destination answers at least one allowed flow".to_owned(),
+        pass: dead.is_empty(),
+        detail: if dead.is_empty() {
+            format!("{} destinations", works.len())
+        } else {
+            format!("no allowed flow worked to {}", dead.join(", "))
+        },
+    });
+
+    // Attacks on the layer-2 guard.
+    checks.extend(crate::attack::run(
+        lab,
+        unknown.then_some(added.unknown_ns.as_str()),
+    ));
+
+    drop(added);
+    Ok(Report {
+        seed,
+        rows: table.len(),
+        allowed: table.iter().filter(|r| r.allowed()).count(),
+        differences,
+        checks,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn difference(row: &Expectation, address: Option<Ipv4Addr>, measured: String) -> Difference {
+    Difference {
+        source: row.source.to_string(),
+        target: row.target.to_string(),
+        address,
+        proto: row.proto.to_string(),
+        port: row.port,
+        expected: row.outcome.to_string(),
+        measured,
+    }
+}
+
+/// Every allowed VM-to-VM flow that got through has its `flow_allowed`;
+/// every sampled forbidden one its `policy_drop`.
+fn event_check(
+    lab: &Lab,
+    table: &[Expectation],
+    rows: &[usize],
+    drops: &[usize],
+    measured: &BTreeMap<usize, (Option<Ipv4Addr>, Measured)>,
+) -> Check {
+    let mut wanted: Vec<(&str, String, String, String, u16)> = Vec::new();
+    for i in rows {
+        let row = &table[*i];
+        let Some((_, m)) = measured.get(i) else {
+            continue;
+        };
+        if let Some((from, to, port)) = &row.flow {
+            if matches!(m, Measured::Answered { .. }) {
+                wanted.push((
+                    "flow_allowed",
+                    from.clone(),
+                    to.clone(),
+                    row.proto.to_string(),
+                    *port,
+                ));
+            }
+        } else if drops.contains(i) {
+            if let (Source::Vm(from), Target::Vm(to)) = (&row.source, &row.target) {
+                wanted.push((
+                    "policy_drop",
+                    from.clone(),
+                    to.clone(),
+                    row.proto.to_string(),
+                    row.port,
+                ));
+            }
+        }
+    }
+    let missing = |events: &[Value]| -> Vec<String> {
+        wanted
+            .iter()
+            .filter(|(kind, from, to, proto, port)| {
+                !events.iter().any(|e| {
+                    e["event"] == *kind
+                        && e["from_vm"] == json!(from)
+                        && e["to_vm"] == json!(to)
+                        && e["proto"] == json!(proto)
+                        && e["port"] == json!(port)
+                })
+            })
+            .map(|(kind, from, to, proto, port)| format!("{kind} {from} → {to} {proto}/{port}"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut left = missing(&events(lab));
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        left = missing(&events(lab));
+    }
+    Check {
+        name: "the agent reports allowed and refused VM-to-VM flows".to_owned(),
+        pass: left.is_empty(),
+        detail: if left.is_empty() {
+            format!("{} events found", wanted.len())
+        } else {
+            format!(
+                "{} of {} missing: {}",
+                left.len(),
+                wanted.len(),
+                left.join("; ")
+            )
+        },
+    }
+}
