@@ -59,15 +59,22 @@ async fn find(handle: &Handle, name: &str) -> Result<Option<Link>, LinkError> {
     Ok(link_named(handle, name).await?.as_ref().map(describe))
 }
 
-/// Creates the bridge `name` if missing (STP off, forward delay 0), or
-/// sets those on the bridge that is there; refuses a non-bridge.
+/// Creates the bridge `name` if missing (STP off, forward delay 0,
+/// multicast snooping off), or sets those on the bridge that is there;
+/// refuses a non-bridge. Snooping is off because a snooping bridge joins
+/// the all-snoopers group (224.0.0.106) and reports it from 0.0.0.0 with
+/// its own MAC: the secure host would announce itself on the internal
+/// network at every start.
 async fn ensure_bridge(
     handle: &Handle,
     name: &str,
     mac: Option<Vec<u8>>,
 ) -> Result<u32, LinkError> {
     let settings = |message: rtnetlink::LinkMessageBuilder<LinkBridge>| {
-        message.stp_state(BridgeStpState::Disabled).forward_delay(0)
+        message
+            .stp_state(BridgeStpState::Disabled)
+            .forward_delay(0)
+            .mcast_snooping(false)
     };
     match find(handle, name).await? {
         Some(link) if link.kind == Some(InfoKind::Bridge) => {
@@ -81,7 +88,7 @@ async fn ensure_bridge(
                 .execute()
                 .await
                 .map_err(refused(
-                    format!("ip link set {name} type bridge stp_state 0 forward_delay 0"),
+                    format!("ip link set {name} type bridge stp_state 0 forward_delay 0 mcast_snooping 0"),
                     name,
                 ))?;
             Ok(link.index)

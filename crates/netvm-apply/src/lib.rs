@@ -15,7 +15,7 @@
 //!    no connection outlives its permission.
 //!
 //! The host's plan (`netvm_plan::host::HostPlan`) is applied the same way
-//! by [`apply_host`] (links, sysctls, links wired, guard ruleset) and
+//! by [`apply_host`] (links, sysctls, the guard ruleset, then the links wired and up) and
 //! undone by [`remove_host`].
 
 mod accounts;
@@ -106,8 +106,10 @@ pub fn apply_host(
         .transpose()?;
     host_links::create(plan, (user, group))?;
     sysctl::apply(proc_sys, &plan.sysctls)?;
-    host_links::wire(plan)?;
+    // The guards before any port is up: a port is guarded from its first
+    // frame, and the secure host's own frames are dropped from the start.
     nft::apply(&plan.ruleset)?;
+    host_links::wire(plan)?;
     Ok(())
 }
 

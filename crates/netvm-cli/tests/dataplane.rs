@@ -24,6 +24,7 @@ forward = [{ proto = "tcp", port = 8443, to_port = 443 }]
 
 [[vm]]
 name = "b"
+allow = [{ to = "a", proto = "tcp", ports = 443 }]
 
 [[vm]]
 name = "c"
@@ -211,11 +212,57 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
         Some("203.0.113.1"),
         "the forward reaches a:443"
     );
-    // NAT reflection: b uses the public address too.
-    assert!(
-        connect(b, "203.0.113.2", 8443).is_some(),
+    // Only the uplink's own address is forwarded: the upstream, routing
+    // every other address through the net-vm as a LAN attacker would,
+    // gets nothing on the forwarded port anywhere else.
+    for unrelated in ["10.99.99.99", "198.51.100.7"] {
+        upstream.ok(&["ip", "route", "add", unrelated, "via", "203.0.113.2"]);
+    }
+    let elsewhere = [
+        "192.168.100.1",
+        "192.168.100.101",
+        "192.168.100.102",
+        "192.168.100.103",
+        "192.168.100.0",
+        "192.168.100.255",
+        "10.99.99.99",
+        "198.51.100.7",
+    ];
+    std::thread::scope(|scope| {
+        let tries: Vec<_> = elsewhere
+            .iter()
+            .map(|ip| (ip, scope.spawn(|| connect(&upstream, ip, 8443))))
+            .collect();
+        for (ip, try_) in tries {
+            assert_eq!(try_.join().expect("probe"), None, "{ip}:8443 answered");
+        }
+    });
+    // NAT reflection is a VM-to-VM flow under the same policy: b, which
+    // may reach a:443, uses the public address too; c may not, and
+    // gets nothing. Both are recorded for the agent's events.
+    assert_eq!(
+        connect(b, "203.0.113.2", 8443).as_deref(),
+        Some("192.168.100.1"),
         "reflected forward"
     );
+    assert_eq!(
+        connect(c, "203.0.113.2", 8443),
+        None,
+        "c reached a through the uplink address"
+    );
+    let allowed = netvm.ok(&["nft", "list", "set", "inet", "netvm", "ev_allowed"]);
+    assert!(
+        allowed.contains("192.168.100.102 . 192.168.100.101 . tcp . 443"),
+        "{allowed}"
+    );
+    let refused = netvm.ok(&["nft", "list", "set", "inet", "netvm", "ev_policy"]);
+    assert!(
+        refused.contains("192.168.100.103 . 192.168.100.101 . tcp . 443"),
+        "{refused}"
+    );
+    // The net-vm answers echo on its uplink address only from outside.
+    assert!(upstream.exec(&["ping", "-c", "1", "-W", "1", "203.0.113.2"]).status.success());
+    assert!(!upstream.exec(&["ping", "-c", "1", "-W", "1", "192.168.100.1"]).status.success());
 
     // Spoofing: c sends with a's address; dropped and counted.
     let before = counter(&netvm, "spoofed");

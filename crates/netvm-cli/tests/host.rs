@@ -432,3 +432,204 @@ fn dev_mode_bridges_the_uplink_and_gives_it_back() {
         "the host did not get its uplink back"
     );
 }
+
+/// A host with a pool, for ports the plan does not name.
+const UNKNOWN: &str = r#"
+[netvm.uplink]
+interface = "eth0"
+
+[host]
+unknown_port_new_macs = 4
+
+[[vm]]
+name = "a"
+
+[[vm]]
+name = "b"
+
+[dhcp]
+pool = "192.168.100.200-192.168.100.220"
+"#;
+
+/// Prints every frame that arrives on `argv[1]`: `frame SRC-MAC TYPE`,
+/// and for a DHCP client message also `dhcp CHADDR`.
+const FRAMES: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n\
+s.bind((sys.argv[1], 0)); print('listening', flush=True)\n\
+while True:\n    f,a=s.recvfrom(4096)\n    if a[2]==4: continue\n    line='frame '+f[6:12].hex(':')+' '+f[12:14].hex()\n    if f[12:14]==b'\\x08\\x00' and f[23]==17 and f[36:38]==b'\\x00\\x43': line+=' dhcp '+f[70:76].hex(':')\n    print(line, flush=True)\n";
+
+/// Sends `argv[1]` frames from the interface `eth0`: ARP probes from
+/// fresh source MACs (`arp`), or DHCPDISCOVERs with fresh `chaddr`s from
+/// the interface's own MAC (`dhcp`).
+const FRESH: &str = "import socket,struct,sys\n\
+s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('eth0', 0)); own=s.getsockname()[4]\n\
+def csum(b):\n    t=sum(struct.unpack('!%dH' % (len(b)//2), b)); t=(t>>16)+(t&0xffff); t+=t>>16; return (~t)&0xffff\n\
+for i in range(int(sys.argv[2])):\n    mac=bytes([2,0xcc,0,0,i>>8,i&255])\n    if sys.argv[1]=='arp':\n        s.send(b'\\xff'*6+mac+b'\\x08\\x06\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01'+mac+b'\\x00'*4+b'\\x00'*6+socket.inet_aton('192.168.100.1'))\n    else:\n        bootp=bytes([1,1,6,0])+struct.pack('!IHH',i+1,0,0x8000)+b'\\x00'*16+mac+b'\\x00'*10+b'\\x00'*192+bytes([99,130,83,99,53,1,1,255])\n        udp=struct.pack('!HHHH',68,67,8+len(bootp),0)+bootp\n        ip=struct.pack('!BBHHHBBH4s4s',0x45,0,20+len(udp),0,0,64,17,0,b'\\x00'*4,b'\\xff'*4)\n        ip=ip[:10]+struct.pack('!H',csum(ip))+ip[12:]\n        s.send(b'\\xff'*6+own+b'\\x08\\x00'+ip+udp)\n";
+
+/// A client namespace behind a bridge port the plan does not name,
+/// called `port` on the host's side.
+fn unknown_port(host: &Netns, port: &str) -> Netns {
+    let ns = Netns::new("unk");
+    veth(&ns, "eth0", host, port);
+    host.ok(&["ip", "link", "set", port, "master", "vmbr0", "up"]);
+    ns
+}
+
+#[test]
+fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() {
+    let description = scratch("unknown.toml", UNKNOWN);
+    let description = description.to_str().expect("utf-8");
+    let host = Netns::new("host");
+    let netvm = Netns::new("nv");
+    veth(&netvm, "ethint0", &host, "tap-net-vm");
+    netvm.ok(&["ip", "addr", "add", "192.168.100.1/24", "dev", "ethint0"]);
+    let frames = netvm.spawn(&["python3", "-u", "-c", FRAMES, "ethint0"]);
+    frames.wait_for(Duration::from_secs(10), |l| l.contains("listening"));
+    let _a = vm(&host, "a", "02:ad:00:00:00:65", "192.168.100.101");
+    let b = vm(&host, "b", "02:ad:00:00:00:66", "192.168.100.102");
+
+    // The bridge is new: a snooping bridge would report 224.0.0.106 from
+    // 0.0.0.0 with its own MAC as it comes up.
+    host.ok(&[NETVM, "host", "up", description]);
+    let bridge_mac = sysfs(&host, "/sys/class/net/vmbr0/address");
+    b.ok(&["ping", "-c", "1", "-W", "1", "192.168.100.1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let from_host = |frames: &netvm_testsupport::Process| {
+        frames
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with(&format!("frame {bridge_mac}")))
+            .count()
+    };
+    assert_eq!(from_host(&frames), 0, "{:?}", frames.lines());
+    assert_eq!(
+        sysfs(&host, "/sys/class/net/vmbr0/bridge/multicast_snooping"),
+        "0"
+    );
+    assert_eq!(counter(&host, "host_sent"), 0);
+
+    let journal = scratch("unknown.journal", "");
+    std::fs::remove_file(&journal).expect("fresh journal");
+    let server = netvm.spawn(&[
+        NETVM,
+        "dhcp",
+        "serve",
+        description,
+        "--interface",
+        "ethint0",
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    server.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"ready\"")
+    });
+    let udhcpc = |ns: &Netns| {
+        let out = ns.exec(&[
+            "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1", "-s", "/bin/true",
+        ]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status.success().then_some(said)
+    };
+
+    // Whatever its name, a port the plan does not name is an unknown VM:
+    // with a's MAC it gets nothing (a's reservation least of all); with
+    // a MAC of its own it gets a pool lease, reaches the net-vm, and
+    // cannot reach b even knowing b's MAC.
+    for (i, name) in ["tap9aud", "tap0", "vnet3", "eth7"].iter().enumerate() {
+        let port = unknown_port(&host, name);
+        port.ok(&["ip", "link", "set", "eth0", "address", "02:ad:00:00:00:65"]);
+        let before = counter(&host, "unknown_ports");
+        assert_eq!(udhcpc(&port), None, "{name} got a lease with a's MAC");
+        assert!(
+            counter(&host, "unknown_ports") > before,
+            "{name}: spoofing not counted"
+        );
+        port.ok(&[
+            "ip",
+            "link",
+            "set",
+            "eth0",
+            "address",
+            &format!("02:bb:00:00:00:{i:02x}"),
+        ]);
+        let said = udhcpc(&port).unwrap_or_else(|| panic!("{name} got no pool lease"));
+        let lease = said
+            .split_whitespace()
+            .skip_while(|w| *w != "lease")
+            .nth(2)
+            .expect("udhcpc names the lease")
+            .to_owned();
+        assert!(lease.starts_with("192.168.100.2"), "{name}: {said}");
+        port.ok(&["ip", "addr", "add", &format!("{lease}/24"), "dev", "eth0"]);
+        assert!(ping(&port, &["192.168.100.1"]), "{name} lost the net-vm");
+        port.ok(&[
+            "ip",
+            "neigh",
+            "replace",
+            "192.168.100.102",
+            "lladdr",
+            "02:ad:00:00:00:66",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        let before = counter(&host, "isolation");
+        assert!(!ping(&port, &["192.168.100.102"]), "{name} reached b");
+        assert!(counter(&host, "isolation") > before, "{name}: not counted");
+    }
+
+    // One unknown port cannot invent clients faster than the description
+    // allows (4 new MACs a minute, and as many new DHCP identities).
+    let port = unknown_port(&host, "vnet9");
+    let before = counter(&host, "unknown_ports");
+    port.ok(&["python3", "-c", FRESH, "arp", "20"]);
+    port.ok(&["python3", "-c", FRESH, "dhcp", "20"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = frames.lines();
+    let fresh_macs = lines
+        .iter()
+        .filter(|l| l.starts_with("frame 02:cc:") && l.ends_with("0806"))
+        .count();
+    let fresh_clients = lines
+        .iter()
+        .filter(|l| l.contains(" dhcp 02:cc:"))
+        .count();
+    assert!(
+        (1..=4).contains(&fresh_macs),
+        "{fresh_macs} new MACs passed"
+    );
+    assert!(
+        (1..=4).contains(&fresh_clients),
+        "{fresh_clients} new DHCP clients passed"
+    );
+    assert!(counter(&host, "unknown_ports") >= before + 30);
+
+    // Ports the plan does not name are listed by the audit, which passes.
+    let audit = host.exec(&[NETVM, "host", "audit", description]);
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{report}");
+    assert!(
+        report.contains("unknown VM: ") && report.contains("vnet9"),
+        "{report}"
+    );
+    assert!(report.contains("PASS bridge vmbr0 has multicast snooping off"));
+
+    // Should the host's stack speak anyway, nothing leaves: counted, and
+    // the audit names it.
+    host.ok(&["ip", "addr", "add", "192.168.100.2/24", "dev", "vmbr0"]);
+    assert!(!ping(&host, &["192.168.100.1"]), "the secure host spoke");
+    assert!(counter(&host, "host_sent") >= 2);
+    assert_eq!(from_host(&frames), 0, "{:?}", frames.lines());
+    let audit = host.exec(&[NETVM, "host", "audit", description]);
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        report.contains("FAIL the host sent nothing on its bridges (secure mode): "),
+        "{report}"
+    );
+    host.ok(&[NETVM, "host", "down", description]);
+}

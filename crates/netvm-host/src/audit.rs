@@ -17,6 +17,10 @@ pub struct Facts {
     pub bridge_addresses: Vec<String>,
     /// The bridge's `stp_state`.
     pub bridge_stp: Option<String>,
+    /// The bridge's `multicast_snooping`.
+    pub bridge_snooping: Option<String>,
+    /// Every port on the bridge (`brif/`), planned or not.
+    pub bridge_ports: Vec<String>,
     /// Per planned port: its bridge (`master`) and `isolated` flag, or
     /// `None` when the interface does not exist.
     pub ports: BTreeMap<String, Option<PortFacts>>,
@@ -67,6 +71,8 @@ pub fn gather(root: &HostRoot, system: &System, plan: &HostPlan) -> Facts {
             .flatten()
             .unwrap_or_default(),
         bridge_stp: root.read(&class_net(&format!("{bridge}/bridge/stp_state"))),
+        bridge_snooping: root.read(&class_net(&format!("{bridge}/bridge/multicast_snooping"))),
+        bridge_ports: root.entries_or_empty(&class_net(&format!("{bridge}/brif"))),
         default_routes: devices::default_route_interfaces(root),
         guard_table: list_guard_table(),
         ip_forward: root.read(&root.proc("sys/net/ipv4/ip_forward")),
@@ -150,6 +156,20 @@ pub fn check(system: &System, plan: &HostPlan, facts: &Facts) -> Vec<Finding> {
             facts.bridge_stp.as_deref().unwrap_or("unknown")
         ),
     );
+    let snooping_off = facts.bridge_snooping.as_deref() == Some("0");
+    finding(
+        format!("bridge {bridge} has multicast snooping off"),
+        snooping_off,
+        format!(
+            "multicast_snooping {}{}",
+            facts.bridge_snooping.as_deref().unwrap_or("unknown"),
+            if snooping_off {
+                ""
+            } else {
+                " (a snooping bridge reports 224.0.0.106 from the host)"
+            }
+        ),
+    );
     let expected: Vec<String> = plan.bridge.address.iter().cloned().collect();
     let address_ok = facts.bridge_addresses == expected;
     finding(
@@ -210,10 +230,50 @@ pub fn check(system: &System, plan: &HostPlan, facts: &Facts) -> Vec<Finding> {
             Some(_) => "loaded, every port guarded".into(),
         },
     );
+    let unplanned: Vec<&str> = facts
+        .bridge_ports
+        .iter()
+        .filter(|name| !plan.ports.iter().any(|p| &p.name == *name))
+        .map(String::as_str)
+        .collect();
+    let fallback = guard.is_some_and(|t| t.contains("jump unknown_port"));
+    finding(
+        format!("ports of {bridge} the plan does not name are guarded as unknown VMs"),
+        guard.is_none() || fallback,
+        match (unplanned.is_empty(), fallback) {
+            (_, false) if guard.is_some() => "the guard has no rule for unnamed ports".into(),
+            (true, _) => "none on the bridge".into(),
+            (false, _) => format!("unknown VM: {}", unplanned.join(", ")),
+        },
+    );
     if secure {
         check_secure(system, facts, &mut finding);
+        if let Some(table) = guard {
+            let sent = counter_packets(table, netvm_plan::l2guard::HOST_SENT_COUNTER);
+            finding(
+                "the host sent nothing on its bridges (secure mode)".into(),
+                sent == Some(0),
+                match sent {
+                    Some(0) => "no frame".into(),
+                    Some(n) => format!("{n} frame(s) from the host dropped by the guard"),
+                    None => "the guard has no host_sent counter".into(),
+                },
+            );
+        }
     }
     out
+}
+
+/// The packets of the named counter `name` in `table` as `nft list`
+/// prints it (`counter NAME { packets N bytes M }`).
+fn counter_packets(table: &str, name: &str) -> Option<u64> {
+    let at = table.find(&format!("counter {name} {{"))?;
+    table[at..]
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn on_off(flag: bool) -> &'static str {

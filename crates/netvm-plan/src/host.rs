@@ -158,8 +158,7 @@ pub fn plan(system: &System) -> Result<HostPlan, HostPlanError> {
         .endpoint
         .as_ref()
         .map(|e| format!("{}/{}", e.ip, system.network.subnet.prefix()));
-    let netvm_uplink_tap = uplink_bridge.as_ref().map(|u| u.netvm_port.as_str());
-    let ruleset = l2guard::render(system, &ports, netvm_uplink_tap);
+    let ruleset = l2guard::render(system, &ports, uplink_bridge.as_ref());
     Ok(HostPlan {
         mode: system.netvm.mode,
         bridge: BridgePlan {

@@ -217,7 +217,9 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\tiifname \"{internal}\" udp sport 67 udp dport 68 drop comment \"another DHCP server\"\n\
          \t\tiifname \"{internal}\" udp dport 67 accept comment \"DHCP\"\n\
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} meta l4proto {{ tcp, udp }} th dport 53 accept comment \"DNS\"\n\
-         \t\ticmp type echo-request add @ping_sources {{ ip saddr limit rate 5/second burst 10 packets }} accept\n\
+         \t\ticmp type echo-request add @ping_sources {{ ip saddr limit rate over 5/second burst 10 packets }} drop comment \"ping flood\"\n\
+         \t\tiifname \"{internal}\" ip daddr {netvm_ip} icmp type echo-request accept\n\
+         \t\tiifname \"{uplink}\" fib daddr . iif type local icmp type echo-request accept comment \"the uplink's own address\"\n\
          \t\ticmp type {{ destination-unreachable, time-exceeded, parameter-problem }} accept\n\
          \t\tiifname \"{uplink}\" udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
 {metrics}\t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
@@ -238,7 +240,7 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\tiifname \"{internal}\" oifname \"{internal}\" ct state new ip saddr . ip daddr . meta l4proto . th dport @flows add @ev_allowed {{ ip saddr . ip daddr . meta l4proto . th dport }}\n\
          \t\tiifname \"{internal}\" oifname \"{internal}\" ip saddr . ip daddr . meta l4proto . th dport @flows accept\n\
          \t\tiifname \"{internal}\" oifname \"{internal}\" icmp type echo-request ip saddr . ip daddr @icmp_flows accept\n\
-         \t\toifname \"{internal}\" ct status dnat accept comment \"port forwards\"\n\
+         \t\tiifname \"{uplink}\" oifname \"{internal}\" ct status dnat accept comment \"port forwards\"\n\
          \t\tiifname \"{internal}\" ct state new meta l4proto {{ tcp, udp }} add @ev_policy {{ ip saddr . ip daddr . meta l4proto . th dport }}\n\
          \t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm forward drop: \"\n\
@@ -270,7 +272,12 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
             )
         };
         let match_ = format!("meta l4proto {} th dport {}", f.proto, f.uplink_ports);
-        let _ = writeln!(out, "\t\tiifname \"{uplink}\" {match_} {target}");
+        // Only the uplink's own address, whatever DHCP gave it: a LAN
+        // host routing other addresses through the net-vm gets nothing.
+        let _ = writeln!(
+            out,
+            "\t\tiifname \"{uplink}\" fib daddr . iif type local {match_} {target}"
+        );
         // Reflection: a VM using the uplink's address reaches the VM too.
         let _ = writeln!(
             out,
@@ -294,4 +301,67 @@ fn split_range(text: &str) -> (u16, u16) {
     let mut parts = text.split('-').map(|p| p.parse::<u16>().unwrap_or(0));
     let first = parts.next().unwrap_or(0);
     (first, parts.next().unwrap_or(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    fn ruleset() -> String {
+        let text = "[netvm.uplink]\ninterface = \"eth0\"\n\
+            [[vm]]\nname = \"a\"\nforward = [{ proto = \"tcp\", port = 8443, to_port = 443 }]\n\
+            [[vm]]\nname = \"b\"\nallow = [{ to = \"a\", proto = \"tcp\", ports = 443 }]\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let policy = crate::policy::plan(&system);
+        let names = NetVmInterfaces {
+            internal: "ethint0".parse().expect("name"),
+            uplink: "eth0".parse().expect("name"),
+        };
+        render(&system, &policy, &names)
+    }
+
+    #[test]
+    fn a_forward_answers_on_the_uplinks_own_address_only() {
+        let text = ruleset();
+        let dnat: Vec<&str> = text.lines().filter(|l| l.contains("dnat ip to")).collect();
+        assert_eq!(dnat.len(), 2, "{text}");
+        assert!(
+            dnat[0].contains(
+                "iifname \"eth0\" fib daddr . iif type local meta l4proto tcp th dport 8443"
+            ),
+            "{}",
+            dnat[0]
+        );
+    }
+
+    #[test]
+    fn reflected_flows_pass_the_vm_to_vm_policy() {
+        let text = ruleset();
+        // Only connections from the uplink are accepted for being DNATed;
+        // a reflected one (internal to internal) meets `flows`.
+        let forward: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("ct status dnat accept"))
+            .collect();
+        assert_eq!(forward, ["\t\tiifname \"eth0\" oifname \"ethint0\" ct status dnat accept comment \"port forwards\""]);
+    }
+
+    #[test]
+    fn echo_is_answered_on_the_net_vms_own_addresses_only() {
+        let text = ruleset();
+        let accepts: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.contains("echo-request") && l.ends_with("accept")
+                    || l.contains("echo-request accept comment")
+            })
+            .collect();
+        assert!(
+            accepts.iter().all(|l| l.contains("ip daddr 192.168.100.1")
+                || l.contains("fib daddr . iif type local")
+                || l.contains("@icmp_flows")),
+            "{accepts:?}"
+        );
+    }
 }
