@@ -7,13 +7,6 @@ use netvm_description::{Role, System};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-/// How long an offered address is held for the client it was offered to.
-pub const OFFER_HOLD_MS: u64 = 30_000;
-
-/// How long a declined address stays out of use (RFC 2131 section 3.1.5
-/// leaves the period to the server; dnsmasq uses 10 minutes, Kea a day).
-pub const PROBATION_MS: u64 = 3_600_000;
-
 /// A fixed assignment: this MAC always gets this address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
@@ -56,6 +49,15 @@ pub struct ServerConfig {
     pub rapid_commit: bool,
     /// Relay agents whose messages are served.
     pub relays: Vec<Ipv4Addr>,
+    /// How long an offered pool address is held for its client, in
+    /// seconds; an offer gives way earlier when the pool has no free
+    /// address left.
+    pub offer_hold_secs: u32,
+    /// How long a declined pool address stays out of use, in seconds
+    /// (RFC 2131 section 3.1.5 leaves the period to the server).
+    pub probation_secs: u32,
+    /// Most pool addresses in probation at once.
+    pub probation_max: u32,
 }
 
 impl ServerConfig {
@@ -93,6 +95,9 @@ impl ServerConfig {
                 .collect(),
             rapid_commit: d.rapid_commit,
             relays: d.relays.clone(),
+            offer_hold_secs: d.offer_hold.0,
+            probation_secs: d.probation.0,
+            probation_max: d.probation_max,
         }
     }
 }

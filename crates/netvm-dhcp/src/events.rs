@@ -77,6 +77,12 @@ pub struct Counters {
     pub nak: u64,
     /// Dropped messages, by reason.
     pub dropped: BTreeMap<&'static str, u64>,
+    /// Offers taken back before their hold ended, for another client,
+    /// because the pool had no free address.
+    pub offers_reclaimed: u64,
+    /// Probations ended early: past `probation_max`, or for a client when
+    /// the pool had no free address.
+    pub probations_ended_early: u64,
 }
 
 impl Counters {

@@ -71,6 +71,8 @@ pub struct LeaseTable {
     previous: HashMap<ClientKey, Ipv4Addr>,
     previous_owner: HashMap<Ipv4Addr, ClientKey>,
     deadlines: BTreeSet<(Timestamp, Ipv4Addr)>,
+    /// Addresses in probation, by deadline.
+    probation: BTreeSet<(Timestamp, Ipv4Addr)>,
 }
 
 impl LeaseTable {
@@ -104,6 +106,9 @@ impl LeaseTable {
             self.previous.remove(&owner);
         }
         self.deadlines.insert((lease.state.deadline(), lease.ip));
+        if let LeaseState::Probation { until } = lease.state {
+            self.probation.insert((until, lease.ip));
+        }
         self.by_ip.insert(lease.ip, lease);
     }
 
@@ -118,6 +123,7 @@ impl LeaseTable {
     pub fn remove(&mut self, ip: Ipv4Addr) -> Option<Lease> {
         let lease = self.by_ip.remove(&ip)?;
         self.deadlines.remove(&(lease.state.deadline(), ip));
+        self.probation.remove(&(lease.state.deadline(), ip));
         if let Some(client) = &lease.client {
             self.by_client.remove(client);
             self.forget_previous_of(client);
@@ -146,6 +152,26 @@ impl LeaseTable {
             }
         }
         expired
+    }
+
+    /// Addresses in probation now.
+    pub fn probation_count(&self) -> usize {
+        self.probation.len()
+    }
+
+    /// The address whose probation ends first.
+    pub fn oldest_probation(&self) -> Option<Ipv4Addr> {
+        self.probation.first().map(|(_, ip)| *ip)
+    }
+
+    /// The address of the offer that lapses first among those `keep`
+    /// does not protect. Offers have the shortest deadlines, so the walk
+    /// from the earliest deadline ends quickly.
+    pub fn oldest_offer(&self, keep: impl Fn(&Lease) -> bool) -> Option<Ipv4Addr> {
+        self.deadlines.iter().find_map(|(_, ip)| {
+            let lease = self.by_ip.get(ip)?;
+            (matches!(lease.state, LeaseState::Offered { .. }) && !keep(lease)).then_some(*ip)
+        })
     }
 
     /// Every lease, in address order.

@@ -23,7 +23,7 @@ mod server;
 mod time;
 
 pub use client::ClientKey;
-pub use config::{Reservation, ServerConfig, OFFER_HOLD_MS, PROBATION_MS};
+pub use config::{Reservation, ServerConfig};
 pub use events::{Counters, Event};
 pub use journal::Record;
 pub use leases::{Lease, LeaseState};

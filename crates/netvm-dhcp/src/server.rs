@@ -9,7 +9,7 @@
 //! the ACK is sent: that ordering is the driver's one promise.
 
 use crate::client::ClientKey;
-use crate::config::{ServerConfig, OFFER_HOLD_MS, PROBATION_MS};
+use crate::config::ServerConfig;
 use crate::events::{Counters, Event};
 use crate::journal::Record;
 use crate::leases::{Lease, LeaseState, LeaseTable};
@@ -148,6 +148,11 @@ impl Server {
                 }
                 unknown @ Record::Unknown { .. } => self.carried.push(unknown),
             }
+        }
+        // The cap may have been lowered, or the journal written by a
+        // version without one.
+        while self.leases.probation_count() > self.probation_max() {
+            self.end_oldest_probation(now);
         }
         self.poll(now);
     }
@@ -340,7 +345,12 @@ impl Server {
 
     /// The address to offer: reservation, current lease, previous address,
     /// the requested one, then any free pool address.
-    fn choose(&mut self, request: &Request, client: &ClientKey) -> Option<Ipv4Addr> {
+    fn choose(
+        &mut self,
+        now: Timestamp,
+        request: &Request,
+        client: &ClientKey,
+    ) -> Option<Ipv4Addr> {
         if let Some(reservation) = self.config.reservations.get(&request.chaddr) {
             return Some(reservation.ip);
         }
@@ -356,10 +366,49 @@ impl Server {
         {
             return Some(ip);
         }
-        if self.dynamic_in_use() >= u64::from(self.config.max_leases) {
+        let full = self.dynamic_in_use() >= u64::from(self.config.max_leases)
+            || self.pool.as_ref().is_some_and(|p| p.free() == 0);
+        if full && !self.give_way(now, client) {
             return None;
         }
         self.pool.as_mut()?.take_any()
+    }
+
+    /// Frees one pool address for `client` when none is left: the oldest
+    /// outstanding offer to another client (an offer is a promise of
+    /// seconds, and a flood of DISCOVERs from fresh MACs must not hold
+    /// the pool), else the oldest probation. Bound leases are never
+    /// taken. Returns whether an address was freed.
+    fn give_way(&mut self, now: Timestamp, client: &ClientKey) -> bool {
+        if self.pool.is_none() {
+            return false;
+        }
+        if let Some(ip) = self
+            .leases
+            .oldest_offer(|lease| lease.client.as_ref() == Some(client))
+        {
+            self.end_lease(ip, now);
+            self.counters.offers_reclaimed += 1;
+            return true;
+        }
+        if self.leases.probation_count() > 0 {
+            self.end_oldest_probation(now);
+            return true;
+        }
+        false
+    }
+
+    /// Most addresses in probation at once.
+    fn probation_max(&self) -> usize {
+        usize::try_from(self.config.probation_max).unwrap_or(usize::MAX)
+    }
+
+    /// Ends the probation that would end first, now.
+    fn end_oldest_probation(&mut self, now: Timestamp) {
+        if let Some(ip) = self.leases.oldest_probation() {
+            self.end_lease(ip, now);
+            self.counters.probations_ended_early += 1;
+        }
     }
 
     fn times(&self) -> Times {
@@ -380,7 +429,7 @@ impl Server {
 
     fn discover(&mut self, now: Timestamp, request: &Request) -> Outcome {
         let client = Self::client_key(request);
-        let Some(ip) = self.choose(request, &client) else {
+        let Some(ip) = self.choose(now, request, &client) else {
             let mut outcome = Outcome::drop(DropReason::NoAddress);
             outcome.events.push(Event::PoolExhausted {
                 mac: request.chaddr,
@@ -404,7 +453,7 @@ impl Server {
                 mac: request.chaddr,
                 hostname: hostname.clone(),
                 state: LeaseState::Offered {
-                    until: now.plus_millis(OFFER_HOLD_MS),
+                    until: now.plus_secs(self.config.offer_hold_secs),
                 },
             });
         }
@@ -561,7 +610,22 @@ impl Server {
             };
         }
         self.leases.remove(ip);
-        let until = now.plus_millis(PROBATION_MS);
+        if self.probation_max() == 0 {
+            // No probation at all: the address is free again, and the
+            // journal says so (a probation that ends now).
+            self.release_address(ip, now);
+            return Outcome {
+                record: Some(Record::Declined { ip, until: now }),
+                events: vec![event],
+                ..Outcome::default()
+            };
+        }
+        // Past the cap the oldest probation ends early: one client (or
+        // one VM with many MACs) cannot put the pool out of use.
+        while self.leases.probation_count() >= self.probation_max() {
+            self.end_oldest_probation(now);
+        }
+        let until = now.plus_secs(self.config.probation_secs);
         self.leases.insert(Lease {
             ip,
             client: None,

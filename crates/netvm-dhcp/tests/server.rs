@@ -117,7 +117,7 @@ fn discover_is_offered_a_pool_address_and_held() {
     let other = send(&mut s, T0, &Msg::new(MessageType::Discover, 0x11));
     assert_eq!(reply_of(&other).yiaddr(), ip(201));
     // After the hold lapses the address is free again.
-    s.poll(T0.plus_millis(netvm_dhcp::OFFER_HOLD_MS));
+    s.poll(T0.plus_secs(s.config().offer_hold_secs));
     let again = send(
         &mut s,
         T0.plus_secs(40),
@@ -300,17 +300,32 @@ fn decline_puts_the_address_in_probation() {
     for mac in 0x11..0x13 {
         assert_ne!(lease(&mut s, T0, mac), declined);
     }
+    // The pool is otherwise full: the probation gives way rather than
+    // deny a client (issue 13).
     assert_eq!(
-        send(&mut s, T0, &Msg::new(MessageType::Discover, 0x20)).dropped,
-        Some(DropReason::NoAddress)
-    );
-    // After probation it is back.
-    s.poll(T0.plus_millis(netvm_dhcp::PROBATION_MS));
-    let after = T0.plus_millis(netvm_dhcp::PROBATION_MS);
-    assert_eq!(
-        reply_of(&send(&mut s, after, &Msg::new(MessageType::Discover, 0x20))).yiaddr(),
+        reply_of(&send(&mut s, T0, &Msg::new(MessageType::Discover, 0x20))).yiaddr(),
         declined
     );
+    assert_eq!(s.counters().probations_ended_early, 1);
+}
+
+#[test]
+fn probation_ends_after_its_period() {
+    let mut s = server();
+    let declined = lease(&mut s, T0, 0x10);
+    send(
+        &mut s,
+        T0,
+        &Msg::new(MessageType::Decline, 0x10)
+            .requested(declined)
+            .server(SERVER),
+    );
+    let probation = s.config().probation_secs;
+    assert_eq!(probation, 600);
+    s.poll(T0.plus_secs(probation - 1));
+    assert!(s.leases().any(|l| l.lease.ip == declined));
+    s.poll(T0.plus_secs(probation));
+    assert!(s.leases().all(|l| l.lease.ip != declined));
 }
 
 #[test]
