@@ -3,7 +3,8 @@
 //! description does not name: a granted lease adds its pair, a released
 //! or expired one removes it. Reserved pairs are in the ruleset itself
 //! and are never removed. A grant is applied at once, before the DHCP
-//! server sends its ACK ([`apply_now`]); removals go to a thread that
+//! server sends its ACK ([`apply_now`]), and a grant nft refuses is not
+//! acknowledged (the caller reports nft's stderr); removals go to a thread that
 //! applies them with `nft -f -`, each on its own, so one that is already
 //! gone does not undo the others.
 
@@ -46,26 +47,41 @@ pub fn statement(change: Change) -> String {
     }
 }
 
-fn nft(text: &str) -> bool {
-    let Ok(mut child) = Command::new("nft")
+/// Runs `nft -f -` on `text`; nft's own words when it fails (its
+/// stderr, or why it could not be run).
+fn nft(text: &str) -> Result<(), String> {
+    let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-    else {
-        return false;
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(text.as_bytes());
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(text.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("nft did not finish: {e}"))?;
+    if output.status.success() {
+        if let Some(Err(e)) = written {
+            return Err(format!("cannot write to nft: {e}"));
+        }
+        return Ok(());
     }
-    child.wait().map(|s| s.success()).unwrap_or(false)
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    Err(if stderr.is_empty() {
+        format!("nft failed ({})", output.status)
+    } else {
+        stderr
+    })
 }
 
 /// Applies `change` now (the DHCP server calls this for a new pool
 /// lease before it sends the ACK, so the client's first packets are not
-/// taken for spoofing); whether nft accepted it.
-pub fn apply_now(change: Change) -> bool {
+/// taken for spoofing); nft's error text when it refused.
+pub fn apply_now(change: Change) -> Result<(), String> {
     nft(&statement(change))
 }
 
@@ -88,12 +104,14 @@ fn apply_forever(receiver: &Receiver<Change>, reserved: &HashSet<(Ipv4Addr, MacA
                     adds.push_str(&statement(change));
                 }
                 Change::Remove(ip, mac) if !reserved.contains(&(ip, mac)) => {
+                    // Already gone is fine: the pair may not send anyway.
                     let _ = nft(&statement(change));
                 }
                 _ => {}
             }
         }
         if !adds.is_empty() {
+            // Grants were applied before their ACK; these are repeats.
             let _ = nft(&adds);
         }
     }

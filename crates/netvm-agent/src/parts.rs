@@ -11,7 +11,7 @@ use crate::starvation::Starvation;
 use crate::state::{State, Uplink};
 use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
-use netvm_dhcp_server::{PartControl, ServeOptions};
+use netvm_dhcp_server::{PartControl, ServeOptions, Verdict};
 use netvm_dns_server::DnsOptions;
 use serde_json::json;
 use std::collections::HashSet;
@@ -105,10 +105,25 @@ pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
             match crate::endpoints::change_for(event) {
                 // Before the ACK leaves, so the client's first packets pass;
                 // a renewal of a lease the agent knows is in the set already.
+                // A pair nft refuses is not acknowledged: the client's
+                // traffic would be dropped as spoofing.
                 Some(add @ crate::endpoints::Change::Add(ip, mac))
                     if !reserved_pairs.contains(&(ip, mac)) && !known(&shared, ip, mac) =>
                 {
-                    crate::endpoints::apply_now(add);
+                    if let Err(error) = crate::endpoints::apply_now(add) {
+                        shared.hub.emit(
+                            Class::Security,
+                            json!({
+                                "event": "lease_refused",
+                                "ip": ip,
+                                "mac": mac.to_string(),
+                                "reason": "endpoints_add_failed",
+                                "error": error,
+                            }),
+                            false,
+                        );
+                        return Verdict::Refuse(error);
+                    }
                 }
                 Some(crate::endpoints::Change::Add(..)) => {}
                 Some(change) => {
@@ -134,6 +149,7 @@ pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
                 // The DHCP server logs its lease events itself.
                 shared.hub.emit(class, value, false);
             }
+            Verdict::Accept
         };
         netvm_dhcp_server::serve_with(&system, &options, &mut std::io::stdout(), &mut hook)
             .map_err(|e| netvm_dhcp_server::error_chain(&e))

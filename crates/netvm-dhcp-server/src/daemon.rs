@@ -142,8 +142,8 @@ struct Daemon<'a> {
     interface: IfName,
     out: &'a mut dyn Write,
     /// Told every lease event too (the agent keeps the ruleset's
-    /// `endpoints` set in step with the leases).
-    hook: &'a mut dyn FnMut(&Event),
+    /// `endpoints` set in step with the leases); may refuse a grant.
+    hook: &'a mut dyn FnMut(&Event) -> Verdict,
     /// ACKs waiting for the batch's journal sync.
     durable: Vec<Reply>,
     /// Bounds the floodable events written to `out`.
@@ -174,10 +174,15 @@ impl Daemon<'_> {
     fn handle(&mut self, now: Timestamp, source_port: u16, bytes: &[u8]) {
         let outcome = self.server.handle_from(now, source_port, bytes);
         for event in &outcome.events {
+            if let (Verdict::Refuse(error), Event::LeaseGranted { ip, mac, .. }) =
+                ((self.hook)(event), event)
+            {
+                self.refuse(now, *ip, *mac, outcome.record.as_ref(), &error);
+                return;
+            }
             if self.log_limit.allow(event, std::time::Instant::now()) {
                 emit(self.out, event);
             }
-            (self.hook)(event);
         }
         let Some(reply) = outcome.reply else {
             if let Some(record) = &outcome.record {
@@ -192,6 +197,29 @@ impl Daemon<'_> {
             }
             None => self.send(&reply),
         }
+    }
+
+    /// A grant the hook refused: no ACK; the lease is undone in the engine
+    /// and the journal says so (its `Bound` record, then a release), so a
+    /// restart does not bring it back. The client retries by itself.
+    fn refuse(
+        &mut self,
+        now: Timestamp,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        bound: Option<&netvm_dhcp::Record>,
+        error: &str,
+    ) {
+        if let Some(release) = self.server.revoke(now, ip) {
+            if let Some(bound) = bound {
+                self.journal.append(bound);
+            }
+            self.journal.append(&release);
+        }
+        emit(
+            self.out,
+            &json!({"event": "lease_refused", "ip": ip, "mac": mac.to_string(), "error": error}),
+        );
     }
 
     /// Waits up to `wait` for a message, then takes whatever is queued,
@@ -284,15 +312,26 @@ pub fn serve(
     options: &ServeOptions,
     out: &mut dyn Write,
 ) -> Result<(), ServeError> {
-    serve_with(system, options, out, &mut |_| {})
+    serve_with(system, options, out, &mut |_| Verdict::Accept)
 }
 
-/// [`serve`], telling `hook` every lease event as well.
+/// What a hook says about a lease event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on (the only answer that counts for events other than a grant).
+    Accept,
+    /// A `lease_granted` that must not be acknowledged: the supervisor
+    /// could not make it effective; why, for the `lease_refused` event.
+    Refuse(String),
+}
+
+/// [`serve`], telling `hook` every lease event as well. A grant the hook
+/// refuses is not acknowledged and is undone ([`Verdict::Refuse`]).
 pub fn serve_with(
     system: &System,
     options: &ServeOptions,
     out: &mut dyn Write,
-    hook: &mut dyn FnMut(&Event),
+    hook: &mut dyn FnMut(&Event) -> Verdict,
 ) -> Result<(), ServeError> {
     let flags = Flags::install().map_err(ServeError::Signals)?;
     let interface = options.interface.clone();
@@ -370,7 +409,8 @@ pub fn serve_with(
             if daemon.log_limit.allow(&event, std::time::Instant::now()) {
                 emit(daemon.out, &event);
             }
-            (daemon.hook)(&event);
+            // Expiries cannot be refused.
+            let _ = (daemon.hook)(&event);
         }
         if let Some(count) = daemon.log_limit.report(std::time::Instant::now()) {
             emit(

@@ -14,6 +14,6 @@ pub mod load;
 pub mod log_limit;
 mod sockets;
 
-pub use daemon::{error_chain, serve, serve_with, PartControl, ServeError, ServeOptions};
+pub use daemon::{error_chain, serve, serve_with, PartControl, ServeError, ServeOptions, Verdict};
 pub use link::{Link, LinkError};
 pub use sockets::udp_on;

@@ -83,6 +83,9 @@ pub struct Counters {
     /// Probations ended early: past `probation_max`, or for a client when
     /// the pool had no free address.
     pub probations_ended_early: u64,
+    /// Leases undone before their ACK left, because the driver could not
+    /// make them effective (`Server::revoke`); not counted in `ack`.
+    pub revoked: u64,
 }
 
 impl Counters {

@@ -266,6 +266,23 @@ impl Server {
         outcome
     }
 
+    /// Undoes the bound lease on `ip` whose ACK the driver could not make
+    /// effective (the agent could not let its traffic through): the
+    /// address is free again and the returned record, journaled after
+    /// the lease's `Bound` record, keeps a restart from bringing it back.
+    /// Nothing when `ip` is not bound.
+    pub fn revoke(&mut self, now: Timestamp, ip: Ipv4Addr) -> Option<Record> {
+        let lease = self.leases.by_ip(ip)?;
+        let LeaseState::Bound { .. } = lease.state else {
+            return None;
+        };
+        let client = lease.client.clone()?;
+        self.end_lease(ip, now);
+        self.counters.ack = self.counters.ack.saturating_sub(1);
+        self.counters.revoked += 1;
+        Some(Record::Released { ip, client })
+    }
+
     fn dispatch(&mut self, now: Timestamp, request: &Request) -> Outcome {
         match request.kind {
             MessageKind::Discover => self.discover(now, request),

@@ -646,3 +646,26 @@ fn relayed_messages_are_served_only_from_trusted_relays() {
     );
     assert_eq!(out.dropped, Some(DropReason::WrongSourcePort));
 }
+
+#[test]
+fn a_revoked_grant_frees_its_address_and_stays_undone_after_a_restart() {
+    let mut s = server();
+    let offer = send(&mut s, T0, &Msg::new(MessageType::Discover, 0x10));
+    let offered = reply_of(&offer).yiaddr();
+    let ack = send(
+        &mut s,
+        T0,
+        &Msg::new(MessageType::Request, 0x10)
+            .requested(offered)
+            .server(SERVER),
+    );
+    let bound = ack.record.expect("a bound record");
+    let release = s.revoke(T0, offered).expect("a release record");
+    assert!(matches!(release, Record::Released { ip, .. } if ip == offered));
+    assert!(s.leases().next().is_none());
+    assert_eq!(s.counters().revoked, 1);
+    assert_eq!(s.revoke(T0, offered), None, "nothing left to undo");
+    let mut restarted = server();
+    restarted.restore([bound, release], T0);
+    assert!(restarted.leases().next().is_none());
+}
