@@ -75,7 +75,7 @@ fn send_udp(ns: &str, from: Ipv4Addr, to: (Ipv4Addr, u16), token: &str) {
 fn is_counted(lab: &Lab, act: impl FnOnce()) -> bool {
     let (before, events_before) = (counted(lab), spoofing_events(lab));
     act();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(150));
     counted(lab) > before || spoofing_events(lab) > events_before
 }
 
@@ -268,7 +268,7 @@ fn rogue(lab: &Lab, a: &Attacker, victims: &[(&str, &str)]) -> Check {
     for (name, ns) in victims {
         let child = Command::new("ip")
             .args([
-                "netns", "exec", ns, "python3", &script, "capture", "eth0", "3", &dhcp, &ra,
+                "netns", "exec", ns, "python3", &script, "capture", "eth0", "2", &dhcp, &ra,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -235,7 +235,9 @@ pub fn run(
             }
         }
     }
-    let deadline = Instant::now() + window;
+    let mut deadline = Instant::now() + window;
+    // A connection that opened late gets one more second to say who it is.
+    let mut extended = false;
     let mut buf = [0u8; 2048];
     loop {
         let pending = states
@@ -249,6 +251,16 @@ pub fn run(
             .count();
         let icmp_pending = states.iter().any(|s| matches!(s, State::Icmp));
         let now = Instant::now();
+        if now >= deadline && !extended && states.iter().any(|s| matches!(s, State::Reading(..))) {
+            extended = true;
+            deadline = now + Duration::from_secs(1);
+            states.iter_mut().for_each(|s| {
+                if !matches!(s, State::Reading(..)) {
+                    *s = State::Done;
+                }
+            });
+            continue;
+        }
         if (pending == 0 && !icmp_pending) || now >= deadline {
             break;
         }

@@ -4,7 +4,7 @@
 //! HTTP over TCP answering `NAME saw PEER` (so a probe learns who answered
 //! and which address its connection came from, e.g. the uplink's after
 //! NAT), and over UDP an echo, or `NAME saw PEER` when the datagram
-//! starts with [`UDP_ASK`]. Every connection and datagram received is
+//! starts with [`UDP_ASK`] (the listener says its name to every datagram). Every connection and datagram received is
 //! logged on stdout (`rx tcp PORT PEER` / `rx udp PORT PEER PAYLOAD`), so
 //! a check can prove that a spoofed datagram never arrived. Runs until
 //! killed; one thread polls every socket, each TCP connection gets its
@@ -80,7 +80,7 @@ fn bind(ports: &[u16], skip_busy: bool) -> std::io::Result<Bound> {
 pub fn serve(name: &str, ports: &[u16]) -> std::io::Result<()> {
     let bound = bind(ports, false)?;
     println!("serving {name} on {ports:?}");
-    run(name, &bound)
+    run(name, &bound, false)
 }
 
 /// Listens on `ports` as `name` until killed, skipping ports another
@@ -92,10 +92,12 @@ pub fn listen(name: &str, ports: &[u16]) -> std::io::Result<()> {
         bound.tcp.len() + bound.udp.len(),
         bound.busy.join(" ")
     );
-    run(name, &bound)
+    run(name, &bound, true)
 }
 
-fn run(name: &str, bound: &Bound) -> std::io::Result<()> {
+/// Serves until killed; `always_say` answers every datagram with the
+/// name (the listener), else only those starting with [`UDP_ASK`].
+fn run(name: &str, bound: &Bound, always_say: bool) -> std::io::Result<()> {
     let _ = std::io::stdout().flush();
     let mut buf = [0u8; 1500];
     loop {
@@ -138,7 +140,7 @@ fn run(name: &str, bound: &Bound) -> std::io::Result<()> {
                     .map(|c| if c.is_ascii_graphic() { c } else { '.' })
                     .collect();
                 let _ = writeln!(out, "rx udp {port} {} {text}", from.ip());
-                if got.starts_with(UDP_ASK) {
+                if always_say || got.starts_with(UDP_ASK) {
                     let reply = format!("{name} saw {}\n", from.ip());
                     let _ = socket.send_to(reply.as_bytes(), from);
                 } else {
