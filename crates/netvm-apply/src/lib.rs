@@ -119,7 +119,8 @@ pub fn apply_host(
 pub fn remove_host(plan: &netvm_plan::host::HostPlan) -> Result<Removed, ApplyError> {
     let table = netvm_plan::l2guard::TABLE;
     nft::apply(&format!(
-        "table bridge {table}\ndelete table bridge {table}\n"
+        "table bridge {table}\ndelete table bridge {table}\n{}",
+        netvm_plan::host_firewall::removal()
     ))?;
     Ok(host_links::remove(plan)?)
 }

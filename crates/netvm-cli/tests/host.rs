@@ -88,6 +88,16 @@ fn counter(ns: &Netns, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The packets of the dev host firewall's counter `name`.
+fn host_counter(ns: &Netns, name: &str) -> u64 {
+    let out = ns.ok(&["nft", "list", "counter", "inet", "netvm_host", name]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// What `up` decides about each link: name, bridge, MTU, alias, port
 /// isolation, TAP owner (not the counters and timers the kernel moves).
 fn links(ns: &Netns) -> Vec<String> {
@@ -400,6 +410,7 @@ fn dev_mode_bridges_the_uplink_and_gives_it_back() {
     upstream.ok(&["ip", "addr", "add", "10.0.0.1/24", "dev", "u0"]);
     host.ok(&["ip", "addr", "add", "10.0.0.2/24", "dev", "eth9"]);
     host.ok(&["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    let a = vm(&host, "a", "02:ad:00:00:00:65", "192.168.100.101");
 
     host.ok(&[NETVM, "host", "up", description]);
     host.ok(&[NETVM, "host", "up", description]);
@@ -414,7 +425,31 @@ fn dev_mode_bridges_the_uplink_and_gives_it_back() {
         .contains("master vmbr0-up"));
     assert!(ping(&host, &["10.0.0.1"]), "the host lost its uplink");
 
+    // The dev host may reach a VM; a VM may open nothing on the host, nor
+    // use it as a router around the net-vm, even with forwarding on.
+    host.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    upstream.ok(&["ip", "route", "add", "192.168.100.0/24", "via", "10.0.0.2"]);
+    a.ok(&["ip", "route", "add", "10.0.0.0/24", "via", "192.168.100.2"]);
+    assert!(ping(&host, &["192.168.100.101"]), "the host cannot reach a");
+    let before = host_counter(&host, "from_internal");
+    assert!(!ping(&a, &["192.168.100.2"]), "a reached the host");
+    assert!(!ping(&a, &["10.0.0.1"]), "a was routed by the host");
+    assert!(
+        !ping(&upstream, &["192.168.100.101"]),
+        "the upstream was routed to a by the host"
+    );
+    assert!(host_counter(&host, "from_internal") >= before + 6);
+    let audit = host.ok(&[NETVM, "host", "audit", description]);
+    assert!(
+        audit.contains("PASS the host's firewall inet netvm_host loaded (dev mode)"),
+        "{audit}"
+    );
+
     host.ok(&[NETVM, "host", "down", description]);
+    assert!(!host
+        .exec(&["nft", "list", "table", "inet", "netvm_host"])
+        .status
+        .success());
     assert_eq!(host.ipv4_addresses("eth9"), ["10.0.0.2/24"]);
     assert!(host
         .ok(&["ip", "route", "show", "default"])
@@ -525,7 +560,18 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
     });
     let udhcpc = |ns: &Netns| {
         let out = ns.exec(&[
-            "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1", "-s", "/bin/true",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "3",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
         ]);
         let said = format!(
             "{}{}",
@@ -584,7 +630,7 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
     }
 
     // One unknown port cannot invent clients faster than the description
-    // allows (4 new MACs a minute, and as many new DHCP identities).
+    // allows (4 new MACs an hour, and as many new DHCP identities).
     let port = unknown_port(&host, "vnet9");
     let before = counter(&host, "unknown_ports");
     port.ok(&["python3", "-c", FRESH, "arp", "20"]);
@@ -595,10 +641,7 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
         .iter()
         .filter(|l| l.starts_with("frame 02:cc:") && l.ends_with("0806"))
         .count();
-    let fresh_clients = lines
-        .iter()
-        .filter(|l| l.contains(" dhcp 02:cc:"))
-        .count();
+    let fresh_clients = lines.iter().filter(|l| l.contains(" dhcp 02:cc:")).count();
     assert!(
         (1..=4).contains(&fresh_macs),
         "{fresh_macs} new MACs passed"

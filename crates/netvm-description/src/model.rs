@@ -164,7 +164,7 @@ pub struct Host {
     pub tap_user: Option<Account>,
     /// Group of the VMs' TAPs.
     pub tap_group: Option<Account>,
-    /// New source MACs per minute one bridge port the plan does not name
+    /// New source MACs per hour one bridge port the plan does not name
     /// may introduce (0: none).
     pub unknown_port_new_macs: u32,
 }

@@ -244,7 +244,7 @@ pub struct RawHost {
     /// The group that owns the VMs' TAPs (name or gid).
     #[serde(default)]
     pub tap_group: Option<Account>,
-    /// New source MACs per minute that one bridge port the plan does not
+    /// New source MACs per hour that one bridge port the plan does not
     /// name may introduce (0: none at all; at most 10000). Default 10.
     #[serde(default = "default_unknown_port_new_macs")]
     pub unknown_port_new_macs: u32,

@@ -28,6 +28,8 @@ pub struct Facts {
     pub default_routes: BTreeSet<String>,
     /// The guard table as `nft list` prints it; `None` when not loaded.
     pub guard_table: Option<String>,
+    /// The dev host's firewall table; `None` when not loaded.
+    pub host_table: Option<String>,
     /// `net/ipv4/ip_forward`.
     pub ip_forward: Option<String>,
     /// The PCI uplink's driver (`None` when unbound or not PCI) and its
@@ -74,7 +76,8 @@ pub fn gather(root: &HostRoot, system: &System, plan: &HostPlan) -> Facts {
         bridge_snooping: root.read(&class_net(&format!("{bridge}/bridge/multicast_snooping"))),
         bridge_ports: root.entries_or_empty(&class_net(&format!("{bridge}/brif"))),
         default_routes: devices::default_route_interfaces(root),
-        guard_table: list_guard_table(),
+        guard_table: list_table("bridge", netvm_plan::l2guard::TABLE),
+        host_table: list_table("inet", netvm_plan::host_firewall::TABLE),
         ip_forward: root.read(&root.proc("sys/net/ipv4/ip_forward")),
         ..Facts::default()
     };
@@ -114,9 +117,9 @@ fn gather_uplink(root: &HostRoot, system: &System, facts: &mut Facts) {
     }
 }
 
-fn list_guard_table() -> Option<String> {
+fn list_table(family: &str, name: &str) -> Option<String> {
     let output = Command::new("nft")
-        .args(["list", "table", "bridge", netvm_plan::l2guard::TABLE])
+        .args(["list", "table", family, name])
         .output()
         .ok()?;
     output
@@ -246,6 +249,18 @@ pub fn check(system: &System, plan: &HostPlan, facts: &Facts) -> Vec<Finding> {
             (false, _) => format!("unknown VM: {}", unplanned.join(", ")),
         },
     );
+    if !secure && system.host.endpoint.is_some() {
+        let table = netvm_plan::host_firewall::TABLE;
+        finding(
+            format!("the host's firewall inet {table} loaded (dev mode)"),
+            facts.host_table.is_some(),
+            if facts.host_table.is_some() {
+                "loaded: the internal network opens nothing on the host".into()
+            } else {
+                "not loaded: every VM can open connections to the host".into()
+            },
+        );
+    }
     if secure {
         check_secure(system, facts, &mut finding);
         if let Some(table) = guard {

@@ -382,6 +382,23 @@ pub fn expect(
         Source::Host => dev_host,
         Source::Upstream => false,
     };
+    // The dev host may open connections into the internal network
+    // (development access); nothing there may open one to it
+    // (docs/host.md, the host's firewall).
+    if dev_host && *source == Source::Host {
+        let listener = match target {
+            Target::Vm(to) => Some(to.clone()),
+            Target::Pool => Some(crate::plan::EXTRA_NAME.to_owned()),
+            Target::Unknown => Some(UNKNOWN.to_owned()),
+            _ => None,
+        };
+        if let Some(name) = listener {
+            return match proto {
+                Proto::Icmp => (service(), None),
+                Proto::Tcp | Proto::Udp => (by(&name, SeenAs::Own), None),
+            };
+        }
+    }
     match target {
         Target::NetVm => match proto {
             _ if !internal => (SILENT, None),
@@ -701,6 +718,34 @@ mod tests {
                 for proto in [Proto::Tcp, Proto::Udp, Proto::Icmp] {
                     assert_eq!(outcome(&s, &source, &target, proto, 8080), SILENT);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dev_host_reaches_into_the_internal_network_and_nothing_reaches_it() {
+        let s = netvm_description::parse(
+            "dev",
+            crate::lab::DEFAULT_DEV,
+            netvm_description::Format::Toml,
+        )
+        .expect("valid");
+        assert_eq!(
+            outcome(&s, &Source::Host, &to("gui-vm"), Proto::Tcp, 22),
+            by("gui-vm", SeenAs::Own)
+        );
+        assert_eq!(
+            outcome(&s, &Source::Host, &Target::Pool, Proto::Icmp, 0),
+            service()
+        );
+        for source in [
+            vm("gui-vm"),
+            Source::Pool,
+            Source::Unknown,
+            Source::Upstream,
+        ] {
+            for proto in [Proto::Tcp, Proto::Udp, Proto::Icmp] {
+                assert_eq!(outcome(&s, &source, &Target::Host, proto, 22), SILENT);
             }
         }
     }

@@ -760,7 +760,7 @@ pub(crate) fn flood_stopped_at_the_host(lab: &Lab) -> Result<String, String> {
     let limit = lab.system.host.unknown_port_new_macs as usize;
     if granted > limit {
         return Err(format!(
-            "{granted} invented clients got an address past the host's limit of {limit} new a minute"
+            "{granted} invented clients got an address past the host's limit of {limit} new an hour"
         ));
     }
     if dropped < 1000 {
@@ -769,7 +769,7 @@ pub(crate) fn flood_stopped_at_the_host(lab: &Lab) -> Result<String, String> {
         ));
     }
     Ok(format!(
-        "2000 invented clients on a new port in 3 s: {granted} acknowledged (the host lets {limit} new a minute through), {dropped} frames dropped at the host"
+        "2000 invented clients on a new port in 3 s: {granted} acknowledged (the host lets {limit} new an hour through), {dropped} frames dropped at the host"
     ))
 }
 

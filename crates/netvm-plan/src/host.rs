@@ -4,7 +4,7 @@
 //! mode the bridge that shares the host's own uplink with the net-vm.
 //! Pure; `netvm-apply` makes it so.
 
-use crate::l2guard;
+use crate::{host_firewall, l2guard};
 use netvm_description::values::{Account, MacAddr};
 use netvm_description::{Mode, Role, System, UplinkDevice};
 use serde::Serialize;
@@ -31,8 +31,8 @@ pub struct HostPlan {
     pub tap_group: Option<Account>,
     /// Kernel settings: path under /proc/sys and value.
     pub sysctls: Vec<(String, String)>,
-    /// The layer-2 guards: one `nft -f` transaction replacing our
-    /// `bridge` table only.
+    /// The layer-2 guards, and in dev mode the host's own firewall: one
+    /// `nft -f` transaction replacing our two tables only.
     pub ruleset: String,
 }
 
@@ -158,7 +158,10 @@ pub fn plan(system: &System) -> Result<HostPlan, HostPlanError> {
         .endpoint
         .as_ref()
         .map(|e| format!("{}/{}", e.ip, system.network.subnet.prefix()));
-    let ruleset = l2guard::render(system, &ports, uplink_bridge.as_ref());
+    let mut ruleset = l2guard::render(system, &ports, uplink_bridge.as_ref());
+    if let Some(firewall) = host_firewall::render(system) {
+        ruleset.push_str(&firewall);
+    }
     Ok(HostPlan {
         mode: system.netvm.mode,
         bridge: BridgePlan {

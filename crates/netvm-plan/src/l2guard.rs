@@ -21,7 +21,7 @@
 //!   or DHCP `chaddr`), may not act as a DHCP server or router, sends
 //!   only IPv4, ARP and IPv6, and may introduce at most
 //!   `[host] unknown_port_new_macs` new source MACs and as many new DHCP
-//!   client addresses a minute (so one port cannot empty the dynamic pool
+//!   client addresses an hour (so one port cannot empty the dynamic pool
 //!   with invented clients).
 //!
 //! The kernel here has no `meta ibrname` (nft_meta_bridge), so the guard
@@ -177,10 +177,13 @@ fn render_unknown_sets(w: &mut String) {
             "\tset {name} {{\n\t\ttypeof {key}\n\t\tflags dynamic, timeout\n\t\ttimeout {KNOWN_FOR}\n\t\tsize {KNOWN_MAX}\n\t}}\n"
         );
     }
+    // A port's bucket lives as long as its refill takes, so that an idle
+    // port does not get a full burst back every minute: at most twice the
+    // limit in any hour.
     for name in ["unknown_new_macs", "unknown_new_chaddrs"] {
         let _ = writeln!(
             w,
-            "\tset {name} {{\n\t\ttype ifname\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t\tsize {KNOWN_MAX}\n\t}}\n"
+            "\tset {name} {{\n\t\ttype ifname\n\t\tflags dynamic, timeout\n\t\ttimeout 1h\n\t\tsize {KNOWN_MAX}\n\t}}\n"
         );
     }
 }
@@ -277,7 +280,7 @@ fn render_unknown(w: &mut String, system: &System) {
         "\t\tether type ip udp dport 67 iifname . {CHADDR} != @unknown_chaddrs jump unknown_new_chaddr"
     );
     let _ = writeln!(w, "\t\taccept\n\t}}");
-    let per_minute = system.host.unknown_port_new_macs;
+    let per_hour = system.host.unknown_port_new_macs;
     for (chain, tokens, known, key) in [
         (
             "unknown_new_mac",
@@ -293,12 +296,12 @@ fn render_unknown(w: &mut String, system: &System) {
         ),
     ] {
         let _ = writeln!(w, "\n\tchain {chain} {{");
-        if per_minute == 0 {
+        if per_hour == 0 {
             let _ = writeln!(w, "\t\tgoto {drop} comment \"no new MAC allowed\"");
         } else {
             let _ = writeln!(
                 w,
-                "\t\tadd @{tokens} {{ iifname limit rate over {per_minute}/minute burst {per_minute} packets }} goto {drop}"
+                "\t\tadd @{tokens} {{ iifname limit rate over {per_hour}/hour burst {per_hour} packets }} goto {drop}"
             );
             let _ = writeln!(w, "\t\tadd @{known} {{ {key} }}");
         }
@@ -383,10 +386,10 @@ mod tests {
     fn new_macs_on_unknown_ports_are_limited_as_described() {
         let text = guard("[host]\nunknown_port_new_macs = 7\n");
         assert!(text.contains(
-            "add @unknown_new_macs { iifname limit rate over 7/minute burst 7 packets } goto drop_unknown"
+            "add @unknown_new_macs { iifname limit rate over 7/hour burst 7 packets } goto drop_unknown"
         ), "{text}");
         assert!(text.contains(
-            "add @unknown_new_chaddrs { iifname limit rate over 7/minute burst 7 packets } goto drop_unknown"
+            "add @unknown_new_chaddrs { iifname limit rate over 7/hour burst 7 packets } goto drop_unknown"
         ), "{text}");
         let none = guard("[host]\nunknown_port_new_macs = 0\n");
         assert!(!none.contains("limit rate over 0"), "{none}");

@@ -16,6 +16,7 @@ mod addresses;
 pub mod datapath;
 pub mod guest;
 pub mod host;
+pub mod host_firewall;
 pub mod l2guard;
 mod naming;
 pub mod policy;
