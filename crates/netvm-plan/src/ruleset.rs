@@ -220,7 +220,6 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\ticmp type echo-request add @ping_sources {{ ip saddr limit rate over 5/second burst 10 packets }} drop comment \"ping flood\"\n\
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} icmp type echo-request accept\n\
          \t\tiifname \"{uplink}\" fib daddr . iif type local icmp type echo-request accept comment \"the uplink's own address\"\n\
-         \t\ticmp type {{ destination-unreachable, time-exceeded, parameter-problem }} accept\n\
          \t\tiifname \"{uplink}\" udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
 {metrics}\t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm input drop: \"\n\
