@@ -88,9 +88,11 @@ async fn ensure_bridge(
                 .execute()
                 .await
                 .map_err(refused(
-                    format!("ip link set {name} type bridge stp_state 0 forward_delay 0 mcast_snooping 0"),
-                    name,
-                ))?;
+                format!(
+                    "ip link set {name} type bridge stp_state 0 forward_delay 0 mcast_snooping 0"
+                ),
+                name,
+            ))?;
             Ok(link.index)
         }
         Some(_) => Err(LinkError::NotABridge {

@@ -131,10 +131,19 @@ fn udhcpc_gets_its_reservation_renews_releases_and_gets_it_again() {
         "exactly its reserved address"
     );
     client.wait_for(LONG, |l| l.contains("lease of 192.168.100.7 obtained"));
-    assert!(lab
+    // udhcpc says so before its script puts the address on the link.
+    let deadline = std::time::Instant::now() + LONG;
+    while !lab
         .client_ns
         .ipv4_addresses("cu0")
-        .contains(&"192.168.100.7/24".to_owned()));
+        .contains(&"192.168.100.7/24".to_owned())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "udhcpc's script never put 192.168.100.7/24 on cu0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // busybox udhcpc ignores T1 (it renews at half the lease): SIGUSR1
     // makes it renew now, by unicast.

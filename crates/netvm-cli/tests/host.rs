@@ -8,7 +8,7 @@
 //! uplink's addresses onto its bridge and back. QEMU accepts the VMM
 //! arguments. Runs as root.
 
-use netvm_testsupport::{veth, Netns};
+use netvm_testsupport::{veth, Netns, Process};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,6 +86,52 @@ fn counter(ns: &Netns, name: &str) -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Our DHCP server for `description` on `interface` in `ns`, with a fresh
+/// journal called `journal`, once it is ready.
+fn dhcp_server(ns: &Netns, description: &str, interface: &str, journal: &str) -> Process {
+    let journal = scratch(journal, "");
+    std::fs::remove_file(&journal).expect("fresh journal");
+    let server = ns.spawn(&[
+        NETVM,
+        "dhcp",
+        "serve",
+        description,
+        "--interface",
+        interface,
+        "--journal",
+        journal.to_str().expect("utf-8"),
+    ]);
+    server.wait_for(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"ready\"")
+    });
+    server
+}
+
+/// One udhcpc run on `eth0` in `ns` (3 tries, 1 s apart): what it said
+/// when it got a lease, `None` when it did not.
+fn udhcpc(ns: &Netns) -> Option<String> {
+    let out = ns.exec(&[
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-n",
+        "-q",
+        "-f",
+        "-t",
+        "3",
+        "-T",
+        "1",
+        "-s",
+        "/bin/true",
+    ]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.success().then_some(said)
 }
 
 /// The packets of the dev host firewall's counter `name`.
@@ -272,65 +318,12 @@ fn the_host_bridge_isolates_and_guards_every_vm_port() {
         "rogue.toml",
         "[netvm]\nip = \"192.168.100.102\"\nmac = \"02:ad:00:00:00:66\"\n[netvm.uplink]\ninterface = \"x0\"\n",
     );
-    let journal = scratch("rogue.journal", "");
-    std::fs::remove_file(&journal).expect("fresh journal");
-    let rogue_server = b.spawn(&[
-        NETVM,
-        "dhcp",
-        "serve",
-        rogue.to_str().expect("utf-8"),
-        "--interface",
-        "eth0",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-    ]);
-    rogue_server.wait_for(Duration::from_secs(10), |l| {
-        l.contains("\"event\":\"ready\"")
-    });
+    let rogue = rogue.to_str().expect("utf-8");
+    let _rogue_server = dhcp_server(&b, rogue, "eth0", "rogue.journal");
     a.ok(&["ip", "addr", "flush", "dev", "eth0"]);
-    let udhcpc = [
-        "udhcpc",
-        "-i",
-        "eth0",
-        "-n",
-        "-q",
-        "-f",
-        "-t",
-        "3",
-        "-T",
-        "1",
-        "-s",
-        "/bin/true",
-    ];
-    assert!(
-        !a.exec(&udhcpc).status.success(),
-        "a took a lease from the rogue server"
-    );
-    let journal = scratch("real.journal", "");
-    std::fs::remove_file(&journal).expect("fresh journal");
-    let server = netvm.spawn(&[
-        NETVM,
-        "dhcp",
-        "serve",
-        description,
-        "--interface",
-        "ethint0",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-    ]);
-    server.wait_for(Duration::from_secs(10), |l| {
-        l.contains("\"event\":\"ready\"")
-    });
-    let out = a.exec(&udhcpc);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "a got no lease from the net-vm: {said}"
-    );
+    assert_eq!(udhcpc(&a), None, "a took a lease from the rogue server");
+    let _server = dhcp_server(&netvm, description, "ethint0", "real.journal");
+    let said = udhcpc(&a).expect("a got no lease from the net-vm");
     assert!(said.contains("lease of 192.168.100.101 obtained"), "{said}");
 
     // The audit passes on what `up` built.
@@ -529,7 +522,7 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
     let bridge_mac = sysfs(&host, "/sys/class/net/vmbr0/address");
     b.ok(&["ping", "-c", "1", "-W", "1", "192.168.100.1"]);
     std::thread::sleep(Duration::from_secs(3));
-    let from_host = |frames: &netvm_testsupport::Process| {
+    let from_host = |frames: &Process| {
         frames
             .lines()
             .iter()
@@ -543,43 +536,7 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
     );
     assert_eq!(counter(&host, "host_sent"), 0);
 
-    let journal = scratch("unknown.journal", "");
-    std::fs::remove_file(&journal).expect("fresh journal");
-    let server = netvm.spawn(&[
-        NETVM,
-        "dhcp",
-        "serve",
-        description,
-        "--interface",
-        "ethint0",
-        "--journal",
-        journal.to_str().expect("utf-8"),
-    ]);
-    server.wait_for(Duration::from_secs(10), |l| {
-        l.contains("\"event\":\"ready\"")
-    });
-    let udhcpc = |ns: &Netns| {
-        let out = ns.exec(&[
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-n",
-            "-q",
-            "-f",
-            "-t",
-            "3",
-            "-T",
-            "1",
-            "-s",
-            "/bin/true",
-        ]);
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.status.success().then_some(said)
-    };
+    let _server = dhcp_server(&netvm, description, "ethint0", "unknown.journal");
 
     // Whatever its name, a port the plan does not name is an unknown VM:
     // with a's MAC it gets nothing (a's reservation least of all); with
