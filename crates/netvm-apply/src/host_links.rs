@@ -88,11 +88,11 @@ async fn ensure_bridge(
                 .execute()
                 .await
                 .map_err(refused(
-                format!(
+                    format!(
                     "ip link set {name} type bridge stp_state 0 forward_delay 0 mcast_snooping 0"
                 ),
-                name,
-            ))?;
+                    name,
+                ))?;
             Ok(link.index)
         }
         Some(_) => Err(LinkError::NotABridge {

@@ -261,8 +261,14 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
         "{refused}"
     );
     // The net-vm answers echo on its uplink address only from outside.
-    assert!(upstream.exec(&["ping", "-c", "1", "-W", "1", "203.0.113.2"]).status.success());
-    assert!(!upstream.exec(&["ping", "-c", "1", "-W", "1", "192.168.100.1"]).status.success());
+    assert!(upstream
+        .exec(&["ping", "-c", "1", "-W", "1", "203.0.113.2"])
+        .status
+        .success());
+    assert!(!upstream
+        .exec(&["ping", "-c", "1", "-W", "1", "192.168.100.1"])
+        .status
+        .success());
 
     // Spoofing: c sends with a's address; dropped and counted.
     let before = counter(&netvm, "spoofed");

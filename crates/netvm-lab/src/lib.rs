@@ -12,9 +12,9 @@
 
 pub mod attack;
 pub mod cpio;
-pub mod image;
 pub mod expect;
 pub mod generate;
+pub mod image;
 pub mod lab;
 pub mod matrix;
 pub mod matrix_qemu;
