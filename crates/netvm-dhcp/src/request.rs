@@ -405,6 +405,48 @@ fn ip(bytes: &[u8]) -> Ipv4Addr {
     Ipv4Addr::from(octets)
 }
 
+/// Reads every option of a BOOTP message of at least [`OPTIONS_AT`]
+/// bytes, joined across pieces and areas, and checks each one's length.
+fn read_options(bytes: &[u8]) -> Result<Options, DropReason> {
+    let mut options = Options::default();
+    options.read_area(&bytes[OPTIONS_AT..], Area::Options)?;
+    // Option overload (RFC 2132 section 9.3): 1 = file, 2 = sname, 3 = both.
+    // Each area is read once, must end with END, and may not hold
+    // another overload option.
+    if let Some(overload) = exact::<1>(options.get(code::OVERLOAD))? {
+        let (file, sname) = match overload[0] {
+            1 => (true, false),
+            2 => (false, true),
+            3 => (true, true),
+            _ => return Err(DropReason::BadOverload),
+        };
+        if file {
+            options.read_area(&bytes[108..236], Area::Overloaded)?;
+        }
+        if sname {
+            options.read_area(&bytes[44..108], Area::Overloaded)?;
+        }
+    }
+    options.check_lengths()?;
+    Ok(options)
+}
+
+/// Checks the option areas of any DHCP message, a server's reply as much
+/// as a client's request, by the same rules as [`parse`]: every option
+/// walks, every area ends with END, overload is read once and never
+/// nested, and every option's value joined across its pieces (RFC 3396)
+/// has a length its RFC allows. The uplink's client calls this before
+/// handing a reply to a decoder that trusts those lengths.
+pub fn check_options(bytes: &[u8]) -> Result<(), DropReason> {
+    if bytes.len() < OPTIONS_AT {
+        return Err(DropReason::Truncated);
+    }
+    if bytes[236..240] != MAGIC_COOKIE {
+        return Err(DropReason::BadMagic);
+    }
+    read_options(bytes).map(|_| ())
+}
+
 /// Reads a client message; never panics.
 pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
     if bytes.len() > MAX_MESSAGE {
@@ -432,26 +474,7 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
         return Err(DropReason::BadClientMac);
     }
 
-    let mut options = Options::default();
-    options.read_area(&bytes[OPTIONS_AT..], Area::Options)?;
-    // Option overload (RFC 2132 section 9.3): 1 = file, 2 = sname, 3 = both.
-    // Each area is read once, must end with END, and may not hold
-    // another overload option.
-    if let Some(overload) = exact::<1>(options.get(code::OVERLOAD))? {
-        let (file, sname) = match overload[0] {
-            1 => (true, false),
-            2 => (false, true),
-            3 => (true, true),
-            _ => return Err(DropReason::BadOverload),
-        };
-        if file {
-            options.read_area(&bytes[108..236], Area::Overloaded)?;
-        }
-        if sname {
-            options.read_area(&bytes[44..108], Area::Overloaded)?;
-        }
-    }
-    options.check_lengths()?;
+    let options = read_options(bytes)?;
 
     let kind = match exact::<1>(options.get(code::MESSAGE_TYPE))? {
         None => return Err(DropReason::NoMessageType),

@@ -144,8 +144,48 @@ mod untrusted {
             .bytes
     }
 
+    /// The fuzzer's find (fuzz/seeds/uplink_reply): two 4-byte pieces of
+    /// option 155, which dhcproto joins into one 8-byte value and then
+    /// asserts is 4 long.
+    #[test]
+    fn split_fixed_length_options_found_by_the_fuzzer_are_refused() {
+        let bytes = include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option155-concat");
+        let mut client = Client::new(MAC, 3);
+        client.start(0);
+        assert_eq!(client.handle(1, bytes), Vec::new());
+        assert_eq!(client.handle(2, bytes), Vec::new());
+    }
+
+    /// `offer` with `pieces` of option `code` put before its END.
+    fn with_pieces(mut offer: Vec<u8>, code: u8, pieces: &[u8]) -> Vec<u8> {
+        let end = offer.iter().rposition(|b| *b == 255).expect("END");
+        let mut extra = Vec::new();
+        for (i, len) in pieces.iter().enumerate() {
+            extra.push(code);
+            extra.push(*len);
+            extra.extend(std::iter::repeat_n(i as u8, usize::from(*len)));
+        }
+        offer.splice(end..end, extra);
+        offer
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Options whose length dhcproto asserts, in pieces of any length
+        /// (RFC 3396 joins them): refused or read, never a panic; a valid
+        /// offer with them joined to a valid length is still taken.
+        #[test]
+        fn options_in_pieces_never_panic(
+            code in prop::sample::select(vec![80u8, 81, 94, 152, 153, 154, 155]),
+            pieces in proptest::collection::vec(0u8..9, 1..4),
+        ) {
+            let mut client = Client::new(MAC, 3);
+            let offer = with_pieces(offer_for(&mut client), code, &pieces);
+            let _ = client.handle(1, &offer);
+            let _ = client.handle(2, &offer);
+            let _ = client.poll(10_000_000);
+        }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
