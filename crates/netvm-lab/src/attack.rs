@@ -47,7 +47,7 @@ fn counted(lab: &Lab) -> u64 {
 }
 
 fn spoofing_events(lab: &Lab) -> usize {
-    events(lab)
+    events(lab, 100_000)
         .iter()
         .filter(|e| e["event"] == "spoofing")
         .count()

@@ -373,18 +373,7 @@ fn events(lab: &Lab) -> Vec<Value> {
             })
             .unwrap_or_default();
     }
-    let request = json!({"command": "events", "last": 1000});
-    let Ok(mut reader) = netvm_agent::control::request(&lab.control(), &request) else {
-        return Vec::new();
-    };
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return Vec::new();
-    }
-    serde_json::from_str::<Value>(&line)
-        .ok()
-        .and_then(|v| v["events"].as_array().cloned())
-        .unwrap_or_default()
+    crate::verify::events(lab, 1000)
 }
 
 pub(crate) fn has_event(lab: &Lab, name: &str, fields: &[(&str, Value)]) -> bool {

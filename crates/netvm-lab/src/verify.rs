@@ -312,9 +312,10 @@ fn control(ns: &str, name: &str, ports: &[u16], busy: &BTreeSet<(Proto, u16)>) -
     }
 }
 
-/// The agent's recent events.
-pub fn events(lab: &Lab) -> Vec<Value> {
-    let request = json!({"command": "events", "last": 100_000});
+/// The agent's last `last` events, through its control socket
+/// (namespace labs).
+pub fn events(lab: &Lab, last: usize) -> Vec<Value> {
+    let request = json!({"command": "events", "last": last});
     let Ok(mut reader) = netvm_agent::control::request(&lab.control(), &request) else {
         return Vec::new();
     };
@@ -684,10 +685,10 @@ fn event_check(
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(6);
-    let mut left = missing(&events(lab));
+    let mut left = missing(&events(lab, 100_000));
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(300));
-        left = missing(&events(lab));
+        left = missing(&events(lab, 100_000));
     }
     Check {
         name: "the agent reports allowed and refused VM-to-VM flows".to_owned(),
