@@ -30,8 +30,8 @@ pub use leases::{Lease, LeaseState};
 pub use pool::Pool;
 pub use reply::{Destination, Reply, ReplyKind};
 pub use request::{
-    check_options, parse as parse_request, ClientFqdn, DropReason, MessageKind, Request,
-    MAX_MESSAGE,
+    check_option_runs, check_options, parse as parse_request, ClientFqdn, DropReason, MessageKind,
+    Request, MAX_MESSAGE,
 };
 pub use server::{LeaseView, Outcome, Server};
 pub use time::Timestamp;

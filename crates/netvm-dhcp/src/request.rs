@@ -447,6 +447,47 @@ pub fn check_options(bytes: &[u8]) -> Result<(), DropReason> {
     read_options(bytes).map(|_| ())
 }
 
+/// Checks the option area the way a decoder that joins only
+/// *consecutive* pieces of an option sees it (dhcproto 0.15: a PAD, END
+/// or another code ends a run, a later run of the same code is decoded
+/// on its own, and `file`/`sname` are never read): every run's joined
+/// length must be one its code's RFC allows. [`check_options`] judges
+/// the whole message as RFC 3396 joins it; a message that passes both
+/// reads the same either way.
+pub fn check_option_runs(bytes: &[u8]) -> Result<(), DropReason> {
+    let area = bytes.get(OPTIONS_AT..).ok_or(DropReason::Truncated)?;
+    let mut run: Option<(u8, usize)> = None;
+    let mut at = 0;
+    let end_run = |run: &mut Option<(u8, usize)>| match run.take() {
+        Some((code, len)) if !length_rule(code).allows(len) => Err(DropReason::BadOptionLength),
+        _ => Ok(()),
+    };
+    while let Some(&code) = area.get(at) {
+        if code == code::PAD || code == code::END {
+            end_run(&mut run)?;
+            if code == code::END {
+                return Ok(());
+            }
+            at += 1;
+            continue;
+        }
+        let len = usize::from(*area.get(at + 1).ok_or(DropReason::BadOptionLength)?);
+        if area.get(at + 2..at + 2 + len).is_none() {
+            return Err(DropReason::BadOptionLength);
+        }
+        match &mut run {
+            Some((current, total)) if *current == code => *total += len,
+            _ => {
+                end_run(&mut run)?;
+                run = Some((code, len));
+            }
+        }
+        at += 2 + len;
+    }
+    end_run(&mut run)?;
+    Err(DropReason::MissingEnd)
+}
+
 /// Reads a client message; never panics.
 pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
     if bytes.len() > MAX_MESSAGE {

@@ -372,9 +372,12 @@ impl Client {
 /// options) and reads past them in a release build. Replies on the uplink
 /// come from anyone there, so they pass the DHCP server's own strict
 /// option check first (every option walks, areas end with END, overload
-/// once, every joined value's length as its RFC says): the property test
-/// found a length check per piece, and the fuzzer two 4-byte pieces of
-/// option 155 that dhcproto joined into 8.
+/// once, every joined value's length as its RFC says), and dhcproto's
+/// own view of them too: it joins only consecutive pieces and never reads
+/// `file`/`sname`, so each run of pieces must have a valid length on its
+/// own. The property test found a length check per piece; the fuzzer two
+/// 4-byte pieces of option 155 that dhcproto joined into 8, then an
+/// empty option 81 apart from its other pieces.
 fn options_fit_dhcproto(bytes: &[u8]) -> bool {
-    netvm_dhcp::check_options(bytes).is_ok()
+    netvm_dhcp::check_options(bytes).is_ok() && netvm_dhcp::check_option_runs(bytes).is_ok()
 }

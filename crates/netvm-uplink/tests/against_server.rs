@@ -144,23 +144,33 @@ mod untrusted {
             .bytes
     }
 
-    /// The fuzzer's find (fuzz/seeds/uplink_reply): two 4-byte pieces of
+    /// The fuzzer's finds (fuzz/seeds/uplink_reply): two 4-byte pieces of
     /// option 155, which dhcproto joins into one 8-byte value and then
-    /// asserts is 4 long.
+    /// asserts is 4 long; option 94 joined the same way; an empty option
+    /// 81 apart from its other pieces, which dhcproto decodes on its own.
     #[test]
     fn split_fixed_length_options_found_by_the_fuzzer_are_refused() {
-        let bytes = include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option155-concat");
-        let mut client = Client::new(MAC, 3);
-        client.start(0);
-        assert_eq!(client.handle(1, bytes), Vec::new());
-        assert_eq!(client.handle(2, bytes), Vec::new());
+        for bytes in [
+            &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option155-concat")[..],
+            &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option94-concat")[..],
+            &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option81-apart")[..],
+        ] {
+            let mut client = Client::new(MAC, 3);
+            client.start(0);
+            assert_eq!(client.handle(1, bytes), Vec::new());
+            assert_eq!(client.handle(2, bytes), Vec::new());
+        }
     }
 
-    /// `offer` with `pieces` of option `code` put before its END.
-    fn with_pieces(mut offer: Vec<u8>, code: u8, pieces: &[u8]) -> Vec<u8> {
+    /// `offer` with `pieces` of option `code` put before its END, with a
+    /// PAD between them when `apart`.
+    fn with_pieces(mut offer: Vec<u8>, code: u8, pieces: &[u8], apart: bool) -> Vec<u8> {
         let end = offer.iter().rposition(|b| *b == 255).expect("END");
         let mut extra = Vec::new();
         for (i, len) in pieces.iter().enumerate() {
+            if apart && i > 0 {
+                extra.push(0);
+            }
             extra.push(code);
             extra.push(*len);
             extra.extend(std::iter::repeat_n(i as u8, usize::from(*len)));
@@ -173,15 +183,16 @@ mod untrusted {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         /// Options whose length dhcproto asserts, in pieces of any length
-        /// (RFC 3396 joins them): refused or read, never a panic; a valid
-        /// offer with them joined to a valid length is still taken.
+        /// (RFC 3396 joins them), next to each other or apart (a PAD or
+        /// another option between them): refused or read, never a panic.
         #[test]
         fn options_in_pieces_never_panic(
             code in prop::sample::select(vec![80u8, 81, 94, 152, 153, 154, 155]),
             pieces in proptest::collection::vec(0u8..9, 1..4),
+            apart in any::<bool>(),
         ) {
             let mut client = Client::new(MAC, 3);
-            let offer = with_pieces(offer_for(&mut client), code, &pieces);
+            let offer = with_pieces(offer_for(&mut client), code, &pieces, apart);
             let _ = client.handle(1, &offer);
             let _ = client.handle(2, &offer);
             let _ = client.poll(10_000_000);
