@@ -154,6 +154,8 @@ mod untrusted {
             &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option155-concat")[..],
             &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option94-concat")[..],
             &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option81-apart")[..],
+            &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option81-split-by-pad")[..],
+            &include_bytes!("../../../fuzz/seeds/uplink_reply/regression-option155-split-by-pad")[..],
         ] {
             let mut client = Client::new(MAC, 3);
             client.start(0);
