@@ -134,6 +134,23 @@ fn udhcpc(ns: &Netns) -> Option<String> {
     out.status.success().then_some(said)
 }
 
+/// A static neighbour entry for b in `ns`, so that frames to b need no
+/// ARP answer: only isolation stands between them.
+fn knows_b(ns: &Netns) {
+    ns.ok(&[
+        "ip",
+        "neigh",
+        "replace",
+        "192.168.100.102",
+        "lladdr",
+        "02:ad:00:00:00:66",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+}
+
 /// The packets of the dev host firewall's counter `name`.
 fn host_counter(ns: &Netns, name: &str) -> u64 {
     let out = ns.ok(&["nft", "list", "counter", "inet", "netvm_host", name]);
@@ -234,18 +251,7 @@ fn the_host_bridge_isolates_and_guards_every_vm_port() {
 
     // Isolation: a reaches the net-vm but not b, even knowing b's MAC.
     assert!(ping(&a, &["192.168.100.1"]), "a cannot reach the net-vm");
-    a.ok(&[
-        "ip",
-        "neigh",
-        "replace",
-        "192.168.100.102",
-        "lladdr",
-        "02:ad:00:00:00:66",
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ]);
+    knows_b(&a);
     assert!(
         !ping(&a, &["192.168.100.102"]),
         "a reached b across isolated ports"
@@ -569,18 +575,7 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
         assert!(lease.starts_with("192.168.100.2"), "{name}: {said}");
         port.ok(&["ip", "addr", "add", &format!("{lease}/24"), "dev", "eth0"]);
         assert!(ping(&port, &["192.168.100.1"]), "{name} lost the net-vm");
-        port.ok(&[
-            "ip",
-            "neigh",
-            "replace",
-            "192.168.100.102",
-            "lladdr",
-            "02:ad:00:00:00:66",
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
+        knows_b(&port);
         let before = counter(&host, "isolation");
         assert!(!ping(&port, &["192.168.100.102"]), "{name} reached b");
         assert!(counter(&host, "isolation") > before, "{name}: not counted");
