@@ -156,7 +156,7 @@ fn admitted(system: &System, leases: &[(Ipv4Addr, MacAddr)]) -> Vec<(Ipv4Addr, M
 }
 
 /// Finds the internal interface (by the net-vm's MAC) and the uplink (by
-/// name, MAC, PCI address or USB id) and gives them the names the data
+/// name, MAC, PCI vendor:device or address, or USB id) and gives them the names the data
 /// plane uses; the renames done.
 fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, AgentError> {
     let nics = netvm_apply::guest::nics(Path::new("/sys"))

@@ -1,41 +1,57 @@
 //! Inside the Net VM: reads what sysfs says of each network interface
-//! (MAC, the PCI or USB device under it) and renames interfaces to the
+//! (MAC, the PCI function or USB device under it) and renames interfaces to the
 //! names the data plane uses (`netvm_plan::guest` decides which).
 
 use crate::links::{connect, index_of, refused, runtime, LinkError};
+use netvm_description::values::{PciAddress, PciId, UsbId};
 use netvm_plan::guest::{Nic, Rename};
 use rtnetlink::LinkUnspec;
 use std::path::Path;
 
-/// The PCI address or USB id of the device `dir` sits on (walking up).
-fn devices(
-    dir: &Path,
-) -> (
-    Option<netvm_description::values::PciAddress>,
-    Option<netvm_description::values::UsbId>,
-) {
+/// What sysfs says of the devices an interface sits on.
+#[derive(Debug, Default)]
+struct Under {
+    pci: Option<PciAddress>,
+    pci_id: Option<PciId>,
+    usb: Option<UsbId>,
+}
+
+/// The PCI function and USB device `dir` sits on, walking up from it: a
+/// virtio NIC's `device` is `virtioN`, whose parent is the PCI function; a
+/// USB NIC's is the USB interface, whose parent has `idVendor`. The first
+/// (nearest) of each wins.
+fn devices(dir: &Path) -> Under {
+    let mut under = Under::default();
     let Ok(mut path) = std::fs::canonicalize(dir) else {
-        return (None, None);
+        return under;
     };
-    let (mut pci, mut usb) = (None, None);
+    let read = |path: &Path, f: &str| std::fs::read_to_string(path.join(f)).ok();
     loop {
-        if usb.is_none() {
-            let id = |f: &str| std::fs::read_to_string(path.join(f)).ok();
-            if let (Some(v), Some(p)) = (id("idVendor"), id("idProduct")) {
-                usb = format!("{}:{}", v.trim(), p.trim()).parse().ok();
+        if under.usb.is_none() {
+            if let (Some(v), Some(p)) = (read(&path, "idVendor"), read(&path, "idProduct")) {
+                under.usb = format!("{}:{}", v.trim(), p.trim()).parse().ok();
             }
         }
-        if pci.is_none() {
-            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                if path.join("vendor").exists() && name.matches(':').count() == 2 {
-                    pci = name.parse().ok();
-                }
+        if under.pci.is_none() {
+            let name = path.file_name().and_then(|n| n.to_str());
+            let address = name
+                .filter(|n| n.matches(':').count() == 2)
+                .and_then(|n| n.parse::<PciAddress>().ok());
+            if let (Some(address), Some(vendor)) = (address, read(&path, "vendor")) {
+                under.pci = Some(address);
+                under.pci_id = read(&path, "device").and_then(|device| pci_id(&vendor, &device));
             }
         }
         if !path.pop() || path.as_os_str() == "/sys/devices" || path.as_os_str() == "/" {
-            return (pci, usb);
+            return under;
         }
     }
+}
+
+/// A PCI id from sysfs's `vendor` and `device` files (`0x1af4\n`).
+fn pci_id(vendor: &str, device: &str) -> Option<PciId> {
+    let hex = |s: &str| s.trim().trim_start_matches("0x").to_owned();
+    format!("{}:{}", hex(vendor), hex(device)).parse().ok()
 }
 
 /// Every interface under `sys`/class/net but loopback.
@@ -50,12 +66,13 @@ pub fn nics(sys: &Path) -> std::io::Result<Vec<Nic>> {
         let mac = std::fs::read_to_string(dir.join("address"))
             .ok()
             .and_then(|m| m.trim().parse().ok());
-        let (pci, usb) = devices(&dir.join("device"));
+        let under = devices(&dir.join("device"));
         out.push(Nic {
             name,
             mac,
-            pci,
-            usb,
+            pci: under.pci,
+            pci_id: under.pci_id,
+            usb: under.usb,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -95,8 +112,8 @@ pub fn rename(renames: &[Rename]) -> Result<(), LinkError> {
 mod tests {
     use super::*;
 
-    /// A synthetic sysfs: eth0 a virtio NIC on PCI 0000:00:14.3, eth1 a
-    /// USB NIC 0bda:8153, lo.
+    /// A synthetic sysfs: eth0 a virtio NIC (`virtio0`) on PCI function
+    /// 0000:00:14.3, 1af4:1041; eth1 a USB NIC 0bda:8153; lo.
     fn tree() -> std::path::PathBuf {
         let root = std::env::temp_dir().join(format!("netvm-guest-sysfs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -113,7 +130,8 @@ mod tests {
         ] {
             std::fs::create_dir_all(dir).expect("dir");
         }
-        std::fs::write(pci.join("vendor"), "0x8086\n").expect("vendor");
+        std::fs::write(pci.join("vendor"), "0x1af4\n").expect("vendor");
+        std::fs::write(pci.join("device"), "0x1041\n").expect("device");
         std::fs::write(usb.join("idVendor"), "0bda\n").expect("idVendor");
         std::fs::write(usb.join("idProduct"), "8153\n").expect("idProduct");
         std::fs::write(root.join("class/net/eth0/address"), "52:54:00:12:34:56\n").expect("mac");
@@ -134,6 +152,10 @@ mod tests {
             nics[0].pci.map(|p| p.to_string()).as_deref(),
             Some("0000:00:14.3")
         );
+        assert_eq!(
+            nics[0].pci_id.map(|p| p.to_string()).as_deref(),
+            Some("1af4:1041")
+        );
         assert_eq!(nics[0].usb, None);
         assert_eq!(
             nics[0].mac.map(|m| m.to_string()).as_deref(),
@@ -144,5 +166,6 @@ mod tests {
             Some("0bda:8153")
         );
         assert_eq!(nics[1].pci, None);
+        assert_eq!(nics[1].pci_id, None);
     }
 }

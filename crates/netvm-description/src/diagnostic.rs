@@ -68,6 +68,12 @@ pub enum Problem {
         /// What was found, e.g. "none" or "pci and usb".
         found: String,
     },
+    /// A PCI-only uplink setting on another kind of uplink.
+    #[error("`{field}` only applies to a PCI uplink (`pci`)")]
+    PciOnly {
+        /// The field.
+        field: &'static str,
+    },
     /// A static-only uplink setting with DHCP addressing.
     #[error("`{field}` only applies to static addressing")]
     StaticOnly {
@@ -350,6 +356,9 @@ impl Problem {
                 "add [netvm.uplink] with pci = \"…\", usb = \"…\" or interface = \"…\"".to_owned()
             }
             UplinkDeviceCount { .. } => "keep one of `pci`, `usb` or `interface`".to_owned(),
+            PciOnly { .. } => {
+                "add `pci = \"…\"`, the NIC's address on the host, or remove it".to_owned()
+            }
             StaticOnly { .. } => "set `addressing = \"static\"` or remove it".to_owned(),
             StaticNeeds { field } => format!("add `{field}` to [netvm.uplink]"),
             GatewayOutsideUplink { .. } => "the gateway must be on the uplink's network".to_owned(),

@@ -8,7 +8,7 @@
 pub use crate::raw::{DevUplinkMode, Mode, VmKind};
 use crate::values::{
     Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix,
-    PciAddress, PortRange, Protocol, Seconds, UsbId, VmName,
+    PciAddress, PciId, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -117,6 +117,9 @@ pub struct NetVm {
 pub struct Uplink {
     /// Which device it is.
     pub device: UplinkDevice,
+    /// A PCI uplink's vendor:device, when the description names it (to
+    /// find it in the guest, where it has another address).
+    pub pci_id: Option<PciId>,
     /// Its MAC, when the description names it (to find it in the guest).
     pub mac: Option<MacAddr>,
     /// How it gets its address.

@@ -7,7 +7,7 @@
 
 use crate::values::{
     Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, MacAddr, MacPrefix, PciAddress,
-    PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
+    PciId, PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -185,6 +185,10 @@ pub struct RawUplink {
     /// PCI address of the NIC on the host, passed through with VFIO.
     #[serde(default)]
     pub pci: Option<PciAddress>,
+    /// PCI `vendor:device` of that NIC, how the Net VM finds it (the VMM
+    /// gives a passed-through function another address). Only with `pci`.
+    #[serde(default)]
+    pub pci_id: Option<PciId>,
     /// USB `vendor:product` of a USB NIC, passed through to the Net VM.
     #[serde(default)]
     pub usb: Option<UsbId>,

@@ -288,6 +288,9 @@ fn check_uplink(c: &mut Checker<'_>, raw: &RawSystem, network: &Network) -> Opti
             None
         }
     };
+    if u.pci_id.is_some() && u.pci.is_none() {
+        c.report_key(Problem::PciOnly { field: "pci_id" }, path.key("pci_id"));
+    }
     if let Some(mac) = u.mac {
         check_unicast(c, mac, path.key("mac"));
     }
@@ -308,6 +311,7 @@ fn check_uplink(c: &mut Checker<'_>, raw: &RawSystem, network: &Network) -> Opti
     };
     Some(Uplink {
         device: device?,
+        pci_id: u.pci_id.filter(|_| u.pci.is_some()),
         mac: u.mac,
         addressing: addressing?,
     })

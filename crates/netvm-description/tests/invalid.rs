@@ -302,6 +302,20 @@ fn cases() -> Vec<Case> {
             1,
         ),
         toml(
+            "pci id without a pci address",
+            "[netvm.uplink]\ninterface = \"eth0\"\npci_id = \"1af4:1041\"\n",
+            "`pci_id` only applies to a PCI uplink (`pci`)",
+            3,
+            1,
+        ),
+        toml(
+            "pci id that is no id",
+            "[netvm.uplink]\npci = \"0000:00:03.0\"\npci_id = \"1af4:41\"\n",
+            "`1af4:41` is not a PCI id: write vendor:device, e.g. 8086:15f3",
+            3,
+            10,
+        ),
+        toml(
             "static addressing without gateway",
             "[netvm.uplink]\ninterface = \"eth0\"\naddressing = \"static\"\naddress = \"203.0.113.10/24\"\n",
             "static addressing needs `gateway`",

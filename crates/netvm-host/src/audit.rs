@@ -39,6 +39,8 @@ pub struct Facts {
     pub uplink_interfaces: Vec<String>,
     /// Whether the uplink device was found on the host.
     pub uplink_found: bool,
+    /// The PCI uplink's vendor:device as the host sees it.
+    pub uplink_pci_id: Option<netvm_description::values::PciId>,
 }
 
 /// One port as the host has it.
@@ -108,12 +110,16 @@ fn gather_uplink(root: &HostRoot, system: &System, facts: &mut Facts) {
         facts.uplink_found = true;
         facts.uplink_driver = device.driver.clone();
         facts.uplink_interfaces = device.interfaces.clone();
+        if let devices::Bus::Pci(pci) = &device.bus {
+            facts.uplink_pci_id = pci.id;
+        }
     } else if let UplinkDevice::Pci(address) = &system.netvm.uplink.device {
         // Bound to vfio-pci, a NIC is still listed by class; a missing
         // one is reported by the check.
-        let dir = root.sys(&format!("bus/pci/devices/{address}"));
+        let dir = devices::pci_dir(root, *address);
         facts.uplink_found = root.exists(&dir);
         facts.uplink_driver = root.link_name(&dir.join("driver"));
+        facts.uplink_pci_id = devices::pci_id(root, &dir);
     }
 }
 
@@ -329,6 +335,9 @@ fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String,
     match &system.netvm.uplink.device {
         UplinkDevice::Pci(address) => {
             let bound = facts.uplink_driver.as_deref() == Some("vfio-pci");
+            let seen = facts
+                .uplink_pci_id
+                .map_or_else(String::new, |id| format!(", id {id}"));
             finding(
                 format!("uplink NIC {address} bound to vfio-pci"),
                 bound,
@@ -336,11 +345,25 @@ fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String,
                     "not found on this host".into()
                 } else {
                     format!(
-                        "driver {}",
+                        "driver {}{seen}",
                         facts.uplink_driver.as_deref().unwrap_or("none")
                     )
                 },
             );
+            if let (Some(described), true) = (system.netvm.uplink.pci_id, facts.uplink_found) {
+                let same = facts.uplink_pci_id == Some(described);
+                finding(
+                    format!("uplink NIC {address} is the described card {described}"),
+                    same,
+                    match facts.uplink_pci_id {
+                        Some(id) if same => format!("id {id}"),
+                        Some(id) => format!(
+                            "id {id}: the description names another card (the Net VM looks for {described})"
+                        ),
+                        None => "its vendor:device cannot be read".into(),
+                    },
+                );
+            }
         }
         UplinkDevice::Usb(id) => {
             let free = facts.uplink_interfaces.is_empty();
@@ -377,4 +400,56 @@ pub fn report(findings: &[Finding]) -> String {
     let failed = findings.iter().filter(|f| !f.passed).count();
     out.push_str(&format!("{} check(s), {failed} failed\n", findings.len()));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    fn secure(uplink: &str) -> (System, HostPlan) {
+        let text = format!("[netvm.uplink]\n{uplink}\n[[vm]]\nname = \"a\"\n");
+        let system = parse("test.toml", &text, Format::Toml).expect("valid");
+        let plan = netvm_plan::host::plan(&system).expect("plan");
+        (system, plan)
+    }
+
+    fn bound_uplink(id: &str) -> Facts {
+        Facts {
+            uplink_found: true,
+            uplink_driver: Some("vfio-pci".into()),
+            uplink_pci_id: Some(id.parse().expect("id")),
+            ..Facts::default()
+        }
+    }
+
+    fn line<'a>(findings: &'a [Finding], start: &str) -> Option<&'a Finding> {
+        findings.iter().find(|f| f.check.starts_with(start))
+    }
+
+    #[test]
+    fn the_pci_uplink_shows_its_id_and_fails_when_the_description_names_another_card() {
+        let (system, plan) = secure("pci = \"0000:03:00.0\"\npci_id = \"8086:15F3\"");
+        let same = check(&system, &plan, &bound_uplink("8086:15f3"));
+        let bound = line(&same, "uplink NIC 0000:03:00.0 bound").expect("bound line");
+        assert!(bound.passed);
+        assert_eq!(bound.detail, "driver vfio-pci, id 8086:15f3");
+        let card = line(&same, "uplink NIC 0000:03:00.0 is the described card").expect("id");
+        assert!(card.passed, "{card:?}");
+
+        let other = check(&system, &plan, &bound_uplink("10ec:8168"));
+        let card = line(&other, "uplink NIC 0000:03:00.0 is the described card").expect("id");
+        assert!(!card.passed);
+        assert_eq!(
+            card.detail,
+            "id 10ec:8168: the description names another card (the Net VM looks for 8086:15f3)"
+        );
+
+        // Without `pci_id`, only the id seen is shown.
+        let (system, plan) = secure("pci = \"0000:03:00.0\"");
+        let findings = check(&system, &plan, &bound_uplink("10ec:8168"));
+        assert!(line(&findings, "uplink NIC 0000:03:00.0 is the described").is_none());
+        let bound = line(&findings, "uplink NIC 0000:03:00.0 bound").expect("bound line");
+        assert_eq!(bound.detail, "driver vfio-pci, id 10ec:8168");
+    }
 }

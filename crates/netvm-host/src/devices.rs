@@ -8,7 +8,7 @@
 //! port) so two runs on the same host print the same thing.
 
 use crate::HostRoot;
-use netvm_description::values::{PciAddress, UsbId};
+use netvm_description::values::{PciAddress, PciId, UsbId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -121,7 +121,7 @@ pub struct PciInfo {
     /// Its address, e.g. `0000:03:00.0`.
     pub address: PciAddress,
     /// `vendor:device`, e.g. `8086:2723`.
-    pub id: Option<String>,
+    pub id: Option<PciId>,
     /// Its class code.
     pub class: Option<PciClass>,
     /// Its IOMMU group; `None` when the IOMMU is off.
@@ -195,7 +195,7 @@ impl NetDevice {
     /// `vendor:device` (PCI) or `vendor:product` (USB).
     pub fn id(&self) -> Option<String> {
         match &self.bus {
-            Bus::Pci(pci) => pci.id.clone(),
+            Bus::Pci(pci) => pci.id.map(|id| id.to_string()),
             Bus::Usb(usb) => usb.id.map(|id| id.to_string()),
         }
     }
@@ -256,10 +256,7 @@ pub(crate) fn pci_device(
         return None;
     }
     let hex = |file: &str| root.read(&dir.join(file)).and_then(|t| PciClass::parse(&t));
-    let id = match (hex("vendor"), hex("device")) {
-        (Some(v), Some(d)) => Some(format!("{:04x}:{:04x}", v.0, d.0)),
-        _ => None,
-    };
+    let id = pci_id(root, &dir);
     let iommu_group = root
         .link_name(&dir.join("iommu_group"))
         .and_then(|n| n.parse().ok());
@@ -277,6 +274,18 @@ pub(crate) fn pci_device(
         interfaces,
         passable,
         bus: Bus::Pci(pci),
+    })
+}
+
+/// A PCI function's `vendor` and `device` (`0x8086`) as one id.
+pub(crate) fn pci_id(root: &HostRoot, dir: &Path) -> Option<PciId> {
+    let hex = |file: &str| {
+        let text = root.read(&dir.join(file))?;
+        u16::from_str_radix(text.strip_prefix("0x").unwrap_or(&text), 16).ok()
+    };
+    Some(PciId {
+        vendor: hex("vendor")?,
+        device: hex("device")?,
     })
 }
 

@@ -88,7 +88,10 @@ fn clean_group_is_listed_as_passable() {
     let pci = pci_of(wifi);
     assert_eq!(wifi.driver.as_deref(), Some("iwlwifi"));
     assert_eq!(wifi.interfaces, ["wlp3s0"]);
-    assert_eq!(pci.id.as_deref(), Some("8086:2723"));
+    assert_eq!(
+        pci.id.map(|id| id.to_string()).as_deref(),
+        Some("8086:2723")
+    );
     assert_eq!(pci.iommu_group, Some(7));
     assert_eq!(pci.group.len(), 1);
     assert_eq!(pci.group[0].address, addr(BRIDGE_ADDR));

@@ -1,13 +1,21 @@
 //! Which network interface inside the Net VM is which. The VMM names
 //! nothing: the guest kernel calls its NICs `eth0`, `eth1`, `enp0s3`… in
 //! probe order. The internal NIC is the one with the net-vm's MAC from
-//! the description; the uplink is the one named as described, or with
-//! the uplink's MAC, or on the passed-through PCI address, or with the
-//! USB vendor and product. This decides the renames to `ethint0` and
-//! `uplink0`; pure, given what the guest's sysfs says.
+//! the description; the uplink is the one named as described, else the
+//! one with the uplink's MAC, else (a PCI uplink) the one on a PCI
+//! function with the described vendor:device (`pci_id`), else the one on
+//! the host's PCI address, or (a USB uplink) the one with the USB vendor
+//! and product. The host's PCI address holds only when the VMM places the
+//! passed-through function at the same address in the guest, which QEMU,
+//! cloud-hypervisor and crosvm do not do by default: describe `mac` or
+//! `pci_id` for real hardware. Among NICs other than the internal one
+//! (neither named like it nor with the net-vm's MAC): the internal NIC is
+//! virtio too, and may share a passed-through virtio NIC's vendor:device.
+//! This decides the renames to `ethint0` and `uplink0`; pure, given what
+//! the guest's sysfs says.
 
 use crate::datapath::interfaces;
-use netvm_description::values::{MacAddr, PciAddress, UsbId};
+use netvm_description::values::{MacAddr, PciAddress, PciId, UsbId};
 use netvm_description::{System, UplinkDevice};
 
 /// What the guest's sysfs says of one interface.
@@ -19,6 +27,8 @@ pub struct Nic {
     pub mac: Option<MacAddr>,
     /// The PCI device it sits on (itself or an ancestor, as for virtio).
     pub pci: Option<PciAddress>,
+    /// That PCI function's vendor:device.
+    pub pci_id: Option<PciId>,
     /// The USB device it sits on.
     pub usb: Option<UsbId>,
 }
@@ -67,6 +77,7 @@ pub enum FindError {
 enum Wanted {
     Mac(MacAddr),
     Pci(PciAddress),
+    PciId(PciId),
     Usb(UsbId),
     /// Only its name (already looked for).
     Named(String),
@@ -77,6 +88,7 @@ impl Wanted {
         match self {
             Wanted::Mac(m) => nic.mac == Some(*m),
             Wanted::Pci(a) => nic.pci == Some(*a),
+            Wanted::PciId(id) => nic.pci_id == Some(*id),
             Wanted::Usb(u) => nic.usb == Some(*u),
             Wanted::Named(_) => false,
         }
@@ -88,6 +100,7 @@ impl std::fmt::Display for Wanted {
         match self {
             Wanted::Mac(m) => write!(f, "MAC {m}"),
             Wanted::Pci(a) => write!(f, "PCI {a}"),
+            Wanted::PciId(id) => write!(f, "PCI id {id}"),
             Wanted::Usb(u) => write!(f, "USB {u}"),
             Wanted::Named(name) => write!(f, "interface {name}"),
         }
@@ -118,11 +131,13 @@ pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> 
     if has(&uplink) {
         return Ok(out);
     }
-    let wanted = match (system.netvm.uplink.mac, &system.netvm.uplink.device) {
-        (Some(m), _) => Wanted::Mac(m),
-        (None, UplinkDevice::Pci(a)) => Wanted::Pci(*a),
-        (None, UplinkDevice::Usb(u)) => Wanted::Usb(*u),
-        (None, UplinkDevice::Interface(name)) => Wanted::Named(name.to_string()),
+    let up = &system.netvm.uplink;
+    let wanted = match (up.mac, up.pci_id, &up.device) {
+        (Some(m), _, _) => Wanted::Mac(m),
+        (None, Some(id), UplinkDevice::Pci(_)) => Wanted::PciId(id),
+        (None, _, UplinkDevice::Pci(a)) => Wanted::Pci(*a),
+        (None, _, UplinkDevice::Usb(u)) => Wanted::Usb(*u),
+        (None, _, UplinkDevice::Interface(name)) => Wanted::Named(name.to_string()),
     };
     let what = wanted.to_string();
     let candidates: Vec<&Nic> = nics

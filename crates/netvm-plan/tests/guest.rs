@@ -1,5 +1,6 @@
 //! Finding the Net VM's interfaces inside the guest: by MAC for the
-//! internal one; by name, MAC, PCI address or USB id for the uplink.
+//! internal one; by name, MAC, PCI vendor:device, PCI address or USB id
+//! for the uplink.
 
 use netvm_description::{parse, Format, System};
 use netvm_plan::guest::{renames, FindError, Nic, Rename};
@@ -14,6 +15,7 @@ fn nic(name: &str, mac: &str, pci: Option<&str>, usb: Option<&str>) -> Nic {
         name: name.to_owned(),
         mac: Some(mac.parse().expect("mac")),
         pci: pci.map(|p| p.parse().expect("pci")),
+        pci_id: None,
         usb: usb.map(|u| u.parse().expect("usb")),
     }
 }
@@ -89,5 +91,76 @@ fn missing_or_ambiguous_interfaces_are_named() {
     assert_eq!(
         error.to_string(),
         "no interface is called wlan0 or is the uplink (interface wlan0)"
+    );
+}
+
+/// A NIC on a PCI function with vendor:device `id`.
+fn pci_nic(name: &str, mac: &str, pci: &str, id: &str) -> Nic {
+    Nic {
+        pci_id: Some(id.parse().expect("pci id")),
+        ..nic(name, mac, Some(pci), None)
+    }
+}
+
+#[test]
+fn a_pci_id_finds_the_uplink_at_whatever_address_the_vmm_gave_it() {
+    // Host address 0000:03:00.0; in the guest the VMM put it at 00:04.0,
+    // next to the internal virtio NIC, which has the same vendor:device.
+    let s = system("pci = \"0000:03:00.0\"\npci_id = \"1AF4:1041\"");
+    let nics = [
+        pci_nic("eth0", "02:ad:00:00:00:01", "0000:00:03.0", "1af4:1041"),
+        pci_nic("eth1", "52:54:00:12:34:56", "0000:00:04.0", "1af4:1041"),
+    ];
+    assert_eq!(
+        renames(&s, &nics),
+        Ok(vec![rename("eth0", "ethint0"), rename("eth1", "uplink0")])
+    );
+    // Already renamed, the internal NIC is excluded by its name too.
+    let nics = [
+        pci_nic("ethint0", "02:ad:00:00:00:01", "0000:00:03.0", "1af4:1041"),
+        pci_nic("eth1", "52:54:00:12:34:56", "0000:00:04.0", "1af4:1041"),
+    ];
+    assert_eq!(renames(&s, &nics), Ok(vec![rename("eth1", "uplink0")]));
+}
+
+#[test]
+fn a_pci_id_wins_over_the_host_address_and_a_mac_over_both() {
+    let s = system("pci = \"0000:00:14.3\"\npci_id = \"8086:15f3\"");
+    let nics = [
+        pci_nic("eth0", "02:ad:00:00:00:01", "0000:00:03.0", "1af4:1041"),
+        // At the host's address, but another card.
+        pci_nic("eth1", "52:54:00:00:00:01", "0000:00:14.3", "10ec:8168"),
+        pci_nic("eth2", "52:54:00:00:00:02", "0000:00:05.0", "8086:15f3"),
+    ];
+    assert_eq!(
+        renames(&s, &nics),
+        Ok(vec![rename("eth0", "ethint0"), rename("eth2", "uplink0")])
+    );
+    let s = system("pci = \"0000:00:14.3\"\npci_id = \"8086:15f3\"\nmac = \"52:54:00:00:00:01\"");
+    assert_eq!(
+        renames(&s, &nics),
+        Ok(vec![rename("eth0", "ethint0"), rename("eth1", "uplink0")])
+    );
+}
+
+#[test]
+fn a_pci_id_on_two_nics_or_on_none_is_named() {
+    let s = system("pci = \"0000:00:14.3\"\npci_id = \"8086:15f3\"");
+    let two = [
+        pci_nic("eth0", "02:ad:00:00:00:01", "0000:00:03.0", "1af4:1041"),
+        pci_nic("eth1", "52:54:00:00:00:01", "0000:00:04.0", "8086:15f3"),
+        pci_nic("eth2", "52:54:00:00:00:02", "0000:00:05.0", "8086:15f3"),
+    ];
+    assert_eq!(
+        renames(&s, &two).expect_err("two").to_string(),
+        "interfaces eth1 and eth2 both match the uplink (PCI id 8086:15f3)"
+    );
+    let none = [
+        pci_nic("eth0", "02:ad:00:00:00:01", "0000:00:03.0", "8086:15f3"),
+        pci_nic("eth1", "52:54:00:00:00:01", "0000:00:14.3", "10ec:8168"),
+    ];
+    assert_eq!(
+        renames(&s, &none).expect_err("none").to_string(),
+        "no interface is called uplink0 or is the uplink (PCI id 8086:15f3)"
     );
 }

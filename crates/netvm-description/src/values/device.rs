@@ -1,4 +1,5 @@
-//! Identifiers of physical network devices: PCI addresses and USB ids.
+//! Identifiers of physical network devices: PCI addresses, PCI
+//! vendor:device ids and USB ids.
 
 use super::{string_value, value_error, ValueError};
 use std::fmt;
@@ -66,6 +67,47 @@ string_value!(
     "0000:00:14.3"
 );
 
+/// A PCI vendor:device id, four hex digits each (`1af4:1041`, a modern
+/// virtio-net function); what a guest sees of a passed-through function
+/// whatever address the VMM gives it. Read case-insensitively, written in
+/// lower case (as `lspci -n` prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciId {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+}
+
+impl FromStr for PciId {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || value_error!("`{text}` is not a PCI id: write vendor:device, e.g. 8086:15f3");
+        let (vendor, device) = hex_pair(text).ok_or_else(bad)?;
+        Ok(PciId { vendor, device })
+    }
+}
+
+impl fmt::Display for PciId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.device)
+    }
+}
+
+string_value!(PciId, "PciId", "PCI vendor:device id", "8086:15f3");
+
+/// `xxxx:yyyy`, four hex digits each (no sign, no `0x`).
+fn hex_pair(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = text.split_once(':')?;
+    let hex = |s: &str| {
+        (s.len() == 4 && s.bytes().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u16::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    Some((hex(a)?, hex(b)?))
+}
+
 /// A USB device id `vendor:product`, four hex digits each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UsbId {
@@ -80,14 +122,8 @@ impl FromStr for UsbId {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = || value_error!("`{text}` is not a USB id: write vendor:product, e.g. 0bda:8153");
-        let (vendor, product) = text.split_once(':').ok_or_else(bad)?;
-        if vendor.len() != 4 || product.len() != 4 {
-            return Err(bad());
-        }
-        Ok(UsbId {
-            vendor: u16::from_str_radix(vendor, 16).map_err(|_| bad())?,
-            product: u16::from_str_radix(product, 16).map_err(|_| bad())?,
-        })
+        let (vendor, product) = hex_pair(text).ok_or_else(bad)?;
+        Ok(UsbId { vendor, product })
     }
 }
 
@@ -118,5 +154,30 @@ mod tests {
         let id: UsbId = "0BDA:8153".parse().expect("valid");
         assert_eq!(id.to_string(), "0bda:8153");
         assert!("bda:8153".parse::<UsbId>().is_err());
+        assert!("+bda:8153".parse::<UsbId>().is_err());
+    }
+
+    #[test]
+    fn pci_ids() {
+        let id: PciId = "1AF4:1041".parse().expect("valid");
+        assert_eq!(
+            id,
+            PciId {
+                vendor: 0x1af4,
+                device: 0x1041
+            }
+        );
+        assert_eq!(id.to_string(), "1af4:1041");
+        for bad in [
+            "1af4",
+            "1af4:041",
+            "1af4:10411",
+            "+af4:1041",
+            "1af4:104g",
+            "1af4-1041",
+            "",
+        ] {
+            assert!(bad.parse::<PciId>().is_err(), "{bad}");
+        }
     }
 }
