@@ -65,6 +65,11 @@ pub struct DevicesArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+    /// Print the `[netvm.uplink]` stanza of each NIC that can be passed
+    /// through (the first live, the others commented) and why the others
+    /// cannot; exit 1 when none can.
+    #[arg(long)]
+    describe: bool,
     /// Read sysfs and procfs under this root instead of `/`.
     #[arg(long, default_value = "/", hide = true)]
     root: PathBuf,
@@ -170,11 +175,34 @@ fn vmm_args(args: &VmmArgs) -> Result<(), String> {
 fn devices(args: &DevicesArgs) -> Result<(), String> {
     let root = netvm_host::HostRoot::new(&args.root);
     let devices = netvm_host::devices::list(&root).map_err(|e| error_chain(&e))?;
+    if args.describe {
+        return describe_devices(&devices, args.format);
+    }
     match args.format {
         OutputFormat::Table => print!("{}", netvm_host::devices::table(&devices)),
         OutputFormat::Json => println!("{}", to_json(&devices)?),
     }
     Ok(())
+}
+
+/// `netvm host devices --describe`.
+fn describe_devices(
+    devices: &[netvm_host::devices::NetDevice],
+    format: OutputFormat,
+) -> Result<(), String> {
+    use netvm_host::describe;
+    let described = describe::describe(devices);
+    match format {
+        OutputFormat::Table => print!("{}", describe::text(&described)),
+        OutputFormat::Json => println!("{}", to_json(&described)?),
+    }
+    match (describe::any_passable(&described), devices.len()) {
+        (true, _) => Ok(()),
+        (false, 0) => Err("error: no network device found".to_owned()),
+        (false, n) => Err(format!(
+            "error: none of the {n} network device(s) can be passed through (the reasons are above)"
+        )),
+    }
 }
 
 fn passthrough(command: PassthroughCommand) -> Result<(), String> {

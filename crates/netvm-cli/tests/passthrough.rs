@@ -105,3 +105,78 @@ fn devices_bind_refuse_and_unbind_from_the_command_line() {
     );
     assert_eq!(tree.read("sys/bus/pci/drivers/vfio-pci/unbind"), NIC);
 }
+
+#[test]
+fn devices_describe_prints_a_stanza_that_checks_and_exits_1_when_none_can_pass() {
+    let tree = Tree::new();
+    tree.pci(NIC, WIFI)
+        .id("0x8086", "0x2723")
+        .driver("iwlwifi")
+        .group(7)
+        .net("wlp3s0")
+        .add();
+    tree.mac("wlp3s0", "a0:b1:c2:d3:e4:f5", 0);
+    tree.pci("0000:00:1f.6", ETHERNET)
+        .id("0x8086", "0x15fa")
+        .driver("e1000e")
+        .group(9)
+        .net("eno1")
+        .add();
+    tree.default_route("eno1");
+
+    let described = netvm(&tree, &["host", "devices", "--describe"]);
+    assert!(described.status.success(), "{}", text(&described));
+    let stanza = String::from_utf8_lossy(&described.stdout).into_owned();
+    assert!(
+        stanza.contains(
+            "# 0000:00:1f.6 (8086:15fa, e1000e, eno1, IOMMU group 9) cannot pass: eno1 carries the host's default route\n"
+        ),
+        "{stanza}"
+    );
+    // Pasted whole into a description, `netvm plan` takes it (the parse
+    // of every key is in netvm-host's tests/describe.rs).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("system.toml");
+    std::fs::write(&file, format!("{stanza}\n[[vm]]\nname = \"a\"\n")).expect("write");
+    let plan = Command::new(NETVM)
+        .args(["plan", "--format", "json"])
+        .arg(&file)
+        .output()
+        .expect("netvm runs");
+    assert!(plan.status.success(), "{}\n{stanza}", text(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    assert_eq!(plan["network"]["uplink"], "pci 0000:03:00.0");
+
+    let json = netvm(
+        &tree,
+        &["host", "devices", "--describe", "--format", "json"],
+    );
+    assert!(json.status.success(), "{}", text(&json));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(
+        json[0]["uplink"],
+        serde_json::json!({"pci": NIC, "pci_id": "8086:2723", "mac": "a0:b1:c2:d3:e4:f5"})
+    );
+    assert_eq!(json[0]["chosen"], true);
+    assert_eq!(json[1]["uplink"], serde_json::Value::Null);
+    assert_eq!(
+        json[1]["cannot_pass"][0],
+        "eno1 carries the host's default route"
+    );
+
+    // With the Wi-Fi carrying the default route too, none can pass.
+    tree.default_route("wlp3s0");
+    let none = netvm(&tree, &["host", "devices", "--describe"]);
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(
+        stderr,
+        "error: none of the 2 network device(s) can be passed through (the reasons are above)\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&none.stdout)
+            .contains("0000:03:00.0 (8086:2723, iwlwifi, wlp3s0, IOMMU group 7) cannot pass: wlp3s0 carries the host's default route"),
+        "{}",
+        text(&none)
+    );
+}

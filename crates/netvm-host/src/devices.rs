@@ -8,7 +8,7 @@
 //! port) so two runs on the same host print the same thing.
 
 use crate::HostRoot;
-use netvm_description::values::{PciAddress, PciId, UsbId};
+use netvm_description::values::{MacAddr, PciAddress, PciId, UsbId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -101,6 +101,11 @@ pub struct NetDevice {
     pub driver: Option<String>,
     /// Its network interfaces on the host, sorted.
     pub interfaces: Vec<String>,
+    /// The card's own MAC, as its first interface with one shows it; `None`
+    /// when it has no interface on the host (bound to vfio-pci) or the
+    /// address was set by software (`addr_assign_type` not 0: random or
+    /// set by a user), which the guest's driver would not see.
+    pub mac: Option<MacAddr>,
     /// Why it can NOT be passed through to a VM; empty when it can.
     pub passable: Vec<String>,
 }
@@ -271,6 +276,7 @@ pub(crate) fn pci_device(
     let passable = pci_blockers(root, host, &pci, &interfaces);
     Some(NetDevice {
         driver: root.link_name(&dir.join("driver")),
+        mac: card_mac(root, &interfaces),
         interfaces,
         passable,
         bus: Bus::Pci(pci),
@@ -300,6 +306,20 @@ fn pci_interfaces(root: &HostRoot, dir: &Path) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+/// The card's own MAC: that of the first of `interfaces` whose address
+/// the kernel took from the hardware (`addr_assign_type` 0, or missing).
+fn card_mac(root: &HostRoot, interfaces: &[String]) -> Option<MacAddr> {
+    interfaces.iter().find_map(|name| {
+        let dir = root.sys(&format!("class/net/{name}"));
+        let assigned = root.read(&dir.join("addr_assign_type"));
+        if assigned.as_deref().is_some_and(|t| t != "0") {
+            return None;
+        }
+        let mac: MacAddr = root.read(&dir.join("address"))?.parse().ok()?;
+        (!mac.is_multicast() && !mac.is_zero()).then_some(mac)
+    })
 }
 
 /// The members of IOMMU group `group` other than `except`.
@@ -426,6 +446,7 @@ fn usb_device(
         .filter_map(|i| host.routes.reason(root, i))
         .collect();
     NetDevice {
+        mac: card_mac(root, &interfaces),
         bus: Bus::Usb(UsbInfo {
             id,
             product: read("product"),

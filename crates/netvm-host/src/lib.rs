@@ -1,6 +1,7 @@
 //! The host side of netvm, the parts that read or change the live host
 //! rather than plan it: the network devices sysfs shows and their IOMMU
-//! groups (`netvm host devices`), handing a PCI NIC to `vfio-pci` and
+//! groups (`netvm host devices`) and the uplink stanza for each
+//! (`--describe`), handing a PCI NIC to `vfio-pci` and
 //! back (`netvm host passthrough`), and the posture audit
 //! (`netvm host audit`).
 //!
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod describe;
 pub mod devices;
 pub mod passthrough;
 mod root;

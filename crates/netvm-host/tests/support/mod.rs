@@ -147,6 +147,19 @@ impl Tree {
         self.link(&format!("sys/class/net/{name}"), &dir);
     }
 
+    /// Gives interface `name` the MAC `mac`, set as the kernel says by
+    /// `addr_assign_type` (0: the hardware's, 1: random, 3: set by a user).
+    pub fn mac(&self, name: &str, mac: &str, assign_type: u8) {
+        self.file(
+            &format!("sys/class/net/{name}/address"),
+            &format!("{mac}\n"),
+        );
+        self.file(
+            &format!("sys/class/net/{name}/addr_assign_type"),
+            &format!("{assign_type}\n"),
+        );
+    }
+
     /// Makes virtual interface `master` (a bridge) and enslaves
     /// `interface` to it.
     pub fn master(&self, interface: &str, master: &str) {
