@@ -14,11 +14,13 @@ struct Under {
     pci: Option<PciAddress>,
     pci_id: Option<PciId>,
     usb: Option<UsbId>,
+    platform: Option<String>,
 }
 
-/// The PCI function and USB device `dir` sits on, walking up from it: a
-/// virtio NIC's `device` is `virtioN`, whose parent is the PCI function; a
-/// USB NIC's is the USB interface, whose parent has `idVendor`. The first
+/// The PCI function, USB device and platform device `dir` sits on,
+/// walking up from it: a virtio NIC's `device` is `virtioN`, whose parent
+/// is the PCI function; a USB NIC's is the USB interface, whose parent has
+/// `idVendor`; a platform device's `subsystem` is `platform`. The first
 /// (nearest) of each wins.
 fn devices(dir: &Path) -> Under {
     let mut under = Under::default();
@@ -30,6 +32,12 @@ fn devices(dir: &Path) -> Under {
         if under.usb.is_none() {
             if let (Some(v), Some(p)) = (read(&path, "idVendor"), read(&path, "idProduct")) {
                 under.usb = format!("{}:{}", v.trim(), p.trim()).parse().ok();
+            }
+        }
+        if under.platform.is_none() {
+            let subsystem = std::fs::read_link(path.join("subsystem")).ok();
+            if subsystem.is_some_and(|s| s.file_name().is_some_and(|n| n == "platform")) {
+                under.platform = path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
             }
         }
         if under.pci.is_none() {
@@ -73,6 +81,7 @@ pub fn nics(sys: &Path) -> std::io::Result<Vec<Nic>> {
             pci: under.pci,
             pci_id: under.pci_id,
             usb: under.usb,
+            platform: under.platform,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -113,7 +122,8 @@ mod tests {
     use super::*;
 
     /// A synthetic sysfs: eth0 a virtio NIC (`virtio0`) on PCI function
-    /// 0000:00:14.3, 1af4:1041; eth1 a USB NIC 0bda:8153; lo.
+    /// 0000:00:14.3, 1af4:1041; eth1 a USB NIC 0bda:8153; eth2 on the
+    /// platform device 2490000.ethernet; lo.
     fn tree() -> std::path::PathBuf {
         let root = std::env::temp_dir().join(format!("netvm-guest-sysfs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -121,6 +131,13 @@ mod tests {
         let virtio = pci.join("virtio0");
         let usb = root.join("devices/usb1/1-1");
         let usb_if = usb.join("1-1:1.0");
+        let platform = root.join("devices/platform/bus@0/2490000.ethernet");
+        std::fs::create_dir_all(root.join("bus/platform")).expect("bus");
+        std::fs::create_dir_all(&platform).expect("platform");
+        std::os::unix::fs::symlink(root.join("bus/platform"), platform.join("subsystem"))
+            .expect("subsystem");
+        std::fs::create_dir_all(root.join("class/net/eth2")).expect("eth2");
+        std::os::unix::fs::symlink(&platform, root.join("class/net/eth2/device")).expect("link");
         for dir in [
             &virtio,
             &usb_if,
@@ -146,7 +163,10 @@ mod tests {
         let root = tree();
         let nics = nics(&root).expect("listed");
         let _ = std::fs::remove_dir_all(&root);
-        assert_eq!(nics.len(), 2, "{nics:?}");
+        assert_eq!(nics.len(), 3, "{nics:?}");
+        assert_eq!(nics[2].platform.as_deref(), Some("2490000.ethernet"));
+        assert_eq!((nics[2].pci, nics[2].usb), (None, None));
+        assert_eq!(nics[0].platform, None);
         assert_eq!(nics[0].name, "eth0");
         assert_eq!(
             nics[0].pci.map(|p| p.to_string()).as_deref(),

@@ -20,10 +20,11 @@ pub enum HostCommand {
     Down(FileArgs),
     /// Print the network and passthrough arguments of one VM for a VMM.
     VmmArgs(VmmArgs),
-    /// List the network devices (PCI and USB) and whether each can be
-    /// passed through.
+    /// List the network devices (PCI, USB and platform) and whether each
+    /// can be passed through.
     Devices(DevicesArgs),
-    /// Hand a PCI NIC (and its IOMMU group) to vfio-pci, or give it back.
+    /// Hand a PCI NIC (and its IOMMU group) to vfio-pci, or a platform
+    /// (device-tree) NIC to vfio-platform, or give it back.
     #[command(subcommand)]
     Passthrough(PassthroughCommand),
     /// Inspect the live host against the description; exit 1 on any fail.
@@ -78,17 +79,19 @@ pub struct DevicesArgs {
 /// `netvm host passthrough …`.
 #[derive(Subcommand)]
 pub enum PassthroughCommand {
-    /// Bind the device and every endpoint of its IOMMU group to vfio-pci.
+    /// Bind the device and every endpoint of its IOMMU group to vfio-pci
+    /// (vfio-platform for a platform device).
     Bind(DeviceArgs),
     /// Return them to the drivers they had.
     Unbind(DeviceArgs),
 }
 
-/// A PCI device.
+/// A PCI or platform device.
 #[derive(Args)]
 pub struct DeviceArgs {
-    /// Its PCI address, e.g. 0000:00:14.3.
-    device: netvm_description::values::PciAddress,
+    /// Its PCI address, e.g. 0000:00:14.3, or its platform device name as
+    /// in /sys/bus/platform/devices, e.g. 2490000.ethernet.
+    device: netvm_host::passthrough::VfioDevice,
     /// Read and write sysfs under this root instead of `/`.
     #[arg(long, default_value = "/", hide = true)]
     root: PathBuf,
@@ -210,10 +213,10 @@ fn passthrough(command: PassthroughCommand) -> Result<(), String> {
         PassthroughCommand::Bind(args) => {
             let root = netvm_host::HostRoot::new(&args.root);
             let bound =
-                netvm_host::passthrough::bind(&root, &args.device).map_err(|e| error_chain(&e))?;
+                netvm_host::passthrough::bind(&root, args.device).map_err(|e| error_chain(&e))?;
             println!(
-                "{}: IOMMU group {} bound to vfio-pci",
-                bound.device, bound.iommu_group
+                "{}: IOMMU group {} bound to {}",
+                bound.device, bound.iommu_group, bound.vfio_driver
             );
             for m in &bound.members {
                 let was = m.previous_driver.as_deref().unwrap_or("no driver");
@@ -225,8 +228,8 @@ fn passthrough(command: PassthroughCommand) -> Result<(), String> {
         }
         PassthroughCommand::Unbind(args) => {
             let root = netvm_host::HostRoot::new(&args.root);
-            let unbound = netvm_host::passthrough::unbind(&root, &args.device)
-                .map_err(|e| error_chain(&e))?;
+            let unbound =
+                netvm_host::passthrough::unbind(&root, args.device).map_err(|e| error_chain(&e))?;
             println!("{}: returned to the host", unbound.device);
             for m in &unbound.members {
                 let to = m

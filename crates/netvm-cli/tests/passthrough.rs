@@ -180,3 +180,61 @@ fn devices_describe_prints_a_stanza_that_checks_and_exits_1_when_none_can_pass()
         text(&none)
     );
 }
+
+#[test]
+fn a_platform_nic_binds_to_vfio_platform_from_the_command_line() {
+    let tree = Tree::new();
+    tree.orin_mgbe();
+
+    let listed = netvm(&tree, &["host", "devices"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(
+        text(&listed).contains(
+            "platform  6800000.ethernet  nvidia,tegra234-mgbe  tegra-mgbe  mgbe0_0     5      yes"
+        ),
+        "{}",
+        text(&listed)
+    );
+
+    let bound = netvm(&tree, &["host", "passthrough", "bind", "6800000.ethernet"]);
+    assert!(bound.status.success(), "{}", text(&bound));
+    assert!(
+        text(&bound).contains("6800000.ethernet: IOMMU group 5 bound to vfio-platform"),
+        "{}",
+        text(&bound)
+    );
+    assert_eq!(
+        tree.read(&format!(
+            "{}/driver_override",
+            Tree::platform_dir("6800000.ethernet")
+        )),
+        "vfio-platform"
+    );
+
+    let bad = netvm(
+        &tree,
+        &["host", "passthrough", "bind", "../6800000.ethernet"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("is neither a PCI address (0000:03:00.0) nor a platform device name"),
+        "{}",
+        text(&bad)
+    );
+
+    tree.set_platform_driver("6800000.ethernet", Some("vfio-platform"));
+    let unbound = netvm(
+        &tree,
+        &["host", "passthrough", "unbind", "6800000.ethernet"],
+    );
+    assert!(unbound.status.success(), "{}", text(&unbound));
+    assert!(
+        text(&unbound).contains("back to tegra-mgbe"),
+        "{}",
+        text(&unbound)
+    );
+    assert_eq!(
+        tree.read("sys/bus/platform/drivers/tegra-mgbe/bind"),
+        "6800000.ethernet"
+    );
+}

@@ -62,7 +62,7 @@ pub enum Problem {
     /// `netvm.uplink` is missing.
     #[error("the net-vm has no uplink")]
     MissingUplink,
-    /// Not exactly one of pci/usb/interface.
+    /// Not exactly one of pci/usb/platform/interface.
     #[error("the uplink must name exactly one device, found {found}")]
     UplinkDeviceCount {
         /// What was found, e.g. "none" or "pci and usb".
@@ -111,7 +111,7 @@ pub enum Problem {
     /// Dev mode with a passed-through uplink.
     #[error("dev mode cannot pass the uplink through ({kind})")]
     DevModePassthrough {
-        /// `pci` or `usb`.
+        /// `pci`, `usb` or `platform`.
         kind: &'static str,
     },
     /// Dev mode without the host's uplink.
@@ -353,9 +353,11 @@ impl Problem {
                 "the first octet must be even; 02 (locally administered) is usual".to_owned()
             }
             MissingUplink => {
-                "add [netvm.uplink] with pci = \"…\", usb = \"…\" or interface = \"…\"".to_owned()
+                "add [netvm.uplink] with pci = \"…\", usb = \"…\", platform = \"…\" or interface = \"…\"".to_owned()
             }
-            UplinkDeviceCount { .. } => "keep one of `pci`, `usb` or `interface`".to_owned(),
+            UplinkDeviceCount { .. } => {
+                "keep one of `pci`, `usb`, `platform` or `interface`".to_owned()
+            }
             PciOnly { .. } => {
                 "add `pci = \"…\"`, the NIC's address on the host, or remove it".to_owned()
             }

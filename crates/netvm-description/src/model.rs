@@ -8,7 +8,7 @@
 pub use crate::raw::{DevUplinkMode, Mode, VmKind};
 use crate::values::{
     Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix,
-    PciAddress, PciId, PortRange, Protocol, Seconds, UsbId, VmName,
+    PciAddress, PciId, PlatformDevice, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -134,6 +134,8 @@ pub enum UplinkDevice {
     Pci(PciAddress),
     /// A USB NIC passed through to the VMM.
     Usb(UsbId),
+    /// A platform (device-tree) NIC passed through with vfio-platform.
+    Platform(PlatformDevice),
     /// An interface by name (labs, dev mode).
     Interface(IfName),
 }

@@ -7,7 +7,7 @@
 
 use crate::values::{
     Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, MacAddr, MacPrefix, PciAddress,
-    PciId, PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
+    PciId, PlatformDevice, PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -178,7 +178,8 @@ pub enum Addressing {
     Static,
 }
 
-/// `[netvm.uplink]`: one of `pci`, `usb` or `interface`, and its addressing.
+/// `[netvm.uplink]`: one of `pci`, `usb`, `platform` or `interface`, and
+/// its addressing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUplink {
@@ -192,6 +193,10 @@ pub struct RawUplink {
     /// USB `vendor:product` of a USB NIC, passed through to the Net VM.
     #[serde(default)]
     pub usb: Option<UsbId>,
+    /// A platform (device-tree) NIC by its kernel name, e.g.
+    /// `2490000.ethernet`, passed through with vfio-platform.
+    #[serde(default)]
+    pub platform: Option<PlatformDevice>,
     /// An interface name (labs, dev mode).
     #[serde(default)]
     pub interface: Option<IfName>,

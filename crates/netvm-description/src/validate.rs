@@ -257,6 +257,9 @@ fn check_uplink(c: &mut Checker<'_>, raw: &RawSystem, network: &Network) -> Opti
     if let Some(usb) = u.usb {
         devices.push(("usb", UplinkDevice::Usb(usb)));
     }
+    if let Some(name) = &u.platform {
+        devices.push(("platform", UplinkDevice::Platform(name.clone())));
+    }
     if let Some(name) = &u.interface {
         devices.push(("interface", UplinkDevice::Interface(name.clone())));
     }

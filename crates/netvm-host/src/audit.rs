@@ -32,8 +32,7 @@ pub struct Facts {
     pub host_table: Option<String>,
     /// `net/ipv4/ip_forward`.
     pub ip_forward: Option<String>,
-    /// The PCI uplink's driver (`None` when unbound or not PCI) and its
-    /// network interfaces on the host.
+    /// The PCI or platform uplink's driver (`None` when unbound or USB).
     pub uplink_driver: Option<String>,
     /// Host interfaces of the uplink device (it should have none).
     pub uplink_interfaces: Vec<String>,
@@ -104,6 +103,7 @@ fn gather_uplink(root: &HostRoot, system: &System, facts: &mut Facts) {
     let wanted = |device: &devices::NetDevice| match (&system.netvm.uplink.device, &device.bus) {
         (UplinkDevice::Pci(address), devices::Bus::Pci(pci)) => pci.address == *address,
         (UplinkDevice::Usb(id), devices::Bus::Usb(usb)) => usb.id == Some(*id),
+        (UplinkDevice::Platform(name), devices::Bus::Platform(p)) => p.name == *name,
         _ => false,
     };
     if let Some(device) = listed.iter().find(|d| wanted(d)) {
@@ -120,6 +120,12 @@ fn gather_uplink(root: &HostRoot, system: &System, facts: &mut Facts) {
         facts.uplink_found = root.exists(&dir);
         facts.uplink_driver = root.link_name(&dir.join("driver"));
         facts.uplink_pci_id = devices::pci_id(root, &dir);
+    } else if let UplinkDevice::Platform(name) = &system.netvm.uplink.device {
+        // Bound to vfio-platform and with an unusual node name, it is not
+        // listed as a NIC.
+        let dir = crate::platform::platform_dir(root, name.as_str());
+        facts.uplink_found = root.exists(&dir);
+        facts.uplink_driver = root.link_name(&dir.join("driver"));
     }
 }
 
@@ -341,14 +347,7 @@ fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String,
             finding(
                 format!("uplink NIC {address} bound to vfio-pci"),
                 bound,
-                if !facts.uplink_found {
-                    "not found on this host".into()
-                } else {
-                    format!(
-                        "driver {}{seen}",
-                        facts.uplink_driver.as_deref().unwrap_or("none")
-                    )
-                },
+                driver_seen(facts, &seen),
             );
             if let (Some(described), true) = (system.netvm.uplink.pci_id, facts.uplink_found) {
                 let same = facts.uplink_pci_id == Some(described);
@@ -377,10 +376,20 @@ fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String,
                 },
             );
         }
+        UplinkDevice::Platform(name) => {
+            let vfio = devices::VFIO_PLATFORM_DRIVER;
+            finding(
+                format!("uplink platform NIC {name} bound to {vfio}"),
+                facts.uplink_driver.as_deref() == Some(vfio),
+                driver_seen(facts, ""),
+            );
+        }
         UplinkDevice::Interface(_) => {}
     }
-    if matches!(system.netvm.uplink.device, UplinkDevice::Pci(_))
-        && !facts.uplink_interfaces.is_empty()
+    if matches!(
+        system.netvm.uplink.device,
+        UplinkDevice::Pci(_) | UplinkDevice::Platform(_)
+    ) && !facts.uplink_interfaces.is_empty()
     {
         finding(
             "uplink NIC has no host interface".into(),
@@ -388,6 +397,17 @@ fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String,
             format!("host interface {}", facts.uplink_interfaces.join(", ")),
         );
     }
+}
+
+/// What the audit saw of a PCI or platform uplink's driver, and `more`.
+fn driver_seen(facts: &Facts, more: &str) -> String {
+    if !facts.uplink_found {
+        return "not found on this host".into();
+    }
+    format!(
+        "driver {}{more}",
+        facts.uplink_driver.as_deref().unwrap_or("none")
+    )
 }
 
 /// The findings as text: `PASS check: detail` / `FAIL check: detail`.
@@ -451,5 +471,44 @@ mod tests {
         assert!(line(&findings, "uplink NIC 0000:03:00.0 is the described").is_none());
         let bound = line(&findings, "uplink NIC 0000:03:00.0 bound").expect("bound line");
         assert_eq!(bound.detail, "driver vfio-pci, id 10ec:8168");
+    }
+
+    #[test]
+    fn a_platform_uplink_must_be_on_vfio_platform_with_no_host_interface() {
+        let (system, plan) = secure("platform = \"6800000.ethernet\"");
+        let bound = Facts {
+            uplink_found: true,
+            uplink_driver: Some("vfio-platform".into()),
+            ..Facts::default()
+        };
+        let findings = check(&system, &plan, &bound);
+        let on_vfio = line(
+            &findings,
+            "uplink platform NIC 6800000.ethernet bound to vfio-platform",
+        )
+        .expect("platform line");
+        assert!(on_vfio.passed, "{on_vfio:?}");
+        assert!(line(&findings, "uplink NIC has no host interface").is_none());
+
+        let host_keeps_it = Facts {
+            uplink_found: true,
+            uplink_driver: Some("tegra-mgbe".into()),
+            uplink_interfaces: vec!["mgbe0_0".into()],
+            ..Facts::default()
+        };
+        let findings = check(&system, &plan, &host_keeps_it);
+        let on_vfio = line(&findings, "uplink platform NIC").expect("platform line");
+        assert!(!on_vfio.passed);
+        assert_eq!(on_vfio.detail, "driver tegra-mgbe");
+        let interface = line(&findings, "uplink NIC has no host interface").expect("interface");
+        assert!(!interface.passed);
+        assert_eq!(interface.detail, "host interface mgbe0_0");
+
+        let missing = check(&system, &plan, &Facts::default());
+        let on_vfio = line(&missing, "uplink platform NIC").expect("platform line");
+        assert_eq!(
+            (on_vfio.passed, on_vfio.detail.as_str()),
+            (false, "not found on this host")
+        );
     }
 }

@@ -6,12 +6,12 @@
 //! The text is TOML that can be pasted whole: the first passable NIC's
 //! stanza is live, every other passable NIC's is commented out (uncomment
 //! one and comment the first to choose it), and blockers are comments.
-//! "First" is a NIC already bound to `vfio-pci` (the user chose it
-//! before), else the first in the listing (PCI by address, then USB by
-//! port).
+//! "First" is a NIC already bound to `vfio-pci` or `vfio-platform` (the
+//! user chose it before), else the first in the listing (PCI by address,
+//! then USB by port, then platform devices by name).
 
-use crate::devices::{Bus, NetDevice, VFIO_DRIVER};
-use netvm_description::values::{MacAddr, PciAddress, PciId, UsbId};
+use crate::devices::{Bus, NetDevice, UsbInfo, VFIO_DRIVER, VFIO_PLATFORM_DRIVER};
+use netvm_description::values::{MacAddr, PciAddress, PciId, PlatformDevice, UsbId};
 use serde::Serialize;
 
 /// The keys of one `[netvm.uplink]`: the device and how the Net VM finds
@@ -27,12 +27,26 @@ pub struct UplinkStanza {
     /// `usb`: vendor:product.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usb: Option<UsbId>,
+    /// `platform`: the platform device's kernel name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformDevice>,
     /// `mac`: the card's own MAC, when the host still shows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
 }
 
 impl UplinkStanza {
+    /// Only `mac` (the rest is the device's).
+    fn mac(mac: Option<MacAddr>) -> Self {
+        UplinkStanza {
+            pci: None,
+            pci_id: None,
+            usb: None,
+            platform: None,
+            mac,
+        }
+    }
+
     /// `key = "value"` lines, in the order the description documents.
     fn lines(&self) -> Vec<String> {
         let mut lines = vec!["[netvm.uplink]".to_owned()];
@@ -44,6 +58,7 @@ impl UplinkStanza {
         key("pci", self.pci.map(|v| v.to_string()));
         key("pci_id", self.pci_id.map(|v| v.to_string()));
         key("usb", self.usb.map(|v| v.to_string()));
+        key("platform", self.platform.as_ref().map(|v| v.to_string()));
         key("mac", self.mac.map(|v| v.to_string()));
         lines
     }
@@ -72,7 +87,10 @@ pub fn describe(devices: &[NetDevice]) -> Vec<Described> {
         .iter()
         .map(|device| {
             let d = one(device);
-            let vfio = device.driver.as_deref() == Some(VFIO_DRIVER);
+            let vfio = matches!(
+                device.driver.as_deref(),
+                Some(VFIO_DRIVER | VFIO_PLATFORM_DRIVER)
+            );
             (d.uplink.is_none(), !vfio, d)
         })
         .collect();
@@ -91,15 +109,16 @@ fn one(device: &NetDevice) -> Described {
         Bus::Pci(pci) => Some(UplinkStanza {
             pci: Some(pci.address),
             pci_id: pci.id,
-            usb: None,
-            mac: device.mac,
+            ..UplinkStanza::mac(device.mac)
+        }),
+        Bus::Platform(platform) => Some(UplinkStanza {
+            platform: Some(platform.name.clone()),
+            ..UplinkStanza::mac(device.mac)
         }),
         Bus::Usb(usb) => match usb.id {
             Some(id) => Some(UplinkStanza {
-                pci: None,
-                pci_id: None,
                 usb: Some(id),
-                mac: device.mac,
+                ..UplinkStanza::mac(device.mac)
             }),
             None => {
                 cannot_pass.push("its vendor:product cannot be read".to_owned());
@@ -129,17 +148,15 @@ fn summary(device: &NetDevice) -> String {
     if !device.interfaces.is_empty() {
         parts.push(device.interfaces.join(","));
     }
-    match &device.bus {
-        Bus::Pci(pci) => {
-            if let Some(group) = pci.iommu_group {
-                parts.push(format!("IOMMU group {group}"));
-            }
-        }
-        Bus::Usb(usb) => {
-            if let Some(product) = &usb.product {
-                parts.push(format!("{product:?}"));
-            }
-        }
+    if let Some(group) = device.iommu_group() {
+        parts.push(format!("IOMMU group {group}"));
+    }
+    if let Bus::Usb(UsbInfo {
+        product: Some(product),
+        ..
+    }) = &device.bus
+    {
+        parts.push(format!("{product:?}"));
     }
     format!("{} ({})", device.address(), parts.join(", "))
 }

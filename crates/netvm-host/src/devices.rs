@@ -1,12 +1,14 @@
 //! The host's network devices as sysfs shows them (`netvm host devices`):
-//! PCI network controllers with their IOMMU groups, and USB network
-//! adapters grouped by USB device, each with the reasons it cannot be
+//! PCI network controllers with their IOMMU groups, USB network adapters
+//! grouped by USB device, and platform (device-tree) NICs
+//! ([`platform`](crate::platform)), each with the reasons it cannot be
 //! passed through to a VM.
 //!
 //! Read-only: nothing here writes. Odd or missing attributes are skipped
 //! or `None`, never a panic; the output is sorted (PCI by address, USB by
 //! port) so two runs on the same host print the same thing.
 
+pub use crate::platform::{PlatformInfo, PlatformMember, VFIO_PLATFORM_DRIVER};
 use crate::HostRoot;
 use netvm_description::values::{MacAddr, PciAddress, PciId, UsbId};
 use serde::Serialize;
@@ -118,6 +120,8 @@ pub enum Bus {
     Pci(PciInfo),
     /// A USB device, passed by vendor:product to the VMM.
     Usb(UsbInfo),
+    /// A platform (device-tree) device, passed through with VFIO.
+    Platform(PlatformInfo),
 }
 
 /// A PCI network controller and its IOMMU group.
@@ -181,32 +185,45 @@ impl NetDevice {
         self.passable.is_empty()
     }
 
-    /// `pci` or `usb`.
+    /// `pci`, `usb` or `platform`.
     pub fn bus_name(&self) -> &'static str {
         match self.bus {
             Bus::Pci(_) => "pci",
             Bus::Usb(_) => "usb",
+            Bus::Platform(_) => "platform",
         }
     }
 
-    /// The PCI address or the USB bus-port.
+    /// The PCI address, the USB bus-port or the platform device's name.
     pub fn address(&self) -> String {
         match &self.bus {
             Bus::Pci(pci) => pci.address.to_string(),
             Bus::Usb(usb) => usb.port.clone(),
+            Bus::Platform(platform) => platform.name.to_string(),
         }
     }
 
-    /// `vendor:device` (PCI) or `vendor:product` (USB).
+    /// `vendor:device` (PCI), `vendor:product` (USB) or the most specific
+    /// `compatible` string (platform).
     pub fn id(&self) -> Option<String> {
         match &self.bus {
             Bus::Pci(pci) => pci.id.map(|id| id.to_string()),
             Bus::Usb(usb) => usb.id.map(|id| id.to_string()),
+            Bus::Platform(platform) => platform.compatible.first().cloned(),
+        }
+    }
+
+    /// Its IOMMU group (PCI and platform devices).
+    pub fn iommu_group(&self) -> Option<u32> {
+        match &self.bus {
+            Bus::Pci(pci) => pci.iommu_group,
+            Bus::Usb(_) => None,
+            Bus::Platform(platform) => platform.iommu_group,
         }
     }
 }
 
-/// Lists the host's network devices: PCI first, then USB.
+/// Lists the host's network devices: PCI first, then USB, then platform.
 pub fn list(root: &HostRoot) -> Result<Vec<NetDevice>, DeviceError> {
     if !root.is_dir(&root.sys("")) {
         return Err(DeviceError::NoSysfs { path: root.sys("") });
@@ -214,6 +231,7 @@ pub fn list(root: &HostRoot) -> Result<Vec<NetDevice>, DeviceError> {
     let host = HostState::read(root);
     let mut devices = list_pci(root, &host)?;
     devices.extend(list_usb(root, &host)?);
+    devices.extend(crate::platform::list_platform(root, &host)?);
     Ok(devices)
 }
 
@@ -230,6 +248,16 @@ impl HostState {
             iommu_on: !groups.is_empty(),
             routes: DefaultRoutes::read(root),
         }
+    }
+
+    /// Whether the kernel has IOMMU groups at all.
+    pub(crate) fn iommu_on(&self) -> bool {
+        self.iommu_on
+    }
+
+    /// The host's default routes.
+    pub(crate) fn routes(&self) -> &DefaultRoutes {
+        &self.routes
     }
 }
 
@@ -310,7 +338,7 @@ fn pci_interfaces(root: &HostRoot, dir: &Path) -> Vec<String> {
 
 /// The card's own MAC: that of the first of `interfaces` whose address
 /// the kernel took from the hardware (`addr_assign_type` 0, or missing).
-fn card_mac(root: &HostRoot, interfaces: &[String]) -> Option<MacAddr> {
+pub(crate) fn card_mac(root: &HostRoot, interfaces: &[String]) -> Option<MacAddr> {
     interfaces.iter().find_map(|name| {
         let dir = root.sys(&format!("class/net/{name}"));
         let assigned = root.read(&dir.join("addr_assign_type"));
@@ -485,7 +513,7 @@ impl DefaultRoutes {
 
     /// Why `interface` cannot leave the host: it, or the bridge or bond
     /// it is enslaved to, carries a default route.
-    fn reason(&self, root: &HostRoot, interface: &str) -> Option<String> {
+    pub(crate) fn reason(&self, root: &HostRoot, interface: &str) -> Option<String> {
         if self.0.contains(interface) {
             return Some(format!("{interface} carries the host's default route"));
         }
@@ -582,13 +610,10 @@ pub fn table(devices: &[NetDevice]) -> String {
 
 fn row(device: &NetDevice) -> [String; 7] {
     let or_dash = |text: Option<String>| text.unwrap_or_else(|| "-".to_owned());
-    let group = match &device.bus {
-        Bus::Pci(pci) => pci.iommu_group.map(|g| g.to_string()),
-        Bus::Usb(_) => None,
-    };
+    let group = device.iommu_group().map(|g| g.to_string());
     let verdict = match (&device.bus, device.can_pass()) {
         (_, false) => "no",
-        (Bus::Pci(_), true) => "yes",
+        (Bus::Pci(_) | Bus::Platform(_), true) => "yes",
         (Bus::Usb(_), true) => "yes (by USB id)",
     };
     let interfaces = Some(device.interfaces.join(",")).filter(|t| !t.is_empty());
@@ -605,10 +630,23 @@ fn row(device: &NetDevice) -> [String; 7] {
 
 fn details(device: &NetDevice) -> Vec<String> {
     let mut lines = Vec::new();
-    if let Bus::Pci(pci) = &device.bus {
-        for member in &pci.group {
-            lines.push(member_line(member, pci.iommu_group.unwrap_or_default()));
+    match &device.bus {
+        Bus::Pci(pci) => {
+            for member in &pci.group {
+                lines.push(member_line(member, pci.iommu_group.unwrap_or_default()));
+            }
         }
+        Bus::Platform(platform) => {
+            for member in &platform.group {
+                let driver = member.driver.as_deref().unwrap_or("no driver");
+                lines.push(format!(
+                    "group {} also holds {} ({driver})",
+                    platform.iommu_group.unwrap_or_default(),
+                    member.name
+                ));
+            }
+        }
+        Bus::Usb(_) => {}
     }
     lines.extend(device.passable.iter().map(|r| format!("cannot pass: {r}")));
     lines

@@ -5,7 +5,7 @@ mod support;
 
 use netvm_description::values::PciAddress;
 use netvm_host::devices::{self, Bus, NetDevice, PciInfo, UsbInfo};
-use netvm_host::passthrough::{self, PassthroughError};
+use netvm_host::passthrough::{self, PassthroughError, VfioDevice};
 use netvm_host::HostRoot;
 use support::{Tree, AUDIO, BRIDGE, ETHERNET, WIFI};
 
@@ -52,14 +52,14 @@ fn laptop() -> Tree {
 fn pci_of(device: &NetDevice) -> &PciInfo {
     match &device.bus {
         Bus::Pci(pci) => pci,
-        Bus::Usb(_) => panic!("{} is not PCI", device.address()),
+        Bus::Usb(_) | Bus::Platform(_) => panic!("{} is not PCI", device.address()),
     }
 }
 
 fn usb_of(device: &NetDevice) -> &UsbInfo {
     match &device.bus {
         Bus::Usb(usb) => usb,
-        Bus::Pci(_) => panic!("{} is not USB", device.address()),
+        Bus::Pci(_) | Bus::Platform(_) => panic!("{} is not USB", device.address()),
     }
 }
 
@@ -107,7 +107,7 @@ fn clean_group_is_listed_as_passable() {
 fn bind_hands_the_nic_to_vfio() {
     let tree = laptop();
     let dev = Tree::pci_dir(NIC);
-    let bound = passthrough::bind(&tree.root(), &addr(NIC)).expect("bind");
+    let bound = passthrough::bind(&tree.root(), addr(NIC)).expect("bind");
 
     assert_eq!(tree.read(&format!("{dev}/driver_override")), "vfio-pci");
     assert_eq!(tree.read("sys/bus/pci/drivers/iwlwifi/unbind"), NIC);
@@ -120,7 +120,7 @@ fn bind_hands_the_nic_to_vfio() {
 
     assert_eq!(bound.iommu_group, 7);
     assert_eq!(bound.members.len(), 1);
-    assert_eq!(bound.members[0].address, addr(NIC));
+    assert_eq!(bound.members[0].address, VfioDevice::Pci(addr(NIC)));
     assert_eq!(bound.members[0].previous_driver.as_deref(), Some("iwlwifi"));
     assert!(bound.members[0].changed);
     let writes: Vec<String> = bound.writes.iter().map(|w| w.value.clone()).collect();
@@ -131,10 +131,10 @@ fn bind_hands_the_nic_to_vfio() {
 #[test]
 fn bind_twice_writes_nothing() {
     let tree = laptop();
-    passthrough::bind(&tree.root(), &addr(NIC)).expect("first bind");
+    passthrough::bind(&tree.root(), addr(NIC)).expect("first bind");
     tree.set_driver(NIC, Some("vfio-pci"));
     let before = tree.snapshot();
-    let again = passthrough::bind(&tree.root(), &addr(NIC)).expect("second bind");
+    let again = passthrough::bind(&tree.root(), addr(NIC)).expect("second bind");
     assert!(again.writes.is_empty(), "{:?}", again.writes);
     assert!(!again.members[0].changed);
     assert_eq!(tree.snapshot(), before);
@@ -145,11 +145,11 @@ fn bind_twice_writes_nothing() {
 fn unbind_returns_the_original_driver() {
     let tree = laptop();
     let dev = Tree::pci_dir(NIC);
-    passthrough::bind(&tree.root(), &addr(NIC)).expect("bind");
+    passthrough::bind(&tree.root(), addr(NIC)).expect("bind");
     tree.set_driver(NIC, Some("vfio-pci")); // what the kernel does on probe
     tree.file("sys/bus/pci/drivers_probe", "");
 
-    let unbound = passthrough::unbind(&tree.root(), &addr(NIC)).expect("unbind");
+    let unbound = passthrough::unbind(&tree.root(), addr(NIC)).expect("unbind");
     assert_eq!(tree.read("sys/bus/pci/drivers/vfio-pci/unbind"), NIC);
     assert_eq!(tree.read(&format!("{dev}/driver_override")), "\n");
     assert_eq!(tree.read("sys/bus/pci/drivers_probe"), NIC);
@@ -162,7 +162,7 @@ fn unbind_returns_the_original_driver() {
 
     tree.set_driver(NIC, Some("iwlwifi"));
     let before = tree.snapshot();
-    let again = passthrough::unbind(&tree.root(), &addr(NIC)).expect("unbind again");
+    let again = passthrough::unbind(&tree.root(), addr(NIC)).expect("unbind again");
     assert!(again.writes.is_empty(), "{:?}", again.writes);
     assert!(!again.members[0].changed);
     assert_eq!(tree.snapshot(), before);
@@ -171,7 +171,7 @@ fn unbind_returns_the_original_driver() {
 #[test]
 fn unbind_of_a_missing_device_is_an_error() {
     let tree = laptop();
-    let error = passthrough::unbind(&tree.root(), &addr("0000:09:00.0")).expect_err("missing");
+    let error = passthrough::unbind(&tree.root(), addr("0000:09:00.0")).expect_err("missing");
     assert!(
         matches!(error, PassthroughError::NoDevice { .. }),
         "{error:?}"
@@ -199,7 +199,7 @@ fn shared_group_in_use_is_refused_naming_the_member() {
     assert_eq!(find(&devices, NIC).passable, [reason]);
 
     let before = tree.snapshot();
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(message.contains(reason), "{message}");
     assert_eq!(tree.snapshot(), before, "a refusal writes nothing");
     assert!(!tree.path("run").exists());
@@ -208,9 +208,13 @@ fn shared_group_in_use_is_refused_naming_the_member() {
 #[test]
 fn idle_group_members_go_along() {
     let tree = shared_group(None);
-    let bound = passthrough::bind(&tree.root(), &addr(NIC)).expect("bind");
-    let members: Vec<PciAddress> = bound.members.iter().map(|m| m.address).collect();
-    assert_eq!(members, [addr(AUDIO_ADDR), addr(NIC)]);
+    let bound = passthrough::bind(&tree.root(), addr(NIC)).expect("bind");
+    let members: Vec<String> = bound
+        .members
+        .iter()
+        .map(|m| m.address.to_string())
+        .collect();
+    assert_eq!(members, [AUDIO_ADDR, NIC]);
     let audio = Tree::pci_dir(AUDIO_ADDR);
     assert_eq!(tree.read(&format!("{audio}/driver_override")), "vfio-pci");
     assert!(!tree.path("run/netvm/passthrough/0000:00:1f.3").exists());
@@ -225,7 +229,7 @@ fn a_second_nic_in_the_group_goes_along() {
         .group(7)
         .net("enp3s0f1")
         .add();
-    let bound = passthrough::bind(&tree.root(), &addr(NIC)).expect("bind");
+    let bound = passthrough::bind(&tree.root(), addr(NIC)).expect("bind");
     assert_eq!(bound.members.len(), 2);
     assert_eq!(tree.read("run/netvm/passthrough/0000:03:00.1"), "igb\n");
     assert_eq!(tree.read("sys/bus/pci/drivers/igb/unbind"), "0000:03:00.1");
@@ -241,7 +245,7 @@ fn no_iommu_is_refused() {
     assert!(devices[0].passable[0].starts_with("IOMMU is off (no /sys/kernel/iommu_groups)"));
 
     let before = tree.snapshot();
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(message.contains("IOMMU is off"), "{message}");
     assert!(message.contains("intel_iommu=on"), "{message}");
     assert_eq!(tree.snapshot(), before);
@@ -251,7 +255,7 @@ fn no_iommu_is_refused() {
 fn device_outside_the_iommu_is_refused() {
     let tree = laptop();
     tree.pci("0000:04:00.0", ETHERNET).driver("r8169").add();
-    let message = refusal(passthrough::bind(&tree.root(), &addr("0000:04:00.0")));
+    let message = refusal(passthrough::bind(&tree.root(), addr("0000:04:00.0")));
     assert!(
         message.contains("IOMMU is off for 0000:04:00.0"),
         "{message}"
@@ -263,7 +267,7 @@ fn default_route_on_the_nic_is_refused() {
     let tree = laptop();
     tree.default_route("wlp3s0");
     let before = tree.snapshot();
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(
         message.contains("wlp3s0 carries the host's default route"),
         "{message}"
@@ -275,7 +279,7 @@ fn default_route_on_the_nic_is_refused() {
 fn ipv6_default_route_is_refused() {
     let tree = laptop();
     tree.default_route6("wlp3s0");
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(
         message.contains("wlp3s0 carries the host's default route"),
         "{message}"
@@ -287,7 +291,7 @@ fn default_route_through_a_bridge_is_refused() {
     let tree = laptop();
     tree.master("wlp3s0", "br0");
     tree.default_route("br0");
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(
         message.contains("wlp3s0 is a port of br0, which carries the host's default route"),
         "{message}"
@@ -303,7 +307,7 @@ fn default_route_on_a_group_member_is_refused() {
         .net("enp3s0f1")
         .add();
     tree.default_route("enp3s0f1");
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(
         message.contains("enp3s0f1 carries the host's default route"),
         "{message}"
@@ -315,7 +319,7 @@ fn missing_vfio_pci_is_refused() {
     let tree = laptop();
     std::fs::remove_dir_all(tree.path("sys/bus/pci/drivers/vfio-pci")).expect("unload");
     let before = tree.snapshot();
-    let message = refusal(passthrough::bind(&tree.root(), &addr(NIC)));
+    let message = refusal(passthrough::bind(&tree.root(), addr(NIC)));
     assert!(
         message.contains("vfio-pci is not loaded: modprobe vfio-pci"),
         "{message}"
@@ -326,12 +330,12 @@ fn missing_vfio_pci_is_refused() {
 #[test]
 fn only_existing_network_controllers_are_bound() {
     let tree = laptop();
-    let message = refusal(passthrough::bind(&tree.root(), &addr("0000:00:02.0")));
+    let message = refusal(passthrough::bind(&tree.root(), addr("0000:00:02.0")));
     assert!(
         message.contains("not a network controller (class 0x030000)"),
         "{message}"
     );
-    let message = refusal(passthrough::bind(&tree.root(), &addr("0000:09:00.0")));
+    let message = refusal(passthrough::bind(&tree.root(), addr("0000:09:00.0")));
     assert!(message.contains("no such PCI device"), "{message}");
 }
 

@@ -58,6 +58,7 @@ pub(crate) fn network(system: &System) -> NetworkSummary {
         uplink: match &system.netvm.uplink.device {
             UplinkDevice::Pci(a) => format!("pci {a}"),
             UplinkDevice::Usb(id) => format!("usb {id}"),
+            UplinkDevice::Platform(name) => format!("platform {name}"),
             UplinkDevice::Interface(name) => format!("interface {name}"),
         },
     }

@@ -56,7 +56,7 @@ pub struct NetVmPlan {
 pub fn interfaces(system: &System) -> NetVmInterfaces {
     let uplink = match &system.netvm.uplink.device {
         UplinkDevice::Interface(name) => name.clone(),
-        UplinkDevice::Pci(_) | UplinkDevice::Usb(_) => UPLINK_NAME
+        UplinkDevice::Pci(_) | UplinkDevice::Usb(_) | UplinkDevice::Platform(_) => UPLINK_NAME
             .parse()
             .expect("uplink0 is a valid interface name"),
     };

@@ -5,7 +5,9 @@
 //! one with the uplink's MAC, else (a PCI uplink) the one on a PCI
 //! function with the described vendor:device (`pci_id`), else the one on
 //! the host's PCI address, or (a USB uplink) the one with the USB vendor
-//! and product. The host's PCI address holds only when the VMM places the
+//! and product, or (a platform uplink) the one on the platform device of
+//! that name, which holds only when the guest's device tree names the
+//! node as the host's does (describe `mac` otherwise). The host's PCI address holds only when the VMM places the
 //! passed-through function at the same address in the guest, which QEMU,
 //! cloud-hypervisor and crosvm do not do by default: describe `mac` or
 //! `pci_id` for real hardware. Among NICs other than the internal one
@@ -31,6 +33,8 @@ pub struct Nic {
     pub pci_id: Option<PciId>,
     /// The USB device it sits on.
     pub usb: Option<UsbId>,
+    /// The platform (device-tree) device it sits on, by its kernel name.
+    pub platform: Option<String>,
 }
 
 /// One rename (`ip link set FROM name TO`).
@@ -79,6 +83,7 @@ enum Wanted {
     Pci(PciAddress),
     PciId(PciId),
     Usb(UsbId),
+    Platform(String),
     /// Only its name (already looked for).
     Named(String),
 }
@@ -90,6 +95,7 @@ impl Wanted {
             Wanted::Pci(a) => nic.pci == Some(*a),
             Wanted::PciId(id) => nic.pci_id == Some(*id),
             Wanted::Usb(u) => nic.usb == Some(*u),
+            Wanted::Platform(name) => nic.platform.as_deref() == Some(name.as_str()),
             Wanted::Named(_) => false,
         }
     }
@@ -102,6 +108,7 @@ impl std::fmt::Display for Wanted {
             Wanted::Pci(a) => write!(f, "PCI {a}"),
             Wanted::PciId(id) => write!(f, "PCI id {id}"),
             Wanted::Usb(u) => write!(f, "USB {u}"),
+            Wanted::Platform(name) => write!(f, "platform device {name}"),
             Wanted::Named(name) => write!(f, "interface {name}"),
         }
     }
@@ -137,6 +144,7 @@ pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> 
         (None, Some(id), UplinkDevice::Pci(_)) => Wanted::PciId(id),
         (None, _, UplinkDevice::Pci(a)) => Wanted::Pci(*a),
         (None, _, UplinkDevice::Usb(u)) => Wanted::Usb(*u),
+        (None, _, UplinkDevice::Platform(name)) => Wanted::Platform(name.to_string()),
         (None, _, UplinkDevice::Interface(name)) => Wanted::Named(name.to_string()),
     };
     let what = wanted.to_string();

@@ -207,7 +207,7 @@ impl HostPlan {
     }
 }
 
-/// The PCI or USB device the host hands to the net-vm, if any.
+/// The PCI, USB or platform device the host hands to the net-vm, if any.
 pub fn passthrough(system: &System) -> Option<&UplinkDevice> {
     match &system.netvm.uplink.device {
         UplinkDevice::Interface(_) => None,

@@ -1,7 +1,8 @@
 //! The network and passthrough arguments each VMM needs for one VM
 //! (`netvm host vmm-args`): the VM's TAP and MAC, and for the net-vm the
 //! uplink — a PCI NIC by VFIO, a USB NIC by vendor:product (QEMU only),
-//! or in dev mode a second TAP. Pure.
+//! a platform (device-tree) NIC by vfio-platform (crosvm only), or in dev
+//! mode a second TAP. Pure.
 
 use crate::host::HostPlan;
 use netvm_description::values::MacAddr;
@@ -40,6 +41,16 @@ pub enum VmmError {
         name: String,
         /// The names there are.
         known: String,
+    },
+    /// The VMM cannot pass a platform (device-tree) device through.
+    #[error("{vmm} cannot pass the platform NIC {name} through: {why}; use --vmm crosvm (docs/host.md, Platform NICs)")]
+    NoPlatform {
+        /// The VMM.
+        vmm: Vmm,
+        /// The device.
+        name: String,
+        /// What the VMM lacks.
+        why: &'static str,
     },
     /// The VMM cannot attach a USB device from its command line.
     #[error("{vmm} cannot pass the USB NIC {id} through from its command line: use --vmm qemu, or pass the USB controller's PCI address instead")]
@@ -88,11 +99,33 @@ pub fn args(system: &System, host: &HostPlan, vm: &str, vmm: Vmm) -> Result<Vec<
         None
     };
     let mut out = Vec::new();
+    if let (Some(UplinkDevice::Platform(name)), Some(why)) = (device, no_platform(vmm)) {
+        return Err(VmmError::NoPlatform {
+            vmm,
+            name: name.to_string(),
+            why,
+        });
+    }
     match vmm {
         Vmm::Qemu => qemu(&mut out, &nics, device),
         Vmm::CloudHypervisor | Vmm::Crosvm => other(&mut out, vmm, &nics, device)?,
     }
     Ok(out)
+}
+
+/// Why `vmm` cannot take a platform device, if it cannot. QEMU's
+/// `vfio-platform` works only on ARM `virt` machines, builds the guest's
+/// device-tree node only for the device types its sysbus-fdt code knows
+/// (Calxeda XGMAC, AMD XGBE), and was deprecated in QEMU 10.0 and removed
+/// in 10.2; cloud-hypervisor's `--device` takes PCI functions only.
+fn no_platform(vmm: Vmm) -> Option<&'static str> {
+    match vmm {
+        Vmm::Qemu => Some(
+            "its vfio-platform device (ARM virt machines only, removed in QEMU 10.2) describes only Calxeda XGMAC and AMD XGBE NICs to the guest",
+        ),
+        Vmm::CloudHypervisor => Some("its --device passes PCI functions only"),
+        Vmm::Crosvm => None,
+    }
 }
 
 fn mac_option(mac: Option<MacAddr>) -> String {
@@ -127,7 +160,8 @@ fn qemu(out: &mut Vec<String>, nics: &[Nic<'_>], device: Option<&UplinkDevice>) 
                 id.vendor, id.product
             ));
         }
-        Some(UplinkDevice::Interface(_)) | None => {}
+        // Refused before: see `no_platform`.
+        Some(UplinkDevice::Platform(_) | UplinkDevice::Interface(_)) | None => {}
     }
 }
 
@@ -166,6 +200,14 @@ fn other(
                 vmm,
                 id: id.to_string(),
             })
+        }
+        Some(UplinkDevice::Platform(name)) => {
+            // crosvm tells a platform device from a PCI one by what VFIO
+            // reports (`--vfio-platform` is its older, deprecated spelling);
+            // the guest's device-tree node comes from the integrator's
+            // `--device-tree-overlay`.
+            out.push("--vfio".into());
+            out.push(format!("/sys/bus/platform/devices/{name}/"));
         }
         Some(UplinkDevice::Interface(_)) | None => {}
     }

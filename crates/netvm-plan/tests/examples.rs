@@ -44,7 +44,7 @@ fn json_and_toml_of_one_system_give_one_plan() {
 fn example_plans_match_their_golden_files() {
     let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let update = std::env::var_os("NETVM_UPDATE_GOLDEN").is_some();
-    for name in ["ghaf-laptop", "dev-mode", "minimal"] {
+    for name in ["ghaf-laptop", "dev-mode", "minimal", "orin-platform"] {
         let plan = plan_of(&examples_dir().join(format!("{name}.toml")));
         let json = serde_json::to_string_pretty(&plan).expect("json") + "\n";
         let text = plan.to_text();
@@ -94,7 +94,7 @@ fn vmm_table(system: &netvm_description::System, host: &netvm_plan::host::HostPl
 /// root and the nftables package).
 #[test]
 fn example_rulesets_pass_nft_check() {
-    for name in ["ghaf-laptop", "dev-mode", "minimal"] {
+    for name in ["ghaf-laptop", "dev-mode", "minimal", "orin-platform"] {
         let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
         let policy = netvm_plan::plan(&system).policy;
         nft_check(name, &netvm_plan::datapath::plan(&system, &policy).ruleset);

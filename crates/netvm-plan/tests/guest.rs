@@ -17,6 +17,7 @@ fn nic(name: &str, mac: &str, pci: Option<&str>, usb: Option<&str>) -> Nic {
         pci: pci.map(|p| p.parse().expect("pci")),
         pci_id: None,
         usb: usb.map(|u| u.parse().expect("usb")),
+        platform: None,
     }
 }
 
@@ -162,5 +163,39 @@ fn a_pci_id_on_two_nics_or_on_none_is_named() {
     assert_eq!(
         renames(&s, &none).expect_err("none").to_string(),
         "no interface is called uplink0 or is the uplink (PCI id 8086:15f3)"
+    );
+}
+
+#[test]
+fn a_platform_uplink_by_its_device_name_or_its_mac() {
+    let s = system("platform = \"2490000.ethernet\"");
+    let nics = [
+        nic("eth0", "02:ad:00:00:00:01", Some("0000:00:01.0"), None),
+        Nic {
+            platform: Some("2490000.ethernet".to_owned()),
+            ..nic("eth1", "48:b0:2d:00:00:01", None, None)
+        },
+    ];
+    assert_eq!(
+        renames(&s, &nics),
+        Ok(vec![rename("eth0", "ethint0"), rename("eth1", "uplink0")])
+    );
+    // The guest's device tree put it at another unit address: only the
+    // MAC finds it.
+    let moved = [
+        nics[0].clone(),
+        Nic {
+            platform: Some("a0000000.ethernet".to_owned()),
+            ..nics[1].clone()
+        },
+    ];
+    assert_eq!(
+        renames(&s, &moved).expect_err("moved").to_string(),
+        "no interface is called uplink0 or is the uplink (platform device 2490000.ethernet)"
+    );
+    let s = system("platform = \"2490000.ethernet\"\nmac = \"48:b0:2d:00:00:01\"");
+    assert_eq!(
+        renames(&s, &moved),
+        Ok(vec![rename("eth0", "ethint0"), rename("eth1", "uplink0")])
     );
 }

@@ -1,5 +1,5 @@
 //! Identifiers of physical network devices: PCI addresses, PCI
-//! vendor:device ids and USB ids.
+//! vendor:device ids, USB ids and platform (device-tree) device names.
 
 use super::{string_value, value_error, ValueError};
 use std::fmt;
@@ -135,6 +135,55 @@ impl fmt::Display for UsbId {
 
 string_value!(UsbId, "UsbId", "USB vendor:product id", "0bda:8153");
 
+/// The kernel's name of a platform device, the directory under
+/// `/sys/bus/platform/devices`: for a device-tree node `<unit
+/// address>.<node name>` (`2490000.ethernet`, `5b040000.ethernet`).
+/// Letters, digits and `, . _ + - : @` (ACPI names such as `AMDI8001:00`
+/// pass too), 1 to 64 of them, never `.` or `..`, so it is always one
+/// path component.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PlatformDevice(String);
+
+/// The longest platform device name accepted.
+const PLATFORM_NAME_MAX: usize = 64;
+
+impl PlatformDevice {
+    /// The name as the kernel writes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PlatformDevice {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || ",._+-:@".contains(c);
+        let ok = (1..=PLATFORM_NAME_MAX).contains(&text.len())
+            && text.chars().all(allowed)
+            && text.chars().any(|c| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(value_error!(
+                "`{text}` is not a platform device name: write the kernel's name of the device-tree node as in /sys/bus/platform/devices, e.g. 2490000.ethernet (letters, digits and , . _ + - : @; at most {PLATFORM_NAME_MAX})"
+            ));
+        }
+        Ok(PlatformDevice(text.to_owned()))
+    }
+}
+
+impl fmt::Display for PlatformDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+string_value!(
+    PlatformDevice,
+    "PlatformDevice",
+    "platform device name <unit address>.<node name>, as in /sys/bus/platform/devices",
+    "2490000.ethernet"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +204,35 @@ mod tests {
         assert_eq!(id.to_string(), "0bda:8153");
         assert!("bda:8153".parse::<UsbId>().is_err());
         assert!("+bda:8153".parse::<UsbId>().is_err());
+    }
+
+    #[test]
+    fn platform_devices() {
+        for good in [
+            "2490000.ethernet",
+            "5b040000.ethernet",
+            "6800000.ethernet",
+            "AMDI8001:00",
+            "a",
+        ] {
+            let name: PlatformDevice = good.parse().expect(good);
+            assert_eq!(name.to_string(), good);
+        }
+        let long = "a".repeat(65);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "...",
+            "../eth",
+            "2490000.ethernet/x",
+            "eth 0",
+            "eth\n",
+            &long,
+            "é.ethernet",
+        ] {
+            assert!(bad.parse::<PlatformDevice>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

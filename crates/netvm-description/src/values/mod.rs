@@ -12,7 +12,7 @@ mod mac;
 mod names;
 mod ports;
 
-pub use device::{PciAddress, PciId, UsbId};
+pub use device::{PciAddress, PciId, PlatformDevice, UsbId};
 pub use duration::Seconds;
 pub use ipv4::{DnsUpstream, Ipv4Cidr, Ipv4Range, PoolSetting};
 pub use mac::{MacAddr, MacPrefix};

@@ -10,7 +10,11 @@
 //!   `sys/kernel/iommu_groups/<n>/devices/<addr>` back to the device;
 //! - `<dev>/net/<if>` and `sys/class/net/<if>` pointing at it;
 //! - USB devices under `sys/devices/pci0000:00/0000:00:14.0/usb<N>/`;
-//! - `sys/bus/pci/drivers_probe` and `proc/net/route`.
+//! - `sys/bus/pci/drivers_probe` and `proc/net/route`;
+//! - platform devices under `sys/devices/platform/bus@0/<name>` with
+//!   `driver_override`, `subsystem` -> `sys/bus/platform`, `of_node/name`
+//!   and `of_node/compatible`, `sys/bus/platform/devices/<name>` pointing
+//!   at it and `sys/bus/platform/drivers_probe`.
 //!
 //! Nothing here plays the kernel: writes land in plain files that the
 //! tests read back.
@@ -113,15 +117,11 @@ impl Tree {
 
     /// Starts a PCI function at `addr` with class code `class`.
     pub fn pci(&self, addr: &str, class: &str) -> PciBuilder<'_> {
-        PciBuilder {
-            tree: self,
-            addr: addr.to_owned(),
+        let parts = PciParts {
             class: class.to_owned(),
             id: ("0x8086".to_owned(), "0x2723".to_owned()),
-            driver: None,
-            group: None,
-            interfaces: Vec::new(),
-        }
+        };
+        DeviceBuilder::new(self, addr, parts)
     }
 
     /// `sys/devices/pci0000:00/<addr>`.
@@ -137,6 +137,49 @@ impl Tree {
         if let Some(name) = name {
             self.pci_driver(name);
             self.link(&at, &format!("sys/bus/pci/drivers/{name}"));
+        }
+    }
+
+    /// Loads a platform driver: `sys/bus/platform/drivers/<name>/{bind,unbind}`.
+    pub fn platform_driver(&self, name: &str) -> &Self {
+        let dir = format!("sys/bus/platform/drivers/{name}");
+        self.file(&format!("{dir}/bind"), "");
+        self.file(&format!("{dir}/unbind"), "");
+        self
+    }
+
+    /// Starts a platform device called `name` (`2490000.ethernet`).
+    pub fn platform(&self, name: &str) -> PlatformBuilder<'_> {
+        DeviceBuilder::new(self, name, PlatformParts::default())
+    }
+
+    /// An NVIDIA Orin's MGBE, `6800000.ethernet`, with driver
+    /// `tegra-mgbe`, alone in IOMMU group 5, interface `mgbe0_0`; and
+    /// vfio-platform loaded.
+    pub fn orin_mgbe(&self) {
+        self.platform_driver("vfio-platform");
+        self.platform("6800000.ethernet")
+            .compatible(&["nvidia,tegra234-mgbe"])
+            .of_name("ethernet")
+            .driver("tegra-mgbe")
+            .group(5)
+            .net("mgbe0_0")
+            .add();
+    }
+
+    /// `sys/devices/platform/bus@0/<name>`.
+    pub fn platform_dir(name: &str) -> String {
+        format!("sys/devices/platform/bus@0/{name}")
+    }
+
+    /// Points the platform device's `driver` link at `name` (loading it),
+    /// or removes it.
+    pub fn set_platform_driver(&self, device: &str, name: Option<&str>) {
+        let at = format!("{}/driver", Self::platform_dir(device));
+        let _ = fs::remove_file(self.path(&at));
+        if let Some(name) = name {
+            self.platform_driver(name);
+            self.link(&at, &format!("sys/bus/platform/drivers/{name}"));
         }
     }
 
@@ -256,22 +299,46 @@ impl Default for Tree {
     }
 }
 
-/// A PCI function being added to a [`Tree`].
-pub struct PciBuilder<'a> {
+/// A device being added to a [`Tree`]: what every bus has (a name, a
+/// driver, an IOMMU group, interfaces) and the bus's own `K`.
+pub struct DeviceBuilder<'a, K> {
     tree: &'a Tree,
-    addr: String,
-    class: String,
-    id: (String, String),
+    name: String,
     driver: Option<String>,
     group: Option<u32>,
     interfaces: Vec<String>,
+    kind: K,
 }
 
-impl PciBuilder<'_> {
-    /// `vendor` and `device` as sysfs writes them (`0x8086`).
-    pub fn id(mut self, vendor: &str, device: &str) -> Self {
-        self.id = (vendor.to_owned(), device.to_owned());
-        self
+/// What a PCI function has of its own.
+pub struct PciParts {
+    class: String,
+    id: (String, String),
+}
+
+/// What a platform device has of its own.
+#[derive(Default)]
+pub struct PlatformParts {
+    compatible: Vec<String>,
+    of_name: Option<String>,
+}
+
+/// A PCI function being added to a [`Tree`].
+pub type PciBuilder<'a> = DeviceBuilder<'a, PciParts>;
+
+/// A platform device being added to a [`Tree`].
+pub type PlatformBuilder<'a> = DeviceBuilder<'a, PlatformParts>;
+
+impl<'a, K> DeviceBuilder<'a, K> {
+    fn new(tree: &'a Tree, name: &str, kind: K) -> Self {
+        DeviceBuilder {
+            tree,
+            name: name.to_owned(),
+            driver: None,
+            group: None,
+            interfaces: Vec::new(),
+            kind,
+        }
     }
 
     /// Bound to `name`.
@@ -292,24 +359,82 @@ impl PciBuilder<'_> {
         self
     }
 
+    /// Puts the device at `dir` into its IOMMU group (both links) and
+    /// gives it its network interfaces.
+    fn attach(&self, dir: &str) {
+        if let Some(group) = self.group {
+            let group_dir = format!("sys/kernel/iommu_groups/{group}");
+            self.tree.link(&format!("{dir}/iommu_group"), &group_dir);
+            self.tree
+                .link(&format!("{group_dir}/devices/{}", self.name), dir);
+        }
+        for interface in &self.interfaces {
+            self.tree.interface(dir, interface);
+        }
+    }
+}
+
+impl PciBuilder<'_> {
+    /// `vendor` and `device` as sysfs writes them (`0x8086`).
+    pub fn id(mut self, vendor: &str, device: &str) -> Self {
+        self.kind.id = (vendor.to_owned(), device.to_owned());
+        self
+    }
+
     /// Writes it into the tree.
     pub fn add(self) {
         let tree = self.tree;
-        let dir = Tree::pci_dir(&self.addr);
-        tree.file(&format!("{dir}/class"), &format!("{}\n", self.class));
-        tree.file(&format!("{dir}/vendor"), &format!("{}\n", self.id.0));
-        tree.file(&format!("{dir}/device"), &format!("{}\n", self.id.1));
+        let dir = Tree::pci_dir(&self.name);
+        let parts = &self.kind;
+        tree.file(&format!("{dir}/class"), &format!("{}\n", parts.class));
+        tree.file(&format!("{dir}/vendor"), &format!("{}\n", parts.id.0));
+        tree.file(&format!("{dir}/device"), &format!("{}\n", parts.id.1));
         tree.file(&format!("{dir}/driver_override"), "(null)\n");
-        tree.link(&format!("sys/bus/pci/devices/{}", self.addr), &dir);
-        tree.set_driver(&self.addr, self.driver.as_deref());
-        if let Some(group) = self.group {
-            let group_dir = format!("sys/kernel/iommu_groups/{group}");
-            tree.link(&format!("{dir}/iommu_group"), &group_dir);
-            tree.link(&format!("{group_dir}/devices/{}", self.addr), &dir);
+        tree.link(&format!("sys/bus/pci/devices/{}", self.name), &dir);
+        tree.set_driver(&self.name, self.driver.as_deref());
+        self.attach(&dir);
+    }
+}
+
+impl PlatformBuilder<'_> {
+    /// Its device-tree node's `compatible` strings.
+    pub fn compatible(mut self, strings: &[&str]) -> Self {
+        self.kind.compatible = strings.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Its device-tree node's name (`of_node/name`), e.g. `ethernet`.
+    pub fn of_name(mut self, name: &str) -> Self {
+        self.kind.of_name = Some(name.to_owned());
+        self
+    }
+
+    /// Writes it into the tree.
+    pub fn add(self) {
+        let tree = self.tree;
+        let dir = Tree::platform_dir(&self.name);
+        tree.mkdir("sys/bus/platform/devices");
+        tree.mkdir("sys/bus/platform/drivers");
+        if !tree.path("sys/bus/platform/drivers_probe").exists() {
+            tree.file("sys/bus/platform/drivers_probe", "");
         }
-        for interface in &self.interfaces {
-            tree.interface(&dir, interface);
+        tree.file(&format!("{dir}/driver_override"), "(null)\n");
+        tree.link(&format!("{dir}/subsystem"), "sys/bus/platform");
+        if let Some(name) = &self.kind.of_name {
+            tree.file(&format!("{dir}/of_node/name"), &format!("{name}\0"));
         }
+        if !self.kind.compatible.is_empty() {
+            let text: String = self
+                .kind
+                .compatible
+                .iter()
+                .map(|c| format!("{c}\0"))
+                .collect();
+            tree.file(&format!("{dir}/of_node/compatible"), &text);
+        }
+        tree.link(&format!("sys/bus/platform/devices/{}", self.name), &dir);
+        tree.set_platform_driver(&self.name, self.driver.as_deref());
+        self.attach(&dir);
     }
 }
 
