@@ -76,12 +76,6 @@ impl From<PciAddress> for VfioDevice {
     }
 }
 
-impl From<&PciAddress> for VfioDevice {
-    fn from(address: &PciAddress) -> Self {
-        VfioDevice::Pci(*address)
-    }
-}
-
 impl From<PlatformDevice> for VfioDevice {
     fn from(name: PlatformDevice) -> Self {
         VfioDevice::Platform(name)
