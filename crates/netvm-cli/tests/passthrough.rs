@@ -7,7 +7,7 @@
 mod support;
 
 use std::process::{Command, Output};
-use support::{Tree, ETHERNET, WIFI};
+use support::Tree;
 
 const NETVM: &str = env!("CARGO_BIN_EXE_netvm");
 const NIC: &str = "0000:03:00.0";
@@ -34,19 +34,7 @@ fn text(output: &Output) -> String {
 fn devices_bind_refuse_and_unbind_from_the_command_line() {
     let tree = Tree::new();
     tree.pci_driver("vfio-pci");
-    tree.pci(NIC, WIFI)
-        .id("0x8086", "0x2723")
-        .driver("iwlwifi")
-        .group(7)
-        .net("wlp3s0")
-        .add();
-    tree.pci("0000:00:1f.6", ETHERNET)
-        .id("0x8086", "0x15fa")
-        .driver("e1000e")
-        .group(9)
-        .net("eno1")
-        .add();
-    tree.default_route("eno1");
+    tree.laptop_nics();
 
     let listed = netvm(&tree, &["host", "devices", "--format", "json"]);
     assert!(listed.status.success(), "{}", text(&listed));
@@ -109,20 +97,8 @@ fn devices_bind_refuse_and_unbind_from_the_command_line() {
 #[test]
 fn devices_describe_prints_a_stanza_that_checks_and_exits_1_when_none_can_pass() {
     let tree = Tree::new();
-    tree.pci(NIC, WIFI)
-        .id("0x8086", "0x2723")
-        .driver("iwlwifi")
-        .group(7)
-        .net("wlp3s0")
-        .add();
+    tree.laptop_nics();
     tree.mac("wlp3s0", "a0:b1:c2:d3:e4:f5", 0);
-    tree.pci("0000:00:1f.6", ETHERNET)
-        .id("0x8086", "0x15fa")
-        .driver("e1000e")
-        .group(9)
-        .net("eno1")
-        .add();
-    tree.default_route("eno1");
 
     let described = netvm(&tree, &["host", "devices", "--describe"]);
     assert!(described.status.success(), "{}", text(&described));

@@ -6,7 +6,7 @@ mod support;
 
 use netvm_description::{parse, Format, UplinkDevice};
 use netvm_host::{describe, devices};
-use support::{Tree, AUDIO, ETHERNET, WIFI};
+use support::{Tree, AUDIO, ETHERNET};
 
 const NIC: &str = "0000:03:00.0";
 const ONBOARD: &str = "0000:00:1f.6";
@@ -16,20 +16,8 @@ const ONBOARD: &str = "0000:00:1f.6";
 /// with an audio device in use.
 fn laptop() -> Tree {
     let tree = Tree::new();
-    tree.pci(NIC, WIFI)
-        .id("0x8086", "0x2723")
-        .driver("iwlwifi")
-        .group(7)
-        .net("wlp3s0")
-        .add();
+    tree.laptop_nics();
     tree.mac("wlp3s0", "a0:b1:c2:d3:e4:f5", 0);
-    tree.pci(ONBOARD, ETHERNET)
-        .id("0x8086", "0x15fa")
-        .driver("e1000e")
-        .group(9)
-        .net("eno1")
-        .add();
-    tree.default_route("eno1");
     tree.pci("0000:05:00.0", ETHERNET)
         .id("0x10ec", "0x8168")
         .driver("r8169")

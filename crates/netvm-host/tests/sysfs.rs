@@ -24,28 +24,16 @@ fn addr(text: &str) -> PciAddress {
 fn laptop() -> Tree {
     let tree = Tree::new();
     tree.pci_driver("vfio-pci");
-    tree.pci(NIC, WIFI)
-        .id("0x8086", "0x2723")
-        .driver("iwlwifi")
-        .group(7)
-        .net("wlp3s0")
-        .add();
+    tree.laptop_nics();
     tree.pci(BRIDGE_ADDR, BRIDGE)
         .id("0x8086", "0x02b8")
         .driver("pcieport")
         .group(7)
         .add();
-    tree.pci(ONBOARD, ETHERNET)
-        .id("0x8086", "0x15fa")
-        .driver("e1000e")
-        .group(9)
-        .net("eno1")
-        .add();
     tree.pci("0000:00:02.0", "0x030000")
         .driver("i915")
         .group(0)
         .add();
-    tree.default_route("eno1");
     tree
 }
 

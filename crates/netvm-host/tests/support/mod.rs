@@ -153,6 +153,25 @@ impl Tree {
         DeviceBuilder::new(self, name, PlatformParts::default())
     }
 
+    /// A laptop's two NICs: Wi-Fi `0000:03:00.0` (8086:2723, iwlwifi,
+    /// `wlp3s0`) in IOMMU group 7, and the onboard Ethernet `0000:00:1f.6`
+    /// (8086:15fa, e1000e, `eno1`) in group 9 carrying the default route.
+    pub fn laptop_nics(&self) {
+        self.pci("0000:03:00.0", WIFI)
+            .id("0x8086", "0x2723")
+            .driver("iwlwifi")
+            .group(7)
+            .net("wlp3s0")
+            .add();
+        self.pci("0000:00:1f.6", ETHERNET)
+            .id("0x8086", "0x15fa")
+            .driver("e1000e")
+            .group(9)
+            .net("eno1")
+            .add();
+        self.default_route("eno1");
+    }
+
     /// An NVIDIA Orin's MGBE, `6800000.ethernet`, with driver
     /// `tegra-mgbe`, alone in IOMMU group 5, interface `mgbe0_0`; and
     /// vfio-platform loaded.
