@@ -89,12 +89,12 @@ pub fn parse_ldd(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, LabError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, LabError> {
     std::fs::read(path).map_err(io_error(path))
 }
 
 /// Adds `binary` at `at` with the libraries it loads, at their paths.
-fn add_binary(archive: &mut Archive, binary: &Path, at: &str) -> Result<(), LabError> {
+pub(crate) fn add_binary(archive: &mut Archive, binary: &Path, at: &str) -> Result<(), LabError> {
     archive.file(at, read(binary)?, 0o755);
     let ldd = run(&["ldd", &binary.display().to_string()]).unwrap_or_default();
     for lib in parse_ldd(&ldd) {
@@ -132,7 +132,11 @@ fn add_busybox(archive: &mut Archive) -> Result<(), LabError> {
 /// Adds the modules under the given directories and named files of the
 /// kernel (relative to its modules directory), with their dependencies
 /// and the index files busybox modprobe reads.
-fn add_modules(archive: &mut Archive, kernel: &Kernel, wanted: &[&str]) -> Result<(), LabError> {
+pub(crate) fn add_modules(
+    archive: &mut Archive,
+    kernel: &Kernel,
+    wanted: &[&str],
+) -> Result<(), LabError> {
     let dep_file = kernel.modules.join("modules.dep");
     let deps = parse_modules_dep(&String::from_utf8_lossy(&read(&dep_file)?));
     let mut roots = Vec::new();
@@ -150,11 +154,8 @@ fn add_modules(archive: &mut Archive, kernel: &Kernel, wanted: &[&str]) -> Resul
         .unwrap_or_default();
     let base = format!("lib/modules/{version}");
     for module in closure(&deps, &roots) {
-        archive.file(
-            &format!("{base}/{module}"),
-            read(&kernel.modules.join(&module))?,
-            0o644,
-        );
+        let bytes = read(&kernel.modules.join(&module))?;
+        archive.file(&format!("{base}/{module}"), unsigned(bytes), 0o644);
     }
     for index in [
         "modules.dep",
@@ -170,6 +171,35 @@ fn add_modules(archive: &mut Archive, kernel: &Kernel, wanted: &[&str]) -> Resul
         }
     }
     Ok(())
+}
+
+/// The marker the kernel's module signing appends.
+const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// A kernel module without its appended signature: the kernel then loads
+/// it unverified (tainting itself, as for any unsigned module when
+/// signatures are not enforced, Debian's default without Secure Boot).
+/// Verifying each module's signature is a public-key operation, which
+/// costs seconds in a nested TCG guest. A module without a signature, or
+/// with a malformed one, is returned as it is.
+pub fn unsigned(mut module: Vec<u8>) -> Vec<u8> {
+    // struct module_signature: 12 bytes, ending in the big-endian length
+    // of the signature that precedes it.
+    let Some(rest) = module.len().checked_sub(SIGNATURE_MAGIC.len() + 12) else {
+        return module;
+    };
+    if !module.ends_with(SIGNATURE_MAGIC) {
+        return module;
+    }
+    let length = &module[rest + 8..rest + 12];
+    let signature = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+    match rest.checked_sub(signature) {
+        Some(end) => {
+            module.truncate(end);
+            module
+        }
+        None => module,
+    }
 }
 
 /// What every VM runs: network up, a DHCP client, a web server on the
@@ -198,22 +228,26 @@ stty -F /dev/ttyS1 -echo 2>/dev/null
 while true; do sleep 3600; done
 "#;
 
-const VM_LEASE: &str = r#"#!/bin/sh
+pub(crate) const VM_LEASE: &str = r#"#!/bin/sh
 case "$1" in
   deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
   bound|renew)
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${router%% *}"
-    echo "nameserver ${dns%% *}" > /etc/resolv.conf
-    echo "netvm-lab: lease $ip at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
+    [ -z "$NETVM_ARGS" ] && echo "nameserver ${dns%% *}" > /etc/resolv.conf
+    echo "netvm-lab: lease $ip at $(cut -d' ' -f1 /proc/uptime)" >> "${NETVM_REPORT:-/dev/console}"
     [ "$1" = bound ] && /checks.sh &
     ;;
 esac
 "#;
 
-const VM_CHECKS: &str = r#"#!/bin/sh
-arg() { sed -n "s/.*netvm\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+pub(crate) const VM_CHECKS: &str = r#"#!/bin/sh
+# Its arguments: the kernel command line of a VM, or (a VM that is a
+# namespace of the passthrough lab's host VM) the file NETVM_ARGS; its
+# reports go to the console, or to the file NETVM_REPORT.
+arg() { sed -n "s/.*netvm\.$1=\([^ ]*\).*/\1/p" "${NETVM_ARGS:-/proc/cmdline}"; }
+report() { echo "netvm-lab: $*" >> "${NETVM_REPORT:-/dev/console}"; }
 name=$(arg name)
 # Three tries each: a TCG guest is slow, and its first packets may race
 # the net-vm admitting a new pool lease.
@@ -222,10 +256,14 @@ for try in 1 2 3; do
   [ -n "$found" ] && break
   sleep 1
 done
-echo "netvm-lab: dns $name.$(arg domain) ${found:-none}" > /dev/console
+report "dns $name.$(arg domain) ${found:-none}"
 for n in $(arg names | tr , ' '); do
-  a=$(nslookup "$n" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
-  echo "netvm-lab: resolved $n ${a:-none}" > /dev/console
+  for try in 1 2 3; do
+    a=$(nslookup "$n" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
+    [ -n "$a" ] && break
+    sleep 1
+  done
+  report "resolved $n ${a:-none}"
 done
 for try in 1 2 3; do
   # (busybox 1.35's wget crashes with -T: timeout(1) bounds it instead)
@@ -233,7 +271,7 @@ for try in 1 2 3; do
   [ -n "$body" ] && break
   sleep 1
 done
-echo "netvm-lab: internet ${body:-none}" > /dev/console
+report "internet ${body:-none}"
 "#;
 
 /// What the net-vm runs: its NICs' driver, then the agent (nftables
@@ -246,9 +284,10 @@ mount -t devtmpfs devtmpfs /dev
 exec > /dev/console 2>&1
 mkdir -p /run/netvm /var/lib/netvm /tmp /etc
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
-modprobe virtio_pci
-modprobe virtio_net
-for m in nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nft_compat; do modprobe $m 2>/dev/null; done
+# One modprobe for all: each run reads modules.dep, which is slow in a
+# nested guest.
+modprobe -a virtio_pci virtio_net
+modprobe -qa nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nft_compat
 ip link set lo up
 echo "netvm-lab: net-vm up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
 # The lab's control channel: a shell on the second serial port.
@@ -269,7 +308,7 @@ const NIC_MODULES: [&str; 2] = [
 ];
 
 /// busybox and the NIC modules, plus `modules`.
-fn base(kernel: &Kernel, modules: &[&str]) -> Result<Archive, LabError> {
+pub(crate) fn base(kernel: &Kernel, modules: &[&str]) -> Result<Archive, LabError> {
     let mut a = Archive::new();
     add_busybox(&mut a)?;
     let mut wanted: Vec<&str> = NIC_MODULES.to_vec();
@@ -287,19 +326,14 @@ pub fn vm_image(kernel: &Kernel) -> Result<Vec<u8>, LabError> {
     Ok(a.to_bytes())
 }
 
-/// The net-vm's image: `netvm`, `nft`, `conntrack`, the netfilter
-/// modules, and the description.
-pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<Vec<u8>, LabError> {
-    let mut a = base(
-        kernel,
-        &[
-            "kernel/net/netfilter/",
-            "kernel/net/ipv4/netfilter/",
-            "kernel/net/ipv6/netfilter/",
-        ],
-    )?;
-    // Without debug information (a debug build is mostly that).
-    let stripped = std::env::temp_dir().join(format!("netvm-lab-{}-netvm", std::process::id()));
+/// Adds `netvm` at `/usr/bin/netvm`, without debug information (a debug
+/// build is mostly that).
+pub(crate) fn add_stripped_netvm(archive: &mut Archive, netvm: &Path) -> Result<(), LabError> {
+    let stripped = std::env::temp_dir().join(format!(
+        "netvm-lab-{}-{:?}-netvm",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let strip = run(&[
         "strip",
         "--strip-debug",
@@ -312,9 +346,23 @@ pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<V
     } else {
         netvm
     };
-    let added = add_binary(&mut a, binary, "usr/bin/netvm");
+    let added = add_binary(archive, binary, "usr/bin/netvm");
     let _ = std::fs::remove_file(&stripped);
-    added?;
+    added
+}
+
+/// The net-vm's image: `netvm`, `nft`, `conntrack`, the netfilter
+/// modules, and the description.
+pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<Vec<u8>, LabError> {
+    let mut a = base(
+        kernel,
+        &[
+            "kernel/net/netfilter/",
+            "kernel/net/ipv4/netfilter/",
+            "kernel/net/ipv6/netfilter/",
+        ],
+    )?;
+    add_stripped_netvm(&mut a, netvm)?;
     for tool in ["nft", "conntrack"] {
         let path = ["/usr/sbin", "/sbin", "/usr/bin"]
             .iter()
@@ -346,6 +394,23 @@ mod tests {
         let all = closure(&deps, &["kernel/drivers/net/virtio_net.ko".to_owned()]);
         assert_eq!(all.len(), 3);
         assert!(all.contains("kernel/net/core/failover.ko"));
+    }
+
+    #[test]
+    fn module_signatures_are_cut_off() {
+        let body = b"\x7fELF module body".to_vec();
+        let mut signed = body.clone();
+        signed.extend_from_slice(&[0xaa; 5]);
+        signed.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+        signed.extend_from_slice(SIGNATURE_MAGIC);
+        assert_eq!(unsigned(signed), body);
+        assert_eq!(unsigned(body.clone()), body);
+        // A signature longer than the file: left alone.
+        let mut odd = b"x".to_vec();
+        odd.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        odd.extend_from_slice(SIGNATURE_MAGIC);
+        assert_eq!(unsigned(odd.clone()), odd);
+        assert_eq!(unsigned(SIGNATURE_MAGIC.to_vec()), SIGNATURE_MAGIC.to_vec());
     }
 
     #[test]
