@@ -48,6 +48,9 @@ pub enum Vms {
     Namespaces,
     /// QEMU virtual machines (TCG unless NETVM_LAB_ACCEL says otherwise).
     Qemu,
+    /// The host as a QEMU VM with a vIOMMU that passes its NIC through
+    /// to a nested QEMU Net VM; the VMs are namespaces of the host VM.
+    Passthrough,
 }
 
 /// How `lab up` prints the topology.
@@ -180,6 +183,7 @@ fn up(args: &UpArgs) -> Result<(), String> {
         id: args.id,
         netvm: me()?,
         qemu: args.vms == Vms::Qemu,
+        passthrough: args.vms == Vms::Passthrough,
     };
     let started = std::time::Instant::now();
     let lab = lab::up(&options).map_err(|e| format!("error: lab up: {e}"))?;
@@ -197,17 +201,28 @@ fn up(args: &UpArgs) -> Result<(), String> {
             println!();
             print!("{}", netvm_lab::report::table(&rows));
             if !lab.boots.is_empty() {
+                let width = lab
+                    .boots
+                    .iter()
+                    .map(|b| b.name.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(26);
                 println!();
                 println!(
-                    "{:<26} {:>20} {:>14}   (QEMU accelerator: {})",
-                    "VM",
-                    "BOOT TO FIRST LEASE",
+                    "{:<width$} {:>20} {:>14}   (QEMU accelerator: {})",
+                    if lab.passthrough { "STAGE" } else { "VM" },
+                    if lab.passthrough {
+                        "TIME"
+                    } else {
+                        "BOOT TO FIRST LEASE"
+                    },
                     "GUEST UPTIME",
                     netvm_lab::qemu::accelerator()
                 );
                 for b in &lab.boots {
                     println!(
-                        "{:<26} {:>19.1}s {:>14}",
+                        "{:<width$} {:>19.1}s {:>14}",
                         b.name,
                         b.to_lease.as_secs_f64(),
                         b.guest_secs.map_or("-".to_owned(), |s| format!("{s:.1}s"))
@@ -215,8 +230,17 @@ fn up(args: &UpArgs) -> Result<(), String> {
                 }
             }
             println!();
-            print!("{}", netvm_lab::report::picture(&lab.plan, &rows, lab.qemu));
+            print!(
+                "{}",
+                netvm_lab::report::picture(&lab.plan, &rows, netvm_lab::report::Machines::of(&lab))
+            );
             println!();
+            if lab.passthrough {
+                println!(
+                    "what the host VM ran: {}",
+                    lab.dir.join(netvm_lab::passthrough::TRANSCRIPT).display()
+                );
+            }
             let look = if lab.qemu {
                 format!("the consoles in {}/console-*.log", lab.dir.display())
             } else {

@@ -34,9 +34,14 @@ pub struct Lab {
     pub dir: PathBuf,
     /// The netvm binary.
     pub netvm: PathBuf,
-    /// Whether the net-vm and the VMs are QEMU virtual machines.
+    /// Whether the net-vm and the VMs are QEMU virtual machines (their
+    /// reports come from their consoles).
     pub qemu: bool,
-    /// QEMU mode: each VM's boot to its first lease.
+    /// Whether the host is a QEMU VM passing its NIC to a nested Net VM
+    /// (`--vms passthrough`; `qemu` is set too).
+    pub passthrough: bool,
+    /// QEMU mode: each VM's boot to its first lease (passthrough: each
+    /// stage).
     pub boots: Vec<crate::qemu::Boot>,
 }
 
@@ -53,6 +58,8 @@ pub struct UpOptions {
     pub netvm: PathBuf,
     /// QEMU virtual machines instead of namespaces for the net-vm and VMs.
     pub qemu: bool,
+    /// The host as a QEMU VM passing its NIC to a nested Net VM.
+    pub passthrough: bool,
 }
 
 fn dir_of(id: u32) -> PathBuf {
@@ -91,6 +98,7 @@ fn claim(id: Option<u32>) -> Result<u32, LabError> {
 /// The description text and its file name in the lab's directory.
 fn description(options: &UpOptions) -> Result<(String, &'static str), LabError> {
     match &options.file {
+        None if options.passthrough => Ok((passthrough_default(), "system.toml")),
         None => Ok((
             match options.mode {
                 Mode::Dev => DEFAULT_DEV.to_owned(),
@@ -104,6 +112,22 @@ fn description(options: &UpOptions) -> Result<(String, &'static str), LabError> 
             Ok((text, if json { "system.json" } else { "system.toml" }))
         }
     }
+}
+
+/// The uplink of the embedded secure default.
+const DEFAULT_UPLINK: &str = "[netvm.uplink]\ninterface = \"wan0\"\nmac = \"02:ad:00:00:fe:01\"\n";
+
+/// The embedded secure default with the passthrough lab's hardware as
+/// its uplink: the host VM's NIC in slot 3, found in the Net VM by its
+/// vendor:device.
+pub fn passthrough_default() -> String {
+    DEFAULT_SECURE.replace(
+        DEFAULT_UPLINK,
+        &format!(
+            "[netvm.uplink]\n# The host VM's virtio NIC, passed through to the Net VM.\npci = \"0000:00:03.0\"\npci_id = \"{}\"\n",
+            crate::passthrough::NIC_ID
+        ),
+    )
 }
 
 /// Builds a lab; on any failure everything built so far is removed.
@@ -129,11 +153,19 @@ pub fn up(options: &UpOptions) -> Result<Lab, LabError> {
             system: system.clone(),
             dir: dir.clone(),
             netvm: options.netvm.clone(),
-            qemu: options.qemu,
+            qemu: options.qemu || options.passthrough,
+            passthrough: options.passthrough,
             boots: Vec::new(),
         };
         lab.save()?;
-        if options.qemu {
+        if options.passthrough {
+            for marker in ["qemu", "passthrough"] {
+                let marker = dir.join(marker);
+                std::fs::write(&marker, "").map_err(io_error(&marker))?;
+            }
+            start_upstream(&lab)?;
+            lab.boots = crate::passthrough::build(&lab)?;
+        } else if options.qemu {
             let marker = dir.join("qemu");
             std::fs::write(&marker, "").map_err(io_error(&marker))?;
             start_upstream(&lab)?;
@@ -447,12 +479,14 @@ pub fn find(id: Option<u32>, netvm: &Path) -> Result<Lab, LabError> {
     let system = netvm_description::load(&file).map_err(|e| LabError::Lab(e.to_string()))?;
     let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
     let qemu = dir.join("qemu").exists();
+    let passthrough = dir.join("passthrough").exists();
     Ok(Lab {
         plan,
         system,
         dir,
         netvm: netvm.to_owned(),
         qemu,
+        passthrough,
         boots: Vec::new(),
     })
 }

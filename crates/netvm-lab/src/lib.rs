@@ -20,6 +20,8 @@ pub mod matrix;
 pub mod matrix_qemu;
 pub mod measure;
 pub mod netns;
+pub mod passthrough;
+pub mod passthrough_image;
 pub mod plan;
 pub mod probe;
 pub mod qemu;

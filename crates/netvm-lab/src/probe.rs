@@ -33,8 +33,18 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Reach {
 /// Connects to every port of `ip` in `ports`, 32 at a time; the ports
 /// that were not silent, with what they met.
 pub fn scan(ip: Ipv4Addr, ports: &[u16], timeout: Duration) -> Vec<(u16, Reach)> {
+    scan_in(ip, ports, timeout, 32)
+}
+
+/// [`scan`], `parallel` ports at a time.
+pub fn scan_in(
+    ip: Ipv4Addr,
+    ports: &[u16],
+    timeout: Duration,
+    parallel: usize,
+) -> Vec<(u16, Reach)> {
     let mut reached = Vec::new();
-    for chunk in ports.chunks(32) {
+    for chunk in ports.chunks(parallel.max(1)) {
         let found: Vec<(u16, Reach)> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunk
                 .iter()

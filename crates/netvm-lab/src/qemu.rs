@@ -105,7 +105,10 @@ pub fn report(lab: &Lab, vm: &str, key: &str) -> Option<String> {
         .find_map(|r| r.strip_prefix(&format!("{key} ")).map(str::to_owned))
 }
 
-fn qemu(
+/// Starts QEMU for `name` in the lab's host namespace: its console
+/// (first serial port) and control shell (second) in the lab's
+/// directory, `extra` after everything else; its pid.
+pub(crate) fn start(
     lab: &Lab,
     name: &str,
     memory: &str,
@@ -228,7 +231,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
         format!("virtio-net-pci,netdev=uplink{uplink_mac}"),
     ]);
     let netvm_name = lab.system.netvm.name.to_string();
-    qemu(
+    start(
         lab,
         &netvm_name,
         "512M",
@@ -282,7 +285,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
                 format!("virtio-net-pci,netdev=n0,mac={}", vm.mac),
             ],
         };
-        qemu(
+        start(
             lab,
             &vm.name,
             "192M",

@@ -130,8 +130,31 @@ pub fn table(rows: &[Observed]) -> String {
     out
 }
 
+/// What the lab's machines are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machines {
+    /// Everything is a network namespace.
+    Namespaces,
+    /// The net-vm and the VMs are QEMU VMs; the host is a namespace.
+    Qemu,
+    /// The host is a QEMU VM passing its NIC to a nested QEMU Net VM;
+    /// the VMs are namespaces of the host VM.
+    Passthrough,
+}
+
+impl Machines {
+    /// What `lab` is made of.
+    pub fn of(lab: &crate::lab::Lab) -> Machines {
+        match (lab.passthrough, lab.qemu) {
+            (true, _) => Machines::Passthrough,
+            (false, true) => Machines::Qemu,
+            (false, false) => Machines::Namespaces,
+        }
+    }
+}
+
 /// The topology as text.
-pub fn picture(plan: &LabPlan, rows: &[Observed], qemu: bool) -> String {
+pub fn picture(plan: &LabPlan, rows: &[Observed], machines: Machines) -> String {
     let mut out = String::new();
     let dev = plan.host_uplink.is_some();
     let _ = writeln!(
@@ -154,25 +177,36 @@ pub fn picture(plan: &LabPlan, rows: &[Observed], qemu: bool) -> String {
             "  |  the uplink NIC: only the net-vm holds it (the host never does)"
         );
     }
-    let place = |ns: &str| {
-        if qemu {
-            "QEMU VM".to_owned()
-        } else {
-            ns.to_owned()
-        }
+    let place = |ns: &str| match machines {
+        Machines::Namespaces => ns.to_owned(),
+        Machines::Qemu => "QEMU VM".to_owned(),
+        Machines::Passthrough => "namespace in the host VM".to_owned(),
     };
+    let netvm_place = match machines {
+        Machines::Passthrough => "QEMU VM nested in the host VM".to_owned(),
+        _ => place(&plan.netvm),
+    };
+    if machines == Machines::Passthrough {
+        let _ = writeln!(
+            out,
+            "  |  (the NIC passes through the host VM's vIOMMU, bound to vfio-pci)"
+        );
+    }
     let _ = writeln!(
         out,
-        "net-vm [{}]  {}: netvm agent (DHCP, DNS, NAT, firewall, events)",
-        place(&plan.netvm),
+        "net-vm [{netvm_place}]  {}: netvm agent (DHCP, DNS, NAT, firewall, events)",
         plan.netvm_ip
     );
     let _ = writeln!(out, "  |  ethint0");
     if !dev {
+        let host = match machines {
+            Machines::Passthrough => "QEMU VM with a vIOMMU".to_owned(),
+            _ => plan.host.clone(),
+        };
         let _ = writeln!(
             out,
-            "host [{}]  {}: no address, no uplink; isolated ports, layer-2 guards",
-            plan.host, plan.bridge
+            "host [{host}]  {}: no address, no uplink; isolated ports, layer-2 guards",
+            plan.bridge
         );
     } else {
         let _ = writeln!(
