@@ -531,6 +531,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_names_the_host_vms_nic_by_address_and_id() {
+        let text = crate::lab::passthrough_default();
+        let system = netvm_description::parse(
+            "passthrough default",
+            &text,
+            netvm_description::Format::Toml,
+        )
+        .expect("the passthrough default parses");
+        let UplinkDevice::Pci(address) = &system.netvm.uplink.device else {
+            panic!("not a PCI uplink: {text}");
+        };
+        assert_eq!(nic_slot(address).ok(), Some(3));
+        assert_eq!(
+            system.netvm.uplink.pci_id.map(|i| i.to_string()).as_deref(),
+            Some(NIC_ID)
+        );
+        assert_eq!(system.netvm.uplink.mac, None, "found by its id, not its MAC");
+        assert_eq!(system.netvm.mode, Mode::Secure);
+    }
+
+    #[test]
     fn the_nic_goes_in_a_root_bus_slot() {
         let slot = |a: &str| nic_slot(&a.parse().expect("address"));
         assert_eq!(slot("0000:00:03.0").ok(), Some(3));
