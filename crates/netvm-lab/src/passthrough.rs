@@ -19,7 +19,7 @@
 
 use crate::image;
 use crate::lab::{wait, Lab};
-use crate::netns::{self, io_error, LabError};
+use crate::netns::{io_error, LabError};
 use crate::passthrough_image::{self as pimage, DESCRIPTION, NETVM_IMAGE, NETVM_KERNEL, REPORTS};
 use crate::plan::{Expected, UPSTREAM_IP};
 use crate::qemu::{self, Boot};
@@ -174,15 +174,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     .map_err(io_error(&host_image))?;
 
     // The host VM, its NIC on a TAP opened in the upstream namespace.
-    let uplink_tap = netns::inside(&lab.plan.upstream, || {
-        netvm_apply::open_tap(&lab.plan.upstream_if)
-    })?
-    .map_err(|e| LabError::Lab(netvm_dhcp_server::error_chain(&e)))?;
-    nix::fcntl::fcntl(
-        &uplink_tap,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-    )
-    .map_err(|e| LabError::Lab(format!("cannot pass the uplink TAP to QEMU: {e}")))?;
+    let uplink_tap = qemu::uplink_tap(lab)?;
     let mac = lab
         .system
         .netvm
@@ -547,7 +539,10 @@ mod tests {
             system.netvm.uplink.pci_id.map(|i| i.to_string()).as_deref(),
             Some(NIC_ID)
         );
-        assert_eq!(system.netvm.uplink.mac, None, "found by its id, not its MAC");
+        assert_eq!(
+            system.netvm.uplink.mac, None,
+            "found by its id, not its MAC"
+        );
         assert_eq!(system.netvm.mode, Mode::Secure);
     }
 

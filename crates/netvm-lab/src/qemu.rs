@@ -158,6 +158,21 @@ pub(crate) fn start(
     )
 }
 
+/// The upstream's TAP, opened inside the upstream namespace and left
+/// open across exec, for the QEMU that gets the uplink (`-netdev
+/// tap,fd=N`): the host namespace never holds an interface on the
+/// upstream.
+pub(crate) fn uplink_tap(lab: &Lab) -> Result<std::fs::File, LabError> {
+    let tap = netns::inside(&lab.plan.upstream, || {
+        netvm_apply::open_tap(&lab.plan.upstream_if)
+    })?
+    .map_err(|e| LabError::Lab(netvm_dhcp_server::error_chain(&e)))?;
+    let flags = nix::fcntl::FdFlag::empty();
+    nix::fcntl::fcntl(&tap, nix::fcntl::FcntlArg::F_SETFD(flags))
+        .map_err(|e| LabError::Lab(format!("cannot pass the uplink TAP to QEMU: {e}")))?;
+    Ok(tap)
+}
+
 /// Builds the QEMU lab (the upstream is started by the caller).
 pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     if lab.plan.mode != Mode::Secure {
@@ -208,14 +223,8 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     };
 
     // The net-vm, with the uplink opened in the upstream namespace.
-    let uplink_tap = netns::inside(&lab.plan.upstream, || {
-        netvm_apply::open_tap(&lab.plan.upstream_if)
-    })?
-    .map_err(|e| LabError::Lab(netvm_dhcp_server::error_chain(&e)))?;
+    let uplink_tap = uplink_tap(lab)?;
     let fd = uplink_tap.as_raw_fd();
-    let flags = nix::fcntl::FdFlag::empty();
-    nix::fcntl::fcntl(&uplink_tap, nix::fcntl::FcntlArg::F_SETFD(flags))
-        .map_err(|e| LabError::Lab(format!("cannot pass the uplink TAP to QEMU: {e}")))?;
     let uplink_mac = lab
         .system
         .netvm
