@@ -53,6 +53,15 @@ pub enum Vms {
     Passthrough,
 }
 
+/// The passthrough lab's NIC.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Nic {
+    /// A virtio NIC behind the host VM's vIOMMU, bound to vfio-pci.
+    Pci,
+    /// QEMU's USB NIC (0525:a4a2), passed by vendor:product.
+    Usb,
+}
+
 /// How `lab up` prints the topology.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Picture {
@@ -76,6 +85,10 @@ pub struct UpArgs {
     /// What the net-vm and the VMs are.
     #[arg(long, value_enum, default_value_t = Vms::Namespaces)]
     vms: Vms,
+    /// `--vms passthrough` without FILE: the host VM's NIC (usb needs
+    /// linux-image-amd64: the cloud kernel has no USB).
+    #[arg(long, value_enum, default_value_t = Nic::Pci)]
+    nic: Nic,
     /// How to print the topology.
     #[arg(long, value_enum, default_value_t = Picture::Table)]
     format: Picture,
@@ -184,7 +197,14 @@ fn up(args: &UpArgs) -> Result<(), String> {
         netvm: me()?,
         qemu: args.vms == Vms::Qemu,
         passthrough: args.vms == Vms::Passthrough,
+        usb_nic: args.nic == Nic::Usb,
     };
+    if args.nic == Nic::Usb && (args.vms != Vms::Passthrough || args.file.is_some()) {
+        return Err(
+            "error: --nic usb is for `--vms passthrough` without FILE (with FILE, its uplink decides)"
+                .to_owned(),
+        );
+    }
     let started = std::time::Instant::now();
     let lab = lab::up(&options).map_err(|e| format!("error: lab up: {e}"))?;
     let rows = netvm_lab::report::observe(&lab).map_err(|e| format!("error: {e}"))?;

@@ -23,6 +23,19 @@ pub struct Kernel {
 /// Finds the Debian cloud kernel (`linux-image-cloud-amd64`), or any
 /// kernel with its modules.
 pub fn find_kernel() -> Result<Kernel, LabError> {
+    find_kernel_with(None)
+}
+
+/// The USB NIC drivers a USB uplink needs (the cloud kernel has no USB
+/// support at all).
+pub const USB_NIC_MODULES: [&str; 2] = [
+    "kernel/drivers/usb/host/xhci-pci.ko",
+    "kernel/drivers/net/usb/cdc_ether.ko",
+];
+
+/// Finds a kernel (the cloud kernel first) with its modules and, when
+/// asked, the module `needs` (relative to its modules directory).
+pub fn find_kernel_with(needs: Option<&str>) -> Result<Kernel, LabError> {
     let mut found: Vec<(bool, String)> = std::fs::read_dir("/boot")
         .into_iter()
         .flatten()
@@ -30,18 +43,20 @@ pub fn find_kernel() -> Result<Kernel, LabError> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let version = name.strip_prefix("vmlinuz-")?.to_owned();
-            Path::new("/lib/modules")
-                .join(&version)
-                .exists()
-                .then(|| (version.contains("cloud"), version))
+            let modules = Path::new("/lib/modules").join(&version);
+            let has = needs.is_none_or(|m| modules.join(m).exists());
+            (modules.exists() && has).then(|| (version.contains("cloud"), version))
         })
         .collect();
     found.sort();
     let (_, version) = found.pop().ok_or_else(|| {
-        LabError::Lab(
-            "no kernel with modules in /boot: apt-get install -y linux-image-cloud-amd64"
+        LabError::Lab(match needs {
+            None => "no kernel with modules in /boot: apt-get install -y linux-image-cloud-amd64"
                 .to_owned(),
-        )
+            Some(m) => format!(
+                "no kernel in /boot has {m}: apt-get install -y linux-image-amd64 (the cloud kernel has no USB support)"
+            ),
+        })
     })?;
     Ok(Kernel {
         image: Path::new("/boot").join(format!("vmlinuz-{version}")),
@@ -139,7 +154,11 @@ pub(crate) fn add_modules(
 ) -> Result<(), LabError> {
     let dep_file = kernel.modules.join("modules.dep");
     let deps = parse_modules_dep(&String::from_utf8_lossy(&read(&dep_file)?));
-    let mut roots = Vec::new();
+    let mut roots: Vec<String> = SOFT_DEPENDENCIES
+        .iter()
+        .filter(|m| deps.contains_key(**m))
+        .map(|m| (*m).to_owned())
+        .collect();
     for w in wanted {
         if w.ends_with(".ko") {
             roots.push((*w).to_owned());
@@ -172,6 +191,12 @@ pub(crate) fn add_modules(
     }
     Ok(())
 }
+
+/// Modules others need without naming them in `modules.dep` (the
+/// generic kernel's `libcrc32c`, which nf_tables needs, asks the crypto
+/// API for crc32c, a module there and built in the cloud kernel); added
+/// when the kernel has them as modules, and loaded first.
+const SOFT_DEPENDENCIES: [&str; 1] = ["kernel/crypto/crc32c_generic.ko"];
 
 /// The marker the kernel's module signing appends.
 const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
@@ -287,6 +312,9 @@ echo /sbin/modprobe > /proc/sys/kernel/modprobe
 # One modprobe for all: each run reads modules.dep, which is slow in a
 # nested guest.
 modprobe -a virtio_pci virtio_net
+# A USB uplink's drivers, where the image has them; crc32c before
+# nf_tables where it is a module.
+modprobe -qa xhci_pci cdc_ether crc32c_generic
 modprobe -qa nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nft_compat
 ip link set lo up
 echo "netvm-lab: net-vm up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
@@ -354,14 +382,23 @@ pub(crate) fn add_stripped_netvm(archive: &mut Archive, netvm: &Path) -> Result<
 /// The net-vm's image: `netvm`, `nft`, `conntrack`, the netfilter
 /// modules, and the description.
 pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<Vec<u8>, LabError> {
-    let mut a = base(
-        kernel,
-        &[
-            "kernel/net/netfilter/",
-            "kernel/net/ipv4/netfilter/",
-            "kernel/net/ipv6/netfilter/",
-        ],
-    )?;
+    netvm_image_with(kernel, netvm, description, &[])
+}
+
+/// [`netvm_image`] with more kernel modules (a USB uplink's drivers).
+pub fn netvm_image_with(
+    kernel: &Kernel,
+    netvm: &Path,
+    description: &str,
+    modules: &[&str],
+) -> Result<Vec<u8>, LabError> {
+    let mut wanted = vec![
+        "kernel/net/netfilter/",
+        "kernel/net/ipv4/netfilter/",
+        "kernel/net/ipv6/netfilter/",
+    ];
+    wanted.extend_from_slice(modules);
+    let mut a = base(kernel, &wanted)?;
     add_stripped_netvm(&mut a, netvm)?;
     for tool in ["nft", "conntrack"] {
         let path = ["/usr/sbin", "/sbin", "/usr/bin"]

@@ -60,6 +60,8 @@ pub struct UpOptions {
     pub qemu: bool,
     /// The host as a QEMU VM passing its NIC to a nested Net VM.
     pub passthrough: bool,
+    /// Passthrough with no FILE: a USB NIC instead of a PCI one.
+    pub usb_nic: bool,
 }
 
 fn dir_of(id: u32) -> PathBuf {
@@ -98,7 +100,7 @@ fn claim(id: Option<u32>) -> Result<u32, LabError> {
 /// The description text and its file name in the lab's directory.
 fn description(options: &UpOptions) -> Result<(String, &'static str), LabError> {
     match &options.file {
-        None if options.passthrough => Ok((passthrough_default(), "system.toml")),
+        None if options.passthrough => Ok((passthrough_default(options.usb_nic), "system.toml")),
         None => Ok((
             match options.mode {
                 Mode::Dev => DEFAULT_DEV.to_owned(),
@@ -119,15 +121,20 @@ const DEFAULT_UPLINK: &str = "[netvm.uplink]\ninterface = \"wan0\"\nmac = \"02:a
 
 /// The embedded secure default with the passthrough lab's hardware as
 /// its uplink: the host VM's NIC in slot 3, found in the Net VM by its
-/// vendor:device.
-pub fn passthrough_default() -> String {
-    DEFAULT_SECURE.replace(
-        DEFAULT_UPLINK,
-        &format!(
+/// vendor:device; with `usb`, QEMU's USB NIC by vendor:product.
+pub fn passthrough_default(usb: bool) -> String {
+    let uplink = if usb {
+        format!(
+            "[netvm.uplink]\n# The host VM's USB NIC, passed to the Net VM.\nusb = \"{}\"\n",
+            crate::passthrough::USB_NIC_ID
+        )
+    } else {
+        format!(
             "[netvm.uplink]\n# The host VM's virtio NIC, passed through to the Net VM.\npci = \"0000:00:03.0\"\npci_id = \"{}\"\n",
             crate::passthrough::NIC_ID
-        ),
-    )
+        )
+    };
+    DEFAULT_SECURE.replace(DEFAULT_UPLINK, &uplink)
 }
 
 /// Builds a lab; on any failure everything built so far is removed.

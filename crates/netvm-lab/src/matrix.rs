@@ -31,6 +31,8 @@ const SHORT: Duration = Duration::from_millis(300);
 /// How long the passthrough lab's nested Net VM may take to answer
 /// something the first time.
 const PASSTHROUGH_FIRST: Duration = Duration::from_secs(20);
+/// How long it may take to answer on its USB uplink.
+const PASSTHROUGH_USB: Duration = Duration::from_secs(6);
 pub(crate) const PROBE: Duration = Duration::from_secs(2);
 
 fn check(row: u8, name: &'static str, result: Result<String, String>) -> Check {
@@ -322,10 +324,16 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
     // The nested Net VM of the passthrough lab answers slowly, the first
     // time most of all: the forward is tried once before the scan, and
     // every port gets longer (more of them at a time).
-    let (wait, parallel) = if lab.passthrough {
-        (PROBE, 256)
-    } else {
-        (SHORT, 32)
+    let usb = matches!(
+        lab.system.netvm.uplink.device,
+        netvm_description::UplinkDevice::Usb(_)
+    );
+    let (wait, parallel) = match (lab.passthrough, usb) {
+        // A USB NIC passed through twice (usb-net, then usb-host) is
+        // slower still.
+        (true, true) => (PASSTHROUGH_USB, 256),
+        (true, false) => (PROBE, 256),
+        (false, _) => (SHORT, 32),
     };
     let result = netns::inside(up, || {
         if lab.passthrough {
@@ -348,7 +356,7 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
             .map(|p| {
                 (
                     *p,
-                    probe::http_get(SocketAddr::from((uplink, *p)), PROBE).ok(),
+                    probe::http_get(SocketAddr::from((uplink, *p)), wait.max(PROBE)).ok(),
                 )
             })
             .collect();

@@ -23,7 +23,7 @@ use crate::netns::{io_error, LabError};
 use crate::passthrough_image::{self as pimage, DESCRIPTION, NETVM_IMAGE, NETVM_KERNEL, REPORTS};
 use crate::plan::{Expected, UPSTREAM_IP};
 use crate::qemu::{self, Boot};
-use netvm_description::values::PciAddress;
+use netvm_description::values::{PciAddress, UsbId};
 use netvm_description::{Mode, UplinkDevice};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -38,6 +38,68 @@ pub const GIVE_BACK: &str = "the NIC goes back to its driver; the audit then fai
 
 /// The "physical" NIC's vendor:device: a modern virtio NIC.
 pub const NIC_ID: &str = "1af4:1041";
+/// The USB NIC's vendor:product: QEMU's `usb-net` (CDC Ethernet).
+pub const USB_NIC_ID: &str = "0525:a4a2";
+
+/// The host VM's uplink NIC, as the description's uplink asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hardware {
+    /// A virtio NIC behind the vIOMMU in this root-bus slot, passed
+    /// through with VFIO.
+    Pci(PciAddress, u8),
+    /// QEMU's `usb-net` on an xHCI controller, passed to the Net VM by
+    /// vendor:product (`usb-host`).
+    Usb(UsbId),
+}
+
+impl Hardware {
+    /// The NIC for `system`'s uplink, or why the lab cannot make it.
+    pub fn of(system: &netvm_description::System) -> Result<Hardware, LabError> {
+        match &system.netvm.uplink.device {
+            UplinkDevice::Pci(address) => Ok(Hardware::Pci(*address, nic_slot(address)?)),
+            UplinkDevice::Usb(id) if id.to_string() == USB_NIC_ID => Ok(Hardware::Usb(*id)),
+            UplinkDevice::Usb(id) => Err(LabError::Lab(format!(
+                "the lab's USB NIC is QEMU's usb-net, {USB_NIC_ID}; the description asks for {id}"
+            ))),
+            _ => Err(LabError::Lab(
+                "--vms passthrough needs a PCI or USB uplink (`[netvm.uplink] pci = \"0000:00:03.0\"` or `usb = \"0525:a4a2\"`)"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// The QEMU arguments that give the host VM this NIC on `netdev`.
+    fn qemu_args(&self, netdev: &str, mac: &str) -> Vec<String> {
+        match self {
+            Hardware::Pci(_, slot) => vec![
+                "-device".to_owned(),
+                format!(
+                    "virtio-net-pci,netdev={netdev},addr=0x{slot:x},disable-legacy=on,iommu_platform=on,ats=on,romfile=,mac={mac}"
+                ),
+            ],
+            Hardware::Usb(_) => vec![
+                "-device".to_owned(),
+                "qemu-xhci,id=xhci".to_owned(),
+                "-device".to_owned(),
+                format!("usb-net,bus=xhci.0,netdev={netdev},mac={mac}"),
+            ],
+        }
+    }
+
+    /// What `netvm host devices` shows of it, and the line
+    /// `--describe` must print.
+    fn listed_as(&self) -> (String, String) {
+        match self {
+            Hardware::Pci(address, _) => (address.to_string(), format!("pci = \"{address}\"")),
+            Hardware::Usb(id) => (id.to_string(), format!("usb = \"{id}\"")),
+        }
+    }
+
+    /// Whether the kernel needs USB.
+    fn usb(&self) -> bool {
+        matches!(self, Hardware::Usb(_))
+    }
+}
 
 /// The Net VM's kernel command line. Beyond the console: no crypto
 /// self-tests, no zeroing of every allocated page, no Spectre/Meltdown
@@ -155,21 +217,22 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
             "--vms passthrough builds the secure scenario only".to_owned(),
         ));
     }
-    let UplinkDevice::Pci(address) = &lab.system.netvm.uplink.device else {
-        return Err(LabError::Lab(
-            "--vms passthrough needs a PCI uplink (`[netvm.uplink] pci = \"0000:00:03.0\"`)"
-                .to_owned(),
-        ));
+    let hardware = Hardware::of(&lab.system)?;
+    let (kernel, modules) = if hardware.usb() {
+        (
+            image::find_kernel_with(Some(image::USB_NIC_MODULES[0]))?,
+            &image::USB_NIC_MODULES[..],
+        )
+    } else {
+        (image::find_kernel()?, &[][..])
     };
-    let slot = nic_slot(address)?;
-    let kernel = image::find_kernel()?;
     let text = std::fs::read_to_string(lab.description_file())
         .map_err(io_error(&lab.description_file()))?;
-    let netvm_image = image::netvm_image(&kernel, &lab.netvm, &text)?;
+    let netvm_image = image::netvm_image_with(&kernel, &lab.netvm, &text, modules)?;
     let host_image = lab.dir.join("host-vm.cpio");
     std::fs::write(
         &host_image,
-        pimage::host_vm_image(&kernel, &lab.netvm, &text, netvm_image)?,
+        pimage::host_vm_image(&kernel, &lab.netvm, &text, netvm_image, hardware.usb())?,
     )
     .map_err(io_error(&host_image))?;
 
@@ -180,17 +243,19 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
         .netvm
         .uplink
         .mac
-        .map(|m| format!(",mac={m}"))
-        .unwrap_or_else(|| ",mac=02:ad:00:00:fe:01".to_owned());
+        .map_or_else(|| "02:ad:00:00:fe:01".to_owned(), |m| m.to_string());
     let sock = |name: &str| lab.dir.join(name).display().to_string();
-    let extra: Vec<String> = [
+    let mut extra: Vec<String> = [
         "-smp".to_owned(),
         "2".to_owned(),
         // The vIOMMU comes before the devices it covers.
         "-device".to_owned(),
         "intel-iommu,intremap=on".to_owned(),
         "-serial".to_owned(),
-        format!("file:{}", qemu::console(lab, lab.system.netvm.name.as_str()).display()),
+        format!(
+            "file:{}",
+            qemu::console(lab, lab.system.netvm.name.as_str()).display()
+        ),
         "-chardev".to_owned(),
         format!(
             "socket,id=netvmctl,path={},server=on,wait=off",
@@ -200,18 +265,16 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
         "chardev:netvmctl".to_owned(),
         "-netdev".to_owned(),
         format!("tap,id=uplink,fd={}", uplink_tap.as_raw_fd()),
-        "-device".to_owned(),
-        format!(
-            "virtio-net-pci,netdev=uplink,addr=0x{slot:x},disable-legacy=on,iommu_platform=on,ats=on,romfile={mac}"
-        ),
     ]
     .into();
+    extra.extend(hardware.qemu_args("uplink", &mac));
     let tsc = tsc_khz()
         .map(|k| format!(" tsc_early_khz={k}"))
         .unwrap_or_default();
     let started = Instant::now();
     qemu::start(
         lab,
+        &kernel,
         HOST_VM,
         "2048M",
         &host_image.display().to_string(),
@@ -236,7 +299,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     )];
 
     let mut shell = HostShell::open(lab)?;
-    integrate(lab, &mut shell, address, &tsc, &mut stages)?;
+    integrate(lab, &mut shell, &hardware, &tsc, &mut stages)?;
     Ok(stages)
 }
 
@@ -244,42 +307,45 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
 fn integrate(
     lab: &Lab,
     shell: &mut HostShell<'_>,
-    address: &PciAddress,
+    hardware: &Hardware,
     tsc: &str,
     stages: &mut Vec<Boot>,
 ) -> Result<(), LabError> {
     let netvm_name = lab.system.netvm.name.to_string();
-    // 1. The NIC is there, with its native driver and an IOMMU group.
+    // 1. The NIC is there (PCI: with its native driver and an IOMMU
+    // group), and can pass.
+    let (shown, stanza_line) = hardware.listed_as();
     let listed = shell.must("netvm host devices")?;
-    let row = listed
-        .lines()
-        .find(|l| l.contains(&address.to_string()))
-        .ok_or_else(|| {
-            LabError::Lab(format!(
-                "`netvm host devices` does not list {address}:\n{listed}"
-            ))
-        })?;
-    if !row.trim_end().ends_with("yes") {
+    let row = listed.lines().find(|l| l.contains(&shown)).ok_or_else(|| {
+        LabError::Lab(format!(
+            "`netvm host devices` does not list {shown}:\n{listed}"
+        ))
+    })?;
+    if !row.contains(" yes") {
         return Err(LabError::Lab(format!(
-            "`netvm host devices` says {address} cannot pass:\n{listed}"
+            "`netvm host devices` says {shown} cannot pass:\n{listed}"
         )));
     }
     // What the user pastes into the description names this NIC.
     let stanza = shell.must("netvm host devices --describe")?;
-    for wanted in [
-        format!("pci = \"{address}\""),
-        format!("pci_id = \"{NIC_ID}\""),
-    ] {
+    let mut wanted = vec![stanza_line];
+    if let Hardware::Pci(..) = hardware {
+        wanted.push(format!("pci_id = \"{NIC_ID}\""));
+    }
+    for wanted in wanted {
         if !stanza.contains(&wanted) {
             return Err(LabError::Lab(format!(
                 "`netvm host devices --describe` lacks `{wanted}`:\n{stanza}"
             )));
         }
     }
-    // 2. Hand it to vfio-pci.
-    let at = Instant::now();
-    shell.must(&format!("netvm host passthrough bind {address}"))?;
-    stages.push(stage("passthrough bind", at.elapsed(), None));
+    // 2. Hand it to vfio-pci (a USB NIC needs nothing: the VMM takes
+    // it by vendor:product, and the host has no driver for it).
+    if let Hardware::Pci(address, _) = hardware {
+        let at = Instant::now();
+        shell.must(&format!("netvm host passthrough bind {address}"))?;
+        stages.push(stage("passthrough bind", at.elapsed(), None));
+    }
     // 3. The VMs' ports (namespaces on veths named as their TAPs), the
     // bridge, the guards; the undescribed VM's port.
     for vm in &lab.plan.vms {
@@ -447,15 +513,6 @@ pub fn host_posture(lab: &Lab) -> Result<String, String> {
     }
     let (addresses, _) = sh("/usr/sbin/ip -4 -o addr show scope global")?;
     let (routes, _) = sh("/usr/sbin/ip -4 route show; /usr/sbin/ip -6 route show default")?;
-    let UplinkDevice::Pci(address) = &lab.system.netvm.uplink.device else {
-        return Err("not a PCI uplink".to_owned());
-    };
-    let (driver, _) = sh(&format!(
-        "basename $(readlink /sys/bus/pci/devices/{address}/driver); ls /sys/bus/pci/devices/{address}/net /sys/bus/pci/devices/{address}/virtio*/net 2>/dev/null | grep -v : | tr '\\n' ' '"
-    ))?;
-    let mut lines = driver.lines();
-    let bound = lines.next().unwrap_or_default().trim().to_owned();
-    let netdevs = lines.collect::<Vec<_>>().join(" ");
     if !addresses.trim().is_empty() || !routes.trim().is_empty() {
         return Err(format!(
             "the secure host has addresses {:?} and routes {:?}",
@@ -463,12 +520,30 @@ pub fn host_posture(lab: &Lab) -> Result<String, String> {
             routes.trim()
         ));
     }
+    let passes = audit.lines().filter(|l| l.starts_with("PASS")).count();
+    let address = match Hardware::of(&lab.system).map_err(|e| e.to_string())? {
+        Hardware::Usb(id) => {
+            let (netdevs, _) = sh(USB_NETDEVS)?;
+            if !netdevs.trim().is_empty() {
+                return Err(format!("the host has {:?} on a USB NIC", netdevs.trim()));
+            }
+            return Ok(format!(
+                "`netvm host audit`: {passes} checks pass; no address, no route; no netdev for the USB NIC {id} on the host"
+            ));
+        }
+        Hardware::Pci(address, _) => address,
+    };
+    let (driver, _) = sh(&format!(
+        "basename $(readlink /sys/bus/pci/devices/{address}/driver); ls /sys/bus/pci/devices/{address}/net /sys/bus/pci/devices/{address}/virtio*/net 2>/dev/null | grep -v : | tr '\\n' ' '"
+    ))?;
+    let mut lines = driver.lines();
+    let bound = lines.next().unwrap_or_default().trim().to_owned();
+    let netdevs = lines.collect::<Vec<_>>().join(" ");
     if bound != "vfio-pci" || !netdevs.trim().is_empty() {
         return Err(format!(
             "{address} is with {bound:?} and the host has {netdevs:?} on it"
         ));
     }
-    let passes = audit.lines().filter(|l| l.starts_with("PASS")).count();
     Ok(format!(
         "`netvm host audit`: {passes} checks pass; no address, no route; {address} with vfio-pci and no netdev on the host"
     ))
@@ -478,13 +553,15 @@ pub fn host_posture(lab: &Lab) -> Result<String, String> {
 /// to its native driver (the host has a netdev for it again), and with
 /// an address on it the audit fails, naming the checks.
 pub fn give_back(lab: &Lab) -> Result<String, String> {
-    let UplinkDevice::Pci(address) = &lab.system.netvm.uplink.device else {
-        return Err("not a PCI uplink".to_owned());
-    };
+    let hardware = Hardware::of(&lab.system).map_err(|e| e.to_string())?;
     let mut shell = HostShell::open(lab).map_err(|e| e.to_string())?;
     let mut sh = |c: &str| shell.run(c).map_err(|e| e.to_string());
     // vfio-pci waits for its user before it lets a device go.
     sh("kill $(pidof qemu-system-x86_64) 2>/dev/null; for i in $(seq 50); do pidof qemu-system-x86_64 >/dev/null || break; sleep 0.2; done")?;
+    let address = match hardware {
+        Hardware::Pci(address, _) => address,
+        Hardware::Usb(id) => return usb_back(&mut sh, id),
+    };
     let (out, status) = sh(&format!("netvm host passthrough unbind {address}"))?;
     if status != 0 {
         return Err(format!("unbind failed: {out}"));
@@ -518,13 +595,55 @@ pub fn give_back(lab: &Lab) -> Result<String, String> {
     ))
 }
 
+/// The host's netdevs on USB devices, one a line.
+const USB_NETDEVS: &str = "ls /sys/bus/usb/devices/*/net 2>/dev/null | grep -v -e : -e '^$'";
+
+/// [`give_back`] for a USB NIC: with the Net VM's QEMU gone, the host's
+/// own driver (loaded now) makes an interface of it, and the audit,
+/// given an address on it, fails naming the check.
+fn usb_back(
+    sh: &mut impl FnMut(&str) -> Result<(String, i32), String>,
+    id: UsbId,
+) -> Result<String, String> {
+    let (netdev, _) = sh(&format!(
+        "modprobe cdc_ether; for i in $(seq 40); do n=$({USB_NETDEVS} | head -1); [ -n \"$n\" ] && break; sleep 0.5; done; echo $n"
+    ))?;
+    let netdev = netdev.trim().to_owned();
+    if netdev.is_empty() {
+        return Err(format!(
+            "the USB NIC {id} got no interface on the host after its driver loaded"
+        ));
+    }
+    sh(&format!(
+        "/usr/sbin/ip addr add 198.51.100.2/24 dev {netdev} && /usr/sbin/ip link set {netdev} up"
+    ))?;
+    let (audit, status) = sh(&format!("netvm host audit {DESCRIPTION}"))?;
+    let failed: Vec<&str> = audit.lines().filter(|l| l.starts_with("FAIL")).collect();
+    if status == 0 || !failed.iter().any(|l| l.contains("has no host interface")) {
+        return Err(format!(
+            "with {netdev} on the host and addressed, the audit said (exit {status}):\n{audit}"
+        ));
+    }
+    Ok(format!(
+        "the Net VM's QEMU gone, the host's cdc_ether made {netdev} of {id}; with an address on it the audit exits {status}: {}",
+        failed.join(" | ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_default_names_the_host_vms_nic_by_address_and_id() {
-        let text = crate::lab::passthrough_default();
+        let usb = crate::lab::passthrough_default(true);
+        let usb = netvm_description::parse("usb", &usb, netvm_description::Format::Toml)
+            .expect("the USB passthrough default parses");
+        assert_eq!(
+            Hardware::of(&usb).ok(),
+            Some(Hardware::Usb(USB_NIC_ID.parse().expect("id")))
+        );
+        let text = crate::lab::passthrough_default(false);
         let system = netvm_description::parse(
             "passthrough default",
             &text,

@@ -37,6 +37,10 @@ mkdir -p /run/netvm /run/lab /run/netns /tmp /var/www /etc/netns
 echo /sbin/modprobe > /proc/sys/kernel/modprobe
 modprobe virtio_pci
 modprobe virtio_net
+# A USB uplink's controller (its NIC driver stays unloaded: the host
+# must not make an interface of it).
+modprobe -q xhci_pci
+modprobe -q crc32c_generic
 for m in vfio vfio_iommu_type1 vfio-pci tun bridge veth nf_tables nft_limit nft_log nft_reject_bridge nft_ct nf_conntrack; do modprobe $m 2>/dev/null; done
 ip link set lo up
 echo "netvm-lab: host-vm up at $(cut -d' ' -f1 /proc/uptime)"
@@ -106,6 +110,8 @@ const QEMU_FILES: [&str; 6] = [
 
 /// QEMU's TCG accelerator (a loadable module in Debian's QEMU).
 const QEMU_TCG: &str = "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so";
+/// QEMU's `usb-host` device (a loadable module, with libusb).
+const QEMU_USB_HOST: &str = "/usr/lib/x86_64-linux-gnu/qemu/hw-usb-host.so";
 
 /// The first of `names` found under the usual binary directories.
 fn tool(names: &[&str]) -> Result<std::path::PathBuf, LabError> {
@@ -120,18 +126,28 @@ fn tool(names: &[&str]) -> Result<std::path::PathBuf, LabError> {
         .ok_or_else(|| LabError::Lab(format!("none of {names:?} on this machine")))
 }
 
-/// The host VM's image: `netvm_image` is the Net VM's (it boots it).
+/// The host VM's image: `netvm_image` is the Net VM's (it boots it);
+/// with `usb`, the USB NIC's drivers (the host loads only the
+/// controller's) and QEMU's `usb-host`.
 pub fn host_vm_image(
     kernel: &Kernel,
     netvm: &Path,
     description: &str,
     netvm_image: Vec<u8>,
+    usb: bool,
 ) -> Result<Vec<u8>, LabError> {
-    let mut a: Archive = image::base(kernel, &HOST_MODULES)?;
+    let mut modules = HOST_MODULES.to_vec();
+    if usb {
+        modules.extend_from_slice(&image::USB_NIC_MODULES);
+    }
+    let mut a: Archive = image::base(kernel, &modules)?;
     image::add_stripped_netvm(&mut a, netvm)?;
     let qemu = tool(&["qemu-system-x86_64"])?;
     image::add_binary(&mut a, &qemu, "usr/bin/qemu-system-x86_64")?;
     image::add_binary(&mut a, Path::new(QEMU_TCG), QEMU_TCG)?;
+    if usb {
+        image::add_binary(&mut a, Path::new(QEMU_USB_HOST), QEMU_USB_HOST)?;
+    }
     for file in QEMU_FILES {
         // Read through symbolic links: the archive holds the bytes.
         a.file(file, image::read(Path::new(file))?, 0o644);

@@ -110,13 +110,13 @@ pub fn report(lab: &Lab, vm: &str, key: &str) -> Option<String> {
 /// directory, `extra` after everything else; its pid.
 pub(crate) fn start(
     lab: &Lab,
+    kernel: &image::Kernel,
     name: &str,
     memory: &str,
     initrd: &str,
     append: &str,
     extra: &[String],
 ) -> Result<u32, LabError> {
-    let kernel = image::find_kernel()?;
     let mut args: Vec<String> = [
         "qemu-system-x86_64",
         "-accel",
@@ -242,6 +242,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     let netvm_name = lab.system.netvm.name.to_string();
     start(
         lab,
+        &kernel,
         &netvm_name,
         "512M",
         &netvm_image.display().to_string(),
@@ -296,6 +297,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
         };
         start(
             lab,
+            &kernel,
             &vm.name,
             "192M",
             &vm_image.display().to_string(),

@@ -137,16 +137,25 @@ pub enum Machines {
     Namespaces,
     /// The net-vm and the VMs are QEMU VMs; the host is a namespace.
     Qemu,
-    /// The host is a QEMU VM passing its NIC to a nested QEMU Net VM;
-    /// the VMs are namespaces of the host VM.
-    Passthrough,
+    /// The host is a QEMU VM passing its NIC (PCI, or with `usb` a USB
+    /// NIC) to a nested QEMU Net VM; the VMs are namespaces of the host
+    /// VM.
+    Passthrough {
+        /// Whether the NIC is a USB one.
+        usb: bool,
+    },
 }
 
 impl Machines {
     /// What `lab` is made of.
     pub fn of(lab: &crate::lab::Lab) -> Machines {
         match (lab.passthrough, lab.qemu) {
-            (true, _) => Machines::Passthrough,
+            (true, _) => Machines::Passthrough {
+                usb: matches!(
+                    lab.system.netvm.uplink.device,
+                    netvm_description::UplinkDevice::Usb(_)
+                ),
+            },
             (false, true) => Machines::Qemu,
             (false, false) => Machines::Namespaces,
         }
@@ -180,17 +189,26 @@ pub fn picture(plan: &LabPlan, rows: &[Observed], machines: Machines) -> String 
     let place = |ns: &str| match machines {
         Machines::Namespaces => ns.to_owned(),
         Machines::Qemu => "QEMU VM".to_owned(),
-        Machines::Passthrough => "namespace in the host VM".to_owned(),
+        Machines::Passthrough { .. } => "namespace in the host VM".to_owned(),
     };
     let netvm_place = match machines {
-        Machines::Passthrough => "QEMU VM nested in the host VM".to_owned(),
+        Machines::Passthrough { .. } => "QEMU VM nested in the host VM".to_owned(),
         _ => place(&plan.netvm),
     };
-    if machines == Machines::Passthrough {
-        let _ = writeln!(
-            out,
-            "  |  (the NIC passes through the host VM's vIOMMU, bound to vfio-pci)"
-        );
+    match machines {
+        Machines::Passthrough { usb: false } => {
+            let _ = writeln!(
+                out,
+                "  |  (the NIC passes through the host VM's vIOMMU, bound to vfio-pci)"
+            );
+        }
+        Machines::Passthrough { usb: true } => {
+            let _ = writeln!(
+                out,
+                "  |  (the host VM's USB NIC, taken by the Net VM's QEMU by vendor:product)"
+            );
+        }
+        _ => {}
     }
     let _ = writeln!(
         out,
@@ -200,7 +218,7 @@ pub fn picture(plan: &LabPlan, rows: &[Observed], machines: Machines) -> String 
     let _ = writeln!(out, "  |  ethint0");
     if !dev {
         let host = match machines {
-            Machines::Passthrough => "QEMU VM with a vIOMMU".to_owned(),
+            Machines::Passthrough { .. } => "QEMU VM with a vIOMMU".to_owned(),
             _ => plan.host.clone(),
         };
         let _ = writeln!(
