@@ -335,7 +335,7 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
         (true, false) => (PROBE, 256),
         (false, _) => (SHORT, 32),
     };
-    let result = netns::inside(up, || {
+    let measure = || {
         if lab.passthrough {
             for port in &forwards {
                 let _ = probe::http_get(SocketAddr::from((uplink, *port)), PASSTHROUGH_FIRST);
@@ -361,7 +361,22 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
             })
             .collect();
         (on_uplink, on_vms, udp, forwarded)
-    });
+    };
+    let mut result = netns::inside(up, measure);
+    // The passthrough lab's forward has been seen not to answer one
+    // measurement in five (cause open, docs/lab.md): measured once more,
+    // as the oracle retries a miss; a second miss fails the row.
+    let missed = |r: &Result<_, LabError>| {
+        matches!(r, Ok((on_uplink, _, _, forwarded)) if {
+            let on_uplink: &Vec<(u16, Reach)> = on_uplink;
+            let forwarded: &Vec<(u16, Option<String>)> = forwarded;
+            on_uplink.is_empty() || forwarded.iter().any(|(_, b)| b.is_none())
+        })
+    };
+    if lab.passthrough && missed(&result) {
+        std::thread::sleep(Duration::from_secs(10));
+        result = netns::inside(up, measure);
+    }
     let _ = netns::run_in(up, &["ip", "route", "del", &subnet]);
     let (on_uplink, on_vms, udp, forwarded) = result.map_err(lab_error)?;
     let open: Vec<u16> = on_uplink.iter().map(|(p, _)| *p).collect();
