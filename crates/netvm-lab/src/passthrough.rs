@@ -533,13 +533,8 @@ pub fn host_posture(lab: &Lab) -> Result<String, String> {
         }
         Hardware::Pci(address, _) => address,
     };
-    let (driver, _) = sh(&format!(
-        "basename $(readlink /sys/bus/pci/devices/{address}/driver); ls /sys/bus/pci/devices/{address}/net /sys/bus/pci/devices/{address}/virtio*/net 2>/dev/null | grep -v : | tr '\\n' ' '"
-    ))?;
-    let mut lines = driver.lines();
-    let bound = lines.next().unwrap_or_default().trim().to_owned();
-    let netdevs = lines.collect::<Vec<_>>().join(" ");
-    if bound != "vfio-pci" || !netdevs.trim().is_empty() {
+    let (bound, netdevs) = pci_nic(&mut sh, address)?;
+    if bound != "vfio-pci" || !netdevs.is_empty() {
         return Err(format!(
             "{address} is with {bound:?} and the host has {netdevs:?} on it"
         ));
@@ -566,22 +561,13 @@ pub fn give_back(lab: &Lab) -> Result<String, String> {
     if status != 0 {
         return Err(format!("unbind failed: {out}"));
     }
-    let (seen, _) = sh(&format!(
-        "basename $(readlink /sys/bus/pci/devices/{address}/driver); ls /sys/bus/pci/devices/{address}/virtio*/net 2>/dev/null"
-    ))?;
-    let mut lines = seen.lines().map(str::trim).filter(|l| !l.is_empty());
-    let driver = lines.next().unwrap_or_default().to_owned();
-    let netdev = lines.next_back().unwrap_or_default().to_owned();
-    if driver == "vfio-pci" || netdev.is_empty() {
+    let (driver, netdevs) = pci_nic(&mut sh, address)?;
+    let Some(netdev) = netdevs.last().filter(|_| driver != "vfio-pci") else {
         return Err(format!(
-            "after unbind {address} is with {driver:?} and the host has no netdev for it ({seen:?})"
+            "after unbind {address} is with {driver:?} and the host has no netdev for it ({netdevs:?})"
         ));
-    }
-    sh(&format!(
-        "/usr/sbin/ip addr add 198.51.100.2/24 dev {netdev} && /usr/sbin/ip link set {netdev} up"
-    ))?;
-    let (audit, status) = sh(&format!("netvm host audit {DESCRIPTION}"))?;
-    let failed: Vec<&str> = audit.lines().filter(|l| l.starts_with("FAIL")).collect();
+    };
+    let (audit, status, failed) = audit_with_address(&mut sh, netdev)?;
     let names_it = failed.iter().any(|l| l.contains("vfio-pci"))
         && failed.iter().any(|l| l.contains("no host interface"));
     if status == 0 || !names_it {
@@ -593,6 +579,38 @@ pub fn give_back(lab: &Lab) -> Result<String, String> {
         "unbind gave {address} back to {driver} ({netdev}); with an address on it the audit exits {status}: {}",
         failed.join(" | ")
     ))
+}
+
+/// The driver of the PCI NIC at `address` in the host VM, and the host's
+/// netdevs on it (its own or, for virtio, its `virtioN`'s).
+fn pci_nic(
+    sh: &mut impl FnMut(&str) -> Result<(String, i32), String>,
+    address: PciAddress,
+) -> Result<(String, Vec<String>), String> {
+    let (seen, _) = sh(&format!(
+        "basename $(readlink /sys/bus/pci/devices/{address}/driver); ls /sys/bus/pci/devices/{address}/net /sys/bus/pci/devices/{address}/virtio*/net 2>/dev/null | grep -v :"
+    ))?;
+    let mut lines = seen.lines().map(str::trim).filter(|l| !l.is_empty());
+    let driver = lines.next().unwrap_or_default().to_owned();
+    Ok((driver, lines.map(str::to_owned).collect()))
+}
+
+/// Gives the host `netdev` an address and runs the audit: its output,
+/// exit status and `FAIL` lines.
+fn audit_with_address(
+    sh: &mut impl FnMut(&str) -> Result<(String, i32), String>,
+    netdev: &str,
+) -> Result<(String, i32, Vec<String>), String> {
+    sh(&format!(
+        "/usr/sbin/ip addr add 198.51.100.2/24 dev {netdev} && /usr/sbin/ip link set {netdev} up"
+    ))?;
+    let (audit, status) = sh(&format!("netvm host audit {DESCRIPTION}"))?;
+    let failed = audit
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .map(str::to_owned)
+        .collect();
+    Ok((audit, status, failed))
 }
 
 /// The host's netdevs on USB devices, one a line.
@@ -614,11 +632,7 @@ fn usb_back(
             "the USB NIC {id} got no interface on the host after its driver loaded"
         ));
     }
-    sh(&format!(
-        "/usr/sbin/ip addr add 198.51.100.2/24 dev {netdev} && /usr/sbin/ip link set {netdev} up"
-    ))?;
-    let (audit, status) = sh(&format!("netvm host audit {DESCRIPTION}"))?;
-    let failed: Vec<&str> = audit.lines().filter(|l| l.starts_with("FAIL")).collect();
+    let (audit, status, failed) = audit_with_address(sh, &netdev)?;
     if status == 0 || !failed.iter().any(|l| l.contains("has no host interface")) {
         return Err(format!(
             "with {netdev} on the host and addressed, the audit said (exit {status}):\n{audit}"
