@@ -415,7 +415,7 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
 }
 
 /// The agent's recent events (QEMU mode: asked inside the net-vm).
-fn events(lab: &Lab) -> Vec<Value> {
+pub(crate) fn events(lab: &Lab) -> Vec<Value> {
     if lab.qemu {
         let command = "netvm events --control /run/netvm/agent.sock --last 1000";
         let netvm = lab.system.netvm.name.to_string();
@@ -709,38 +709,91 @@ pub(crate) fn in_fresh_port(
 fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
     let (_, rogue) = two_vms(lab)?;
     let ns = &rogue.ns;
-    netns::run_in(ns, &["ip", "addr", "add", "10.66.0.1/24", "dev", "eth0"]).map_err(lab_error)?;
+    // A probe namespace wired to the rogue VM only: the rogue must answer
+    // a client there before the row means anything (a rogue that never
+    // started, or serves nothing, would make "the new client got the
+    // net-vm's lease" true for the wrong reason).
+    let probe_ns = format!("{}q", plan::prefix(lab.plan.id));
+    let probe = plan::Veth {
+        a: plan::End {
+            ns: ns.clone(),
+            name: "probe0".to_owned(),
+            mac: None,
+        },
+        b: plan::End {
+            ns: probe_ns.clone(),
+            name: "eth0".to_owned(),
+            mac: "02:ee:00:00:00:04".parse().ok(),
+        },
+    };
     let leases = lab.dir.join("rogue.leases").display().to_string();
-    let started = netns::daemon(
-        ns,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--port=0",
-            "--bind-interfaces",
-            "--interface=eth0",
-            "--dhcp-range=10.66.0.10,10.66.0.20,255.255.255.0,2m",
-            "--dhcp-authoritative",
-            &format!("--dhcp-leasefile={leases}"),
-            "--pid-file=",
-            "--user=root",
-        ],
-        &lab.dir.join("rogue-dnsmasq.log"),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let said = started
-        .map_err(lab_error)
-        .and_then(|_| fresh_client(lab, "p", "02:ee:00:00:00:02"));
+    let result = (|| -> Result<(String, String), String> {
+        netns::create(&probe_ns).map_err(lab_error)?;
+        netns::veth(&probe).map_err(lab_error)?;
+        for (address, dev) in [("10.66.0.1/24", "eth0"), ("10.66.1.1/24", "probe0")] {
+            netns::run_in(ns, &["ip", "addr", "add", address, "dev", dev]).map_err(lab_error)?;
+        }
+        netns::daemon(
+            ns,
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--port=0",
+                "--bind-interfaces",
+                "--interface=eth0",
+                "--interface=probe0",
+                "--dhcp-range=10.66.0.10,10.66.0.20,255.255.255.0,2m",
+                "--dhcp-range=10.66.1.10,10.66.1.20,255.255.255.0,2m",
+                "--dhcp-authoritative",
+                &format!("--dhcp-leasefile={leases}"),
+                "--pid-file=",
+                "--user=root",
+            ],
+            &lab.dir.join("rogue-dnsmasq.log"),
+        )
+        .map_err(lab_error)?;
+        // The rogue's own answer: retried until dnsmasq listens.
+        let heard = wait(Duration::from_secs(10), "the rogue DHCP server", || {
+            let said = netns::output_in(
+                &probe_ns,
+                &[
+                    "udhcpc",
+                    "-i",
+                    "eth0",
+                    "-n",
+                    "-q",
+                    "-t",
+                    "2",
+                    "-T",
+                    "1",
+                    "-s",
+                    "/bin/true",
+                ],
+            );
+            said.lines()
+                .find_map(|l| l.split("lease of ").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .filter(|lease| lease.starts_with("10.66.1."))
+                .map(str::to_owned)
+        })
+        .map_err(|_| format!("the rogue dnsmasq in {} answered no probe", rogue.name))?;
+        Ok((heard, fresh_client(lab, "p", "02:ee:00:00:00:02")?))
+    })();
     for pid in netns::pids(ns) {
         if comm(pid) == "dnsmasq" {
             netns::signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
-    let _ = netns::run_in(ns, &["ip", "addr", "del", "10.66.0.1/24", "dev", "eth0"]);
-    rogue_verdict(&said?, &rogue.name, "dnsmasq")
+    netns::delete(&probe_ns);
+    for (address, dev) in [("10.66.0.1/24", "eth0"), ("10.66.1.1/24", "probe0")] {
+        let _ = netns::run_in(ns, &["ip", "addr", "del", address, "dev", dev]);
+    }
+    let (heard, said) = result?;
+    rogue_verdict(&said, &rogue.name, "dnsmasq")
+        .map(|verdict| format!("{verdict} (the rogue gave its probe {heard})"))
 }
 
 /// Row 6's verdict from what the new client said.
@@ -766,9 +819,14 @@ pub(crate) fn comm(pid: u32) -> String {
         .to_owned()
 }
 
-/// Asks every described VM's DHCP client to renew; the VMs whose
-/// address then differs from their reservation.
+/// Asks every described VM's DHCP client to renew; the VMs that did not
+/// renew their reservation. A renewal counts when the agent reports a
+/// `lease_granted` of the VM's reserved address to its MAC after the
+/// request (its own event, newer than any before the signal), and the
+/// VM then holds that address: an address that merely stayed would not
+/// do.
 fn renew_all(lab: &Lab) -> Vec<String> {
+    let before = last_seq(&events(lab));
     for vm in described(lab) {
         for pid in netns::pids(&vm.ns) {
             if comm(pid) == "udhcpc" {
@@ -776,19 +834,45 @@ fn renew_all(lab: &Lab) -> Vec<String> {
             }
         }
     }
-    // Give the renewals time (one that times out starts over and gets
-    // the reservation again); what counts is the address each VM ends with.
-    std::thread::sleep(Duration::from_secs(2));
-    let moved = || -> Vec<String> {
+    // One that times out starts over and gets the reservation again.
+    let pending = || -> Vec<String> {
+        let granted = events(lab);
         described(lab)
-            .filter(|vm| lab.address_of(&vm.ns) != reserved(vm))
+            .filter(|vm| {
+                let want = reserved(vm);
+                !(renewed(&granted, before, &vm.mac.to_string(), want)
+                    && lab.address_of(&vm.ns) == want)
+            })
             .map(|vm| vm.name.clone())
             .collect()
     };
-    wait(Duration::from_secs(20), "the renewals", || {
-        moved().is_empty().then_some(())
+    wait(Duration::from_secs(30), "the renewals", || {
+        pending().is_empty().then_some(())
     })
-    .map_or_else(|_| moved(), |()| Vec::new())
+    .map_or_else(|_| pending(), |()| Vec::new())
+}
+
+/// The highest event number in `events` (0 when there is none).
+pub(crate) fn last_seq(events: &[Value]) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether `events` hold a `lease_granted` of `ip` to `mac` numbered
+/// after `after`.
+pub(crate) fn renewed(events: &[Value], after: u64, mac: &str, ip: Option<Ipv4Addr>) -> bool {
+    let Some(ip) = ip else { return false };
+    events.iter().any(|e| {
+        e["event"] == "lease_granted"
+            && e["seq"].as_u64().is_some_and(|s| s > after)
+            && e["mac"]
+                .as_str()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+            && e["ip"].as_str() == Some(ip.to_string().as_str())
+    })
 }
 
 /// Floods the lab with 2000 invented DHCP clients from a port the plan

@@ -5,8 +5,8 @@
 
 use crate::lab::{wait, Lab};
 use crate::matrix::{
-    described, flood_stopped_at_the_host, guard_counter, in_fresh_port, policy_with, reserved,
-    rogue_verdict, two_vms,
+    described, events, flood_stopped_at_the_host, guard_counter, in_fresh_port, last_seq,
+    policy_with, renewed, reserved, rogue_verdict, two_vms,
 };
 use crate::netns::LabError;
 use crate::plan::{Expected, VmNode, UPSTREAM_HTTP_PORT, UPSTREAM_IP};
@@ -94,24 +94,28 @@ fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
     rogue_verdict(&said, &rogue.name, "udhcpd")
 }
 
-/// Makes every described VM renew; those whose address then differs
-/// from their reservation.
+/// Makes every described VM renew; those that did not renew their
+/// reservation (the agent's own `lease_granted`, newer than the request,
+/// of the reserved address to the VM's MAC, and the VM holding it).
 fn renew_all(lab: &Lab) -> Result<Vec<String>, String> {
+    let before = last_seq(&events(lab));
     for vm in described(lab) {
         sh(lab, &vm.name, "kill -USR1 $(pidof udhcpc)")?;
     }
     // A TCG net-vm still working through a flood answers late; busybox
-    // udhcpc then starts over (deconfig, DISCOVER). What counts is that
-    // every VM ends with its reservation.
+    // udhcpc then starts over (deconfig, DISCOVER).
     let mut pending: Vec<&VmNode> = described(lab).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !pending.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(2));
+        let granted = events(lab);
         let mut still = Vec::new();
         for vm in pending {
             let want = reserved(vm).ok_or("no address")?;
             let shown = sh(lab, &vm.name, "ip -4 addr show dev eth0")?;
-            if !shown.contains(&format!("inet {want}/")) {
+            if !(shown.contains(&format!("inet {want}/"))
+                && renewed(&granted, before, &vm.mac.to_string(), Some(want)))
+            {
                 still.push(vm);
             }
         }
