@@ -1,104 +1,47 @@
 //! Connections must not outlive their permission: after a new ruleset is
 //! in force, every tracked connection the new policy would not allow is
-//! removed (equivalent to `conntrack -L`, then `conntrack -D` with the
-//! connection's exact original tuple). Its next packet is then judged as
-//! new, and the forward chain drops it.
+//! removed (over ctnetlink: the IPv4 table is listed, then each forbidden
+//! entry is deleted by its exact original tuple). Its next packet is then
+//! judged as new, and the forward chain drops it.
 
+use netvm_netfilter::conntrack::{Conntrack, Tuple};
 use netvm_plan::policy::{Connection, Protocol};
-use std::process::Command;
 
-/// conntrack could not be run.
+/// The connection-tracking table could not be listed or an entry not
+/// deleted.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot run conntrack {action} (is the conntrack package installed?)")]
+#[error("cannot {action} tracked connections")]
 pub struct ConntrackError {
-    /// What was being done.
+    /// What was being done: `list` or `delete`.
     pub action: &'static str,
     /// Why.
     #[source]
-    pub source: std::io::Error,
+    pub source: netvm_netfilter::Error,
 }
 
-/// One entry: its original tuple as conntrack prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    proto: String,
-    src: String,
-    dst: String,
-    sport: Option<String>,
-    dport: Option<String>,
-}
-
-/// Reads `conntrack -L` lines; the first `src=`/`dst=`/`sport=`/`dport=`
-/// of a line are the original direction.
-pub(crate) fn parse(listing: &str) -> Vec<Entry> {
-    listing
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let proto = words.next()?.to_owned();
-            let first = |key: &str| {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(key))
-                    .map(str::to_owned)
-            };
-            Some(Entry {
-                proto,
-                src: first("src=")?,
-                dst: first("dst=")?,
-                sport: first("sport="),
-                dport: first("dport="),
-            })
-        })
-        .collect()
-}
-
-impl Entry {
-    fn connection(&self) -> Option<Connection> {
-        Some(Connection {
-            src: self.src.parse().ok()?,
-            dst: self.dst.parse().ok()?,
-            proto: match self.proto.as_str() {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                "icmp" => Protocol::Icmp,
-                _ => Protocol::Other,
-            },
-            dport: self.dport.as_deref().and_then(|p| p.parse().ok()),
-        })
+/// The policy's view of a tracked connection's original direction.
+fn connection(tuple: &Tuple) -> Connection {
+    Connection {
+        src: tuple.src,
+        dst: tuple.dst,
+        proto: match tuple.proto {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            1 => Protocol::Icmp,
+            _ => Protocol::Other,
+        },
+        dport: tuple.dport,
     }
 }
 
 /// Removes every tracked connection `forbidden` says no to; returns how
-/// many were removed.
+/// many were removed (entries that vanished meanwhile are not counted).
 pub fn cut(forbidden: &dyn Fn(&Connection) -> bool) -> Result<usize, ConntrackError> {
-    let listing = Command::new("conntrack")
-        .args(["-L", "-f", "ipv4"])
-        .output()
-        .map_err(|source| ConntrackError {
-            action: "-L",
-            source,
-        })?;
+    let error = |action| move |source| ConntrackError { action, source };
+    let mut conntrack = Conntrack::open().map_err(error("list"))?;
     let mut removed = 0;
-    for entry in parse(&String::from_utf8_lossy(&listing.stdout)) {
-        let Some(connection) = entry.connection() else {
-            continue;
-        };
-        if !forbidden(&connection) {
-            continue;
-        }
-        let mut args = vec!["-D", "-p", &entry.proto, "-s", &entry.src, "-d", &entry.dst];
-        if let (Some(sport), Some(dport)) = (&entry.sport, &entry.dport) {
-            args.extend(["--sport", sport, "--dport", dport]);
-        }
-        // Exit status 1 means it was already gone: fine.
-        let status = Command::new("conntrack")
-            .args(&args)
-            .output()
-            .map_err(|source| ConntrackError {
-                action: "-D",
-                source,
-            })?;
-        if status.status.success() {
+    for tuple in conntrack.dump_ipv4().map_err(error("list"))? {
+        if forbidden(&connection(&tuple)) && conntrack.delete(&tuple).map_err(error("delete"))? {
             removed += 1;
         }
     }
@@ -108,16 +51,40 @@ pub fn cut(forbidden: &dyn Fn(&Connection) -> bool) -> Result<usize, ConntrackEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netvm_netfilter::conntrack::Icmp;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn reads_the_original_direction() {
-        let listing = "tcp      6 431999 ESTABLISHED src=192.168.100.101 dst=192.168.100.102 sport=40000 dport=8080 src=192.168.100.102 dst=192.168.100.101 sport=8080 dport=40000 [ASSURED] mark=0 use=1\n\
-                       icmp     1 29 src=192.168.100.103 dst=192.168.100.1 type=8 code=0 id=7 src=192.168.100.1 dst=192.168.100.103 type=0 code=0 id=7 mark=0 use=1\n";
-        let entries = parse(listing);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].dport.as_deref(), Some("8080"));
-        assert_eq!(entries[0].src, "192.168.100.101");
-        let icmp = entries[1].connection().expect("icmp");
-        assert_eq!((icmp.proto, icmp.dport), (Protocol::Icmp, None));
+        let tcp = Tuple {
+            proto: 6,
+            src: Ipv4Addr::new(192, 168, 100, 101),
+            dst: Ipv4Addr::new(192, 168, 100, 102),
+            sport: Some(40000),
+            dport: Some(8080),
+            icmp: None,
+            zone: 0,
+        };
+        let c = connection(&tcp);
+        assert_eq!((c.src, c.dst), (tcp.src, tcp.dst));
+        assert_eq!((c.proto, c.dport), (Protocol::Tcp, Some(8080)));
+        let icmp = Tuple {
+            proto: 1,
+            sport: None,
+            dport: None,
+            icmp: Some(Icmp {
+                kind: 8,
+                code: 0,
+                id: 7,
+            }),
+            ..tcp
+        };
+        let c = connection(&icmp);
+        assert_eq!((c.proto, c.dport), (Protocol::Icmp, None));
+        assert_eq!(
+            connection(&Tuple { proto: 47, ..tcp }).proto,
+            Protocol::Other
+        );
+        assert_eq!(connection(&Tuple { proto: 17, ..tcp }).proto, Protocol::Udp);
     }
 }
