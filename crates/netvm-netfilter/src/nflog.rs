@@ -36,7 +36,7 @@ const NFULA_SEQ: u16 = 12;
 /// (at most 60) and the start of the transport header.
 pub const COPY_RANGE: u32 = 128;
 
-/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`).
+/// Receive buffer asked for: about 1500 queued messages.
 const RECEIVE_BUFFER: usize = 1 << 20;
 
 /// The addresses and ports of a logged IPv4 packet.
@@ -166,10 +166,7 @@ impl LogListener {
     /// socket already has the group.
     pub fn bind(group: u16) -> Result<LogListener, Error> {
         let mut netlink = Netlink::open(Some(wire::ANSWER_TIMEOUT))?;
-        // A larger buffer makes overflows rarer; failing to grow it is fine.
-        if netlink.socket().set_rx_buf_sz(RECEIVE_BUFFER).is_err() {
-            // Keep the default size; losses are still counted.
-        }
+        netlink.grow_receive_buffer(RECEIVE_BUFFER);
         let seq = netlink.next_seq();
         let mut request = config_request(
             NetfilterProtoFamily::IPv4,

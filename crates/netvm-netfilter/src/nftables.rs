@@ -32,6 +32,11 @@ const NFTA_OBJ_DATA: u16 = 4;
 const NFT_OBJECT_COUNTER: u32 = 1;
 const NFTA_COUNTER_BYTES: u16 = 1;
 const NFTA_COUNTER_PACKETS: u16 = 2;
+/// Elements per transaction: the kernel answers each with its own ack,
+/// and all of them must fit in the receive buffer at once.
+pub const BATCH_LIMIT: usize = 1024;
+/// Receive buffer asked for: the acks of one full batch, with room.
+const RECEIVE_BUFFER: usize = 2 << 20;
 
 /// One component of a set element's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,37 +209,60 @@ pub(crate) fn parse_counter(payload: &[u8]) -> Result<Option<Counter>, Malformed
 impl NfTables {
     /// Opens the handle.
     pub fn open() -> Result<NfTables, Error> {
-        Ok(NfTables {
-            netlink: Netlink::open(Some(wire::ANSWER_TIMEOUT))?,
-        })
+        let netlink = Netlink::open(Some(wire::ANSWER_TIMEOUT))?;
+        netlink.grow_receive_buffer(RECEIVE_BUFFER);
+        Ok(NfTables { netlink })
     }
 
     /// Adds `elements` to `set` of `table inet <table>` in one
-    /// transaction. Elements already there are fine. All or nothing: on
-    /// error nothing was added, and the error names the first element the
-    /// kernel refused and its errno (ENOENT: no such table or set).
+    /// transaction (one per [`BATCH_LIMIT`] elements). Elements already
+    /// there are fine. All or nothing per transaction: on error nothing of
+    /// it was added (earlier transactions of a longer call were), and the
+    /// error names the first element the kernel refused and its errno
+    /// (ENOENT: no such table or set).
     pub fn add(&mut self, table: &str, set: &str, elements: &[Element]) -> Result<(), Error> {
-        let results = self.batch(Op::Add, table, set, elements)?;
-        for (element, result) in elements.iter().zip(results) {
-            if let Err(errno) = result {
-                return Err(Error::Element {
-                    op: Op::Add.name(),
-                    table: table.to_owned(),
-                    set: set.to_owned(),
-                    element: element.clone(),
-                    errno,
-                });
+        for chunk in elements.chunks(BATCH_LIMIT) {
+            let results = self.batch(Op::Add, table, set, chunk)?;
+            for (element, result) in chunk.iter().zip(results) {
+                if let Err(errno) = result {
+                    return Err(Error::Element {
+                        op: Op::Add.name(),
+                        table: table.to_owned(),
+                        set: set.to_owned(),
+                        element: element.clone(),
+                        errno,
+                    });
+                }
             }
         }
         Ok(())
     }
 
-    /// Removes `elements` from `set` of `table inet <table>`. Elements
+    /// Removes `elements` from `set` of `table inet <table>`, in one
+    /// transaction per [`BATCH_LIMIT`] elements. Elements
     /// already absent are not an error and do not keep the others from
     /// being removed (the kernel aborts a batch on the first refusal, so
     /// the rest is sent again without them). A missing table or set is an
     /// [`Error::Refused`] with ENOENT.
     pub fn remove(&mut self, table: &str, set: &str, elements: &[Element]) -> Result<(), Error> {
+        let mut saw_absent = false;
+        for chunk in elements.chunks(BATCH_LIMIT) {
+            saw_absent |= self.remove_batch(table, set, chunk)?;
+        }
+        if saw_absent {
+            // ENOENT also means "no such set": make sure it was the element.
+            self.check_set(table, set)?;
+        }
+        Ok(())
+    }
+
+    /// Removes up to [`BATCH_LIMIT`] elements; true when some were absent.
+    fn remove_batch(
+        &mut self,
+        table: &str,
+        set: &str,
+        elements: &[Element],
+    ) -> Result<bool, Error> {
         let mut pending: Vec<Element> = elements.to_vec();
         let mut saw_absent = false;
         // Each round either succeeds or drops at least one element.
@@ -261,11 +289,7 @@ impl NfTables {
             }
             pending = rest;
         }
-        if saw_absent {
-            // ENOENT also means "no such set": make sure it was the element.
-            self.check_set(table, set)?;
-        }
-        Ok(())
+        Ok(saw_absent)
     }
 
     /// Fails with ENOENT unless `set` exists in `table inet <table>`.

@@ -195,6 +195,16 @@ impl Netlink {
         &self.socket
     }
 
+    /// Asks for a receive buffer of `bytes`: beyond `net.core.rmem_max`
+    /// when allowed (`CAP_NET_ADMIN`), else as large as the limit lets.
+    /// A smaller buffer only means more overflows, which callers handle,
+    /// so failing to grow it is not an error.
+    pub(crate) fn grow_receive_buffer(&self, bytes: usize) {
+        if setsockopt(&self.socket, sockopt::RcvBufForce, &bytes).is_err() {
+            let _ = setsockopt(&self.socket, sockopt::RcvBuf, &bytes);
+        }
+    }
+
     /// A fresh sequence number (never 0, which the kernel uses for
     /// unsolicited messages).
     pub(crate) fn next_seq(&mut self) -> u32 {

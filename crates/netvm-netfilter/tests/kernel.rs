@@ -297,3 +297,24 @@ fn tracked_connections_are_listed_and_deleted() {
     let again = in_netns(&ns, || conntrack::delete(&icmp)).expect("delete");
     assert!(!again, "already gone");
 }
+
+#[test]
+fn thousands_of_elements_go_in_and_out() {
+    let ns = Netns::new("nfbig");
+    nft_load(&ns, RULESET);
+    let elements: Vec<Element> = (0..3000u32)
+        .map(|i| {
+            let [_, _, x, y] = i.to_be_bytes();
+            Element::ipv4_mac(Ipv4Addr::new(10, 1, x, y), MacAddr([2, 0, 0, 0, x, y]))
+        })
+        .collect();
+    let mut nft = in_netns(&ns, || NfTables::open().expect("open"));
+    nft.add("t", "s", &elements).expect("add");
+    assert_eq!(listed(&ns, "s").len(), 3000);
+    // Every other one removed first: the second remove meets 1500 absent.
+    let odd: Vec<Element> = elements.iter().skip(1).step_by(2).cloned().collect();
+    nft.remove("t", "s", &odd).expect("remove odd");
+    assert_eq!(listed(&ns, "s").len(), 1500);
+    nft.remove("t", "s", &elements).expect("remove all");
+    assert!(listed(&ns, "s").is_empty());
+}
