@@ -1,14 +1,19 @@
 //! What the server needs to know, taken once from the validated system
 //! description: its address, the subnet and options it hands out, the
 //! pool, the reservations and the limits.
+//!
+//! The planner (`netvm-plan`) carries this configuration in the Net VM's
+//! plan and `netvm plan` prints it (serde), so what is printed is what
+//! the server runs; reservations print as a list in address order.
 
 use netvm_description::values::{Ipv4Cidr, Ipv4Range, MacAddr};
 use netvm_description::{Role, System};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// A fixed assignment: this MAC always gets this address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reservation {
     /// The address.
     pub ip: Ipv4Addr,
@@ -17,7 +22,7 @@ pub struct Reservation {
 }
 
 /// The server's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerConfig {
     /// Our address: server identifier, router and DNS server.
     pub server_ip: Ipv4Addr,
@@ -35,7 +40,8 @@ pub struct ServerConfig {
     pub rebind_secs: u32,
     /// Dynamic pool.
     pub pool: Option<Ipv4Range>,
-    /// Reservations by MAC.
+    /// Reservations by MAC (printed as a list in address order).
+    #[serde(serialize_with = "reservations_in_order")]
     pub reservations: HashMap<MacAddr, Reservation>,
     /// Most dynamic leases (offered or bound) at once.
     pub max_leases: u32,
@@ -43,7 +49,7 @@ pub struct ServerConfig {
     pub per_mac_rate: u32,
     /// Request burst per MAC.
     pub per_mac_burst: u32,
-    /// Classless static routes (option 121).
+    /// Classless static routes (option 121): destination, gateway.
     pub routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
     /// Rapid commit enabled.
     pub rapid_commit: bool,
@@ -58,6 +64,31 @@ pub struct ServerConfig {
     pub probation_secs: u32,
     /// Most pool addresses in probation at once.
     pub probation_max: u32,
+}
+
+/// One reservation as printed: who, their MAC, their address.
+#[derive(Serialize)]
+struct ReservationRow<'a> {
+    name: &'a str,
+    mac: MacAddr,
+    ip: Ipv4Addr,
+}
+
+/// Reservations as a list in address order, so the output is stable.
+fn reservations_in_order<S: serde::Serializer>(
+    reservations: &HashMap<MacAddr, Reservation>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut rows: Vec<ReservationRow<'_>> = reservations
+        .iter()
+        .map(|(mac, r)| ReservationRow {
+            name: &r.name,
+            mac: *mac,
+            ip: r.ip,
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.ip, r.mac));
+    serializer.collect_seq(rows)
 }
 
 impl ServerConfig {

@@ -15,6 +15,11 @@ pub struct Ipv4Cidr {
 }
 
 impl Ipv4Cidr {
+    /// `addr/prefix`, or `None` when the prefix is longer than 32.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Cidr> {
+        (prefix <= 32).then_some(Ipv4Cidr { addr, prefix })
+    }
+
     /// The address as written.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
