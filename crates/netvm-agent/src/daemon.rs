@@ -25,6 +25,7 @@ use crate::parts::{self, Part, Shared};
 use crate::state::{Lease, State};
 use netvm_description::values::MacAddr;
 use netvm_description::System;
+use netvm_plan::datapath::NetVmPlan;
 use serde_json::{json, Value};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -140,21 +141,6 @@ fn journal_leases(journal: &Path) -> Vec<(Ipv4Addr, Lease)> {
         .collect()
 }
 
-/// The leases `system` still lets send: not reserved already, and not
-/// clashing with a reservation (an address or MAC the description now
-/// gives to a VM).
-fn admitted(system: &System, leases: &[(Ipv4Addr, MacAddr)]) -> Vec<(Ipv4Addr, MacAddr)> {
-    let reserved = parts::reserved(system);
-    leases
-        .iter()
-        .filter(|(ip, mac)| {
-            !reserved.contains(&(*ip, *mac))
-                && !reserved.iter().any(|(rip, rmac)| rip == ip || rmac == mac)
-        })
-        .copied()
-        .collect()
-}
-
 /// Finds the internal interface (by the net-vm's MAC) and the uplink (by
 /// name, MAC, PCI vendor:device or address, or USB id) and gives them the names the data
 /// plane uses; the renames done.
@@ -168,30 +154,19 @@ fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, Ag
     Ok(renames)
 }
 
-/// Applies the data plane for `system`, with `leases` in `endpoints`, in
-/// one ruleset transaction; cuts connections the policy forbids. Also
-/// how many of `leases` were admitted.
+/// Plans the Net VM for `system` with `leases` seeding `endpoints` (those
+/// the description still admits) and applies its data plane in one
+/// ruleset transaction; cuts connections the policy forbids. The plan
+/// the servers then run.
 fn apply(
     system: &System,
     leases: &[(Ipv4Addr, MacAddr)],
-) -> Result<(netvm_apply::Applied, usize), netvm_apply::ApplyError> {
-    let policy = netvm_plan::plan(system).policy;
-    let mut datapath = netvm_plan::datapath::plan(system, &policy);
-    let admitted = admitted(system, leases);
-    if !admitted.is_empty() {
-        let pairs: Vec<String> = admitted
-            .iter()
-            .map(|(ip, mac)| format!("{ip} . {mac}"))
-            .collect();
-        datapath.ruleset.push_str(&format!(
-            "add element inet {} endpoints {{ {} }}\n",
-            netvm_plan::ruleset::TABLE,
-            pairs.join(", ")
-        ));
-    }
-    let forbidden = |c: &netvm_plan::policy::Connection| policy.allows(system, c) == Some(false);
-    let applied = netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)?;
-    Ok((applied, admitted.len()))
+) -> Result<(netvm_apply::Applied, NetVmPlan), netvm_apply::ApplyError> {
+    let plan = netvm_plan::datapath::plan(system, leases);
+    let forbidden =
+        |c: &netvm_plan::policy::Connection| plan.policy.allows(system, c) == Some(false);
+    let applied = netvm_apply::apply_netvm(&plan, Path::new("/proc/sys"), &forbidden)?;
+    Ok((applied, plan))
 }
 
 fn lease_pairs(state: &Mutex<State>) -> Vec<(Ipv4Addr, MacAddr)> {
@@ -336,6 +311,8 @@ impl Handler for Control {
 
 /// The running parts.
 struct Running {
+    /// The plan they run.
+    plan: NetVmPlan,
     dhcp: Option<Part>,
     dns: Option<Part>,
     uplink: Option<Part>,
@@ -346,8 +323,8 @@ impl Running {
     /// Starts the servers (and the uplink client and the metrics unless
     /// they run).
     fn start(&mut self, system: &System, shared: &Shared, control: &Arc<Control>) {
-        self.dhcp = Some(parts::start_dhcp(system, shared));
-        self.dns = Some(parts::start_dns(system, shared));
+        self.dhcp = Some(parts::start_dhcp(system, &self.plan, shared));
+        self.dns = Some(parts::start_dns(&self.plan, shared));
         if self.uplink.is_none() {
             self.uplink = parts::start_uplink(system, shared);
         }
@@ -417,11 +394,11 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     }
     let leases = journal_leases(&options.journal);
     let pairs: Vec<(Ipv4Addr, MacAddr)> = leases.iter().map(|(ip, l)| (*ip, l.mac)).collect();
-    let (applied, admitted_count) = apply(system, &pairs)?;
+    let (applied, plan) = apply(system, &pairs)?;
     hub.emit(
         Class::Info,
         json!({"event": "data_plane_applied", "connections_cut": applied.connections_cut,
-               "pool_leases_admitted": admitted_count}),
+               "pool_leases_admitted": plan.leases_admitted}),
         true,
     );
     let listener = crate::control::listen(&options.control)?;
@@ -459,6 +436,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         start_watcher(&shared, Arc::clone(&helpers_stop)),
     ];
     let mut running = Running {
+        plan,
         dhcp: None,
         dns: None,
         uplink: None,
@@ -587,7 +565,11 @@ fn reload(
         running.stop_metrics();
     }
     let (system, result) = match apply(&new, &lease_pairs(&shared.state)) {
-        Ok((applied, _)) => (&new, Ok(applied.connections_cut)),
+        Ok((applied, plan)) => {
+            running.plan = plan;
+            (&new, Ok(applied.connections_cut))
+        }
+        // The servers start again with the plan they ran.
         Err(e) => (&old, Err(netvm_dhcp_server::error_chain(&e))),
     };
     if let Ok(mut state) = shared.state.lock() {
@@ -624,10 +606,10 @@ fn start_watcher(shared: &Shared, stop: Arc<AtomicBool>) -> thread::JoinHandle<(
         while !stop.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_secs(1));
             let now = netvm_dhcp::Timestamp::now().0 / 1000;
-            for (set, _, _, _) in netvm_plan::ruleset::EVENT_SETS {
-                let elements = crate::nft_read::set_elements(set);
+            for set in netvm_plan::ruleset::EVENT_SETS {
+                let elements = crate::nft_read::set_elements(set.name);
                 let events = match shared.state.lock() {
-                    Ok(state) => watcher.observe(now, set, &elements, &*state),
+                    Ok(state) => watcher.observe(now, set.name, &elements, &*state),
                     Err(_) => continue,
                 };
                 for event in events {

@@ -13,6 +13,7 @@ use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
 use netvm_dhcp_server::{PartControl, ServeOptions, Verdict};
 use netvm_dns_server::DnsOptions;
+use netvm_plan::datapath::NetVmPlan;
 use serde_json::json;
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -86,9 +87,10 @@ fn known(shared: &Shared, ip: Ipv4Addr, mac: MacAddr) -> bool {
         .is_ok_and(|s| s.leases.get(&ip).is_some_and(|l| l.mac == mac))
 }
 
-/// Starts the DHCP server for `system`.
-pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
-    let names = netvm_plan::datapath::interfaces(system);
+/// Starts the DHCP server of `plan` (for `system`).
+pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
+    let names = plan.names.clone();
+    let config = plan.dhcp.clone();
     let system = system.clone();
     let shared = shared.clone();
     Part::spawn("dhcp", move |control| {
@@ -151,15 +153,15 @@ pub fn start_dhcp(system: &System, shared: &Shared) -> Part {
             }
             Verdict::Accept
         };
-        netvm_dhcp_server::serve_with(&system, &options, &mut std::io::stdout(), &mut hook)
+        netvm_dhcp_server::serve_with(&config, &options, &mut std::io::stdout(), &mut hook)
             .map_err(|e| netvm_dhcp_server::error_chain(&e))
     })
 }
 
-/// Starts the DNS server for `system`.
-pub fn start_dns(system: &System, shared: &Shared) -> Part {
-    let names = netvm_plan::datapath::interfaces(system);
-    let system = system.clone();
+/// Starts the DNS server of `plan`.
+pub fn start_dns(plan: &NetVmPlan, shared: &Shared) -> Part {
+    let names = plan.names.clone();
+    let dns = plan.dns.clone();
     let shared = shared.clone();
     Part::spawn("dns", move |control| {
         let options = DnsOptions {
@@ -169,7 +171,7 @@ pub fn start_dns(system: &System, shared: &Shared) -> Part {
             learned_upstreams: Some(Arc::clone(&shared.learned)),
             control: Some(control),
         };
-        netvm_dns_server::serve(&system, options).map_err(|e| netvm_dhcp_server::error_chain(&e))
+        netvm_dns_server::serve(&dns, options).map_err(|e| netvm_dhcp_server::error_chain(&e))
     })
 }
 

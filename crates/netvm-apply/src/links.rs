@@ -3,7 +3,7 @@
 //! changes nothing.
 
 use futures::TryStreamExt;
-use netvm_plan::datapath::NetVmPlan;
+use netvm_plan::datapath::{InterfaceAddress, NetVmPlan};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr};
@@ -120,10 +120,10 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
             let name = interface.name.as_str();
             let index = index_of(&handle, name).await?;
             set_up(&handle, name, index, interface.mtu, None).await?;
-            if interface.address == "dhcp" {
+            let InterfaceAddress::Static(address) = interface.address else {
                 continue; // the uplink's DHCP client sets it
-            }
-            let address = parse_cidr(name, &interface.address)?;
+            };
+            let address = (address.addr(), address.prefix());
             set_only_ipv4(&handle, index, name, Some(address)).await?;
         }
         Ok(())
@@ -263,11 +263,8 @@ pub fn apply_routes(plan: &NetVmPlan) -> Result<(), LinkError> {
         for route in &plan.routes {
             let name = route.device.as_str();
             let index = index_of(&handle, name).await?;
-            let (destination, prefix) = parse_cidr(name, &route.destination)?;
-            let gateway: Ipv4Addr = route.gateway.parse().map_err(|_| LinkError::BadAddress {
-                name: name.to_owned(),
-                text: route.gateway.clone(),
-            })?;
+            let (destination, prefix) = (route.destination.addr(), route.destination.prefix());
+            let gateway = route.gateway;
             let message = RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(destination, prefix)
                 .gateway(gateway)

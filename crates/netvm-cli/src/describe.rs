@@ -77,14 +77,14 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
         return crate::host::print_plan(&args.file, args.format);
     }
     if let Some(Role::NetVm) = args.role {
-        let datapath = netvm_plan::datapath::plan(&system, &plan.policy);
+        let datapath = netvm_plan::datapath::plan(&system, &[]);
         match args.format {
             OutputFormat::Json => println!("{}", to_json(&datapath)?),
             OutputFormat::Table => {
                 println!("interfaces");
                 for i in &datapath.interfaces {
                     let mtu = i.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
-                    println!("  {:<10} {:<9} {}{mtu}", i.name, i.role, i.address);
+                    println!("  {:<10} {:<9} {}{mtu}", i.name.as_str(), i.role, i.address);
                 }
                 println!("\nsysctls");
                 for (key, value) in &datapath.sysctls {
@@ -96,6 +96,31 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
                 }
                 if datapath.routes.is_empty() {
                     println!("  (default route from the uplink's DHCP lease)");
+                }
+                let d = &datapath.dhcp;
+                println!(
+                    "\ndhcp on {}: server {}, pool {}, {} reservation(s)",
+                    datapath.names.internal,
+                    d.server_ip,
+                    d.pool.map_or_else(|| "none".to_owned(), |p| p.to_string()),
+                    d.reservations.len()
+                );
+                println!(
+                    "dns on {}: {} authoritative for {}, {} name(s)",
+                    datapath.names.internal,
+                    datapath.dns.listen,
+                    datapath.dns.domain,
+                    datapath.dns.names.len()
+                );
+                println!("\nevent sets (NFLOG group, prefix)");
+                for set in &datapath.event_sets {
+                    println!(
+                        "  {:<14} {} (group {}, prefix {:?})",
+                        set.name,
+                        set.key.nft_type(),
+                        set.log_group,
+                        set.log_prefix
+                    );
                 }
                 println!(
                     "\nnftables ruleset (one nft -f transaction)\n{}",
@@ -119,12 +144,12 @@ pub fn schema() -> Result<(), String> {
 
 pub fn apply(args: &ApplyArgs) -> Result<(), String> {
     let system = load(&args.file)?;
-    let plan = netvm_plan::plan(&system);
     match args.role {
         Role::NetVm => {
-            let datapath = netvm_plan::datapath::plan(&system, &plan.policy);
-            let forbidden =
-                |c: &netvm_plan::policy::Connection| plan.policy.allows(&system, c) == Some(false);
+            let datapath = netvm_plan::datapath::plan(&system, &[]);
+            let forbidden = |c: &netvm_plan::policy::Connection| {
+                datapath.policy.allows(&system, c) == Some(false)
+            };
             let applied = netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)
                 .map_err(|e| error_chain(&e))?;
             println!(

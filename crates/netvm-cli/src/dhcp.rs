@@ -88,7 +88,9 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         control: None,
     };
     let mut out = std::io::stdout();
-    netvm_dhcp_server::serve(&system, &options, &mut out).map_err(|e| error_chain(&e))
+    // What `netvm plan` prints under `dhcp`.
+    let config = netvm_plan::plan(&system).dhcp;
+    netvm_dhcp_server::serve(&config, &options, &mut out).map_err(|e| error_chain(&e))
 }
 
 fn load_clients(args: &LoadArgs) -> Result<(), String> {

@@ -45,7 +45,9 @@ pub fn run(command: DnsCommand) -> Result<(), String> {
                 learned_upstreams: None,
                 control: None,
             };
-            netvm_dns_server::serve(&system, options).map_err(|e| error_chain(&e))
+            // What `netvm plan` prints under `dns`.
+            let plan = netvm_plan::plan(&system).dns;
+            netvm_dns_server::serve(&plan, options).map_err(|e| error_chain(&e))
         }
     }
 }

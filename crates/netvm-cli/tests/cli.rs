@@ -143,4 +143,11 @@ fn plan_for_the_net_vm_prints_its_data_plane() {
     assert!(plan["ruleset"]
         .as_str()
         .is_some_and(|r| r.contains("masquerade")));
+    // What the servers and the event listener run, from the same plan.
+    assert_eq!(plan["dhcp"]["reservations"][0]["name"], "gui-vm");
+    assert_eq!(plan["dns"]["domain"], "internal");
+    assert_eq!(plan["endpoints_seed"][0][0], "192.168.100.3");
+    assert_eq!(plan["event_sets"][0]["name"], "ev_spoofed");
+    assert_eq!(plan["event_sets"][0]["log_group"], 7);
+    assert!(text.contains("ev_spoofed"), "{text}");
 }

@@ -14,7 +14,6 @@ use crate::journal_file::{JournalFile, JournalFileError};
 use crate::link::{Link, LinkError};
 use crate::sockets::{self, FrameSender};
 use netvm_description::values::{IfName, MacAddr};
-use netvm_description::System;
 use netvm_dhcp::{Destination, Event, Reply, Server, ServerConfig, Timestamp};
 use serde_json::json;
 use std::io::{self, Write};
@@ -306,13 +305,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Serves DHCP for `system` on `options.interface` until SIGTERM/SIGINT.
+/// Serves DHCP with `config` (the plan's: `netvm_plan::datapath::NetVmPlan::dhcp`)
+/// on `options.interface` until SIGTERM/SIGINT.
 pub fn serve(
-    system: &System,
+    config: &ServerConfig,
     options: &ServeOptions,
     out: &mut dyn Write,
 ) -> Result<(), ServeError> {
-    serve_with(system, options, out, &mut |_| Verdict::Accept)
+    serve_with(config, options, out, &mut |_| Verdict::Accept)
 }
 
 /// What a hook says about a lease event.
@@ -328,7 +328,7 @@ pub enum Verdict {
 /// [`serve`], telling `hook` every lease event as well. A grant the hook
 /// refuses is not acknowledged and is undone ([`Verdict::Refuse`]).
 pub fn serve_with(
-    system: &System,
+    config: &ServerConfig,
     options: &ServeOptions,
     out: &mut dyn Write,
     hook: &mut dyn FnMut(&Event) -> Verdict,
@@ -339,7 +339,7 @@ pub fn serve_with(
         interface: interface.clone(),
         source,
     })?;
-    let config = ServerConfig::from_system(system);
+    let config = config.clone();
     let server_ip = config.server_ip;
     let now = Timestamp::now();
     let opened = JournalFile::open(&options.journal, now.0 / 1000)?;

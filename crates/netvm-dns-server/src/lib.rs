@@ -15,8 +15,8 @@ mod mmsg;
 mod tcp;
 
 use netvm_description::values::IfName;
-use netvm_description::System;
 use netvm_dns::{Client, Config, Engine, Step, Transport, Zone};
+use netvm_plan::DnsPlan;
 use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::RefCell;
@@ -187,21 +187,18 @@ fn socket_on(
     Ok(socket)
 }
 
-/// The internal zone of `system`.
-pub fn zone(system: &System) -> Result<Zone, netvm_dns::ZoneError> {
-    let plan = netvm_plan::plan(system);
+/// The internal zone the plan describes.
+pub fn zone(plan: &DnsPlan) -> Result<Zone, netvm_dns::ZoneError> {
     let names: Vec<(String, Ipv4Addr, bool)> = plan
-        .dns
         .names
         .iter()
-        .map(|n| (n.name.clone(), n.ip, n.ptr))
+        .map(|n| (n.name.to_string(), n.ip, n.ptr))
         .collect();
-    let subnet = system.network.subnet;
     Zone::new(
-        &plan.dns.domain,
-        subnet.network(),
-        subnet.prefix(),
-        system.netvm.endpoint.fqdn.as_str(),
+        plan.domain.as_str(),
+        plan.subnet.network(),
+        plan.subnet.prefix(),
+        plan.server.as_str(),
         &names,
     )
 }
@@ -212,17 +209,13 @@ fn event(value: serde_json::Value) {
     let _ = out.flush();
 }
 
-/// Serves DNS for `system` until SIGTERM or SIGINT.
-pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
-    let zone = zone(system)?;
+/// Serves DNS with `plan` (the plan's: `netvm_plan::datapath::NetVmPlan::dns`)
+/// until SIGTERM or SIGINT.
+pub fn serve(plan: &DnsPlan, options: DnsOptions) -> Result<(), DnsError> {
+    let zone = zone(plan)?;
     let names = zone.len().0;
     let upstreams = if options.upstreams.is_empty() {
-        system
-            .dns
-            .upstreams
-            .iter()
-            .map(|u| SocketAddr::V4(u.0))
-            .collect()
+        plan.upstreams.iter().map(|u| SocketAddr::V4(u.0)).collect()
     } else {
         options.upstreams.clone()
     };
@@ -230,14 +223,14 @@ pub fn serve(system: &System, options: DnsOptions) -> Result<(), DnsError> {
         zone,
         Config {
             upstreams: upstreams.clone(),
-            cache_size: system.dns.cache_size as usize,
-            client_rate: system.dns.client_rate,
-            client_burst: system.dns.client_burst,
-            max_inflight: system.dns.max_inflight as usize,
+            cache_size: plan.cache_size as usize,
+            client_rate: plan.client_rate,
+            client_burst: plan.client_burst,
+            max_inflight: plan.max_inflight as usize,
             seed: random_seed(),
         },
     );
-    let address = SocketAddrV4::new(system.netvm.endpoint.ip, 53);
+    let address = SocketAddrV4::new(plan.listen, 53);
     let interface = options.interface.clone();
     let listen = |what, kind, protocol| {
         socket_on(kind, protocol, address, &interface).map_err(|source| DnsError::Listen {

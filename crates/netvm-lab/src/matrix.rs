@@ -450,11 +450,11 @@ fn policy_pairs(lab: &Lab) -> Result<Pairs<'_>, String> {
     let allowed = policy
         .flows
         .iter()
-        .filter(|f| f.proto == "tcp")
+        .filter(|f| f.proto == netvm_description::values::Protocol::Tcp)
         .find_map(|f| {
-            let from = lab.plan.vm(&f.from)?;
-            let to = lab.plan.vm(&f.to)?;
-            let port: u16 = f.ports.as_deref()?.split('-').next()?.parse().ok()?;
+            let from = lab.plan.vm(f.from.as_str())?;
+            let to = lab.plan.vm(f.to.as_str())?;
+            let port: u16 = f.ports?.first();
             Some((from, to, port))
         })
         .ok_or("the description allows no TCP flow between two VMs")?;
@@ -465,7 +465,7 @@ fn policy_pairs(lab: &Lab) -> Result<Pairs<'_>, String> {
                 && !policy
                     .flows
                     .iter()
-                    .any(|f| f.from == a.name && f.to == b.name)
+                    .any(|f| f.from.as_str() == a.name && f.to.as_str() == b.name)
         })
         .ok_or("every pair of VMs may talk")?;
     Ok((allowed, forbidden))

@@ -203,14 +203,11 @@ pub fn plan(system: &System, id: u32) -> Result<LabPlan, LabPlanError> {
         let ns = format!("{p}v{i}");
         let mut tcp_ports = vec![VM_PORT];
         for flow in &policy.flows {
-            if flow.to_ip == vm.endpoint.ip && flow.proto == "tcp" {
-                if let Some(first) = flow
-                    .ports
-                    .as_deref()
-                    .and_then(|p| p.split('-').next())
-                    .and_then(|p| p.parse::<u16>().ok())
-                {
-                    tcp_ports.push(first);
+            if flow.to_ip == vm.endpoint.ip
+                && flow.proto == netvm_description::values::Protocol::Tcp
+            {
+                if let Some(ports) = flow.ports {
+                    tcp_ports.push(ports.first());
                 }
             }
         }

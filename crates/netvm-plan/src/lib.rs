@@ -4,10 +4,13 @@
 //! Pure and deterministic: no I/O, no clock, collections in a fixed order,
 //! so the same description always gives byte-for-byte the same plan
 //! (`netvm plan --format json`) and plans can be golden-tested. The plan
-//! holds the address plan, DHCP reservations, DNS names and the flow
-//! policy; each machine's part is planned on its own: the Net VM's data
-//! plane ([`datapath`], [`ruleset`]) and the host's bridge, ports and
-//! layer-2 guards ([`host`], [`l2guard`]) with the VMM arguments
+//! holds the address plan, the DHCP server's configuration (reservations
+//! included), the DNS zone and the flow policy, in the description's own
+//! types (addresses, MACs, names, protocols, port ranges), never text to
+//! parse back; each machine's part is planned on its own: the Net VM's
+//! ([`datapath::NetVmPlan`]: data plane, [`ruleset`], and what its DHCP
+//! and DNS servers and event listener run) and the host's bridge, ports
+//! and layer-2 guards ([`host`], [`l2guard`]) with the VMM arguments
 //! ([`vmm`]).
 
 #![forbid(unsafe_code)]
@@ -25,7 +28,7 @@ mod table;
 pub mod vmm;
 
 pub use addresses::{AddressRow, NetworkSummary};
-pub use naming::{DnsName as PlannedName, DnsPlan, Reservation};
+pub use naming::{DnsName as PlannedName, DnsPlan};
 pub use policy::{FlowRow, ForwardRow, PolicyPlan};
 
 use netvm_description::System;
@@ -38,9 +41,10 @@ pub struct Plan {
     pub network: NetworkSummary,
     /// Every endpoint on the internal network, net-vm first.
     pub addresses: Vec<AddressRow>,
-    /// Static DHCP assignments, one per endpoint served by DHCP.
-    pub dhcp: naming::DhcpPlan,
-    /// Names the internal DNS answers for.
+    /// The DHCP server's configuration, with one reservation per
+    /// endpoint served by DHCP.
+    pub dhcp: netvm_dhcp::ServerConfig,
+    /// The internal DNS: its zone and limits.
     pub dns: DnsPlan,
     /// Who may reach what.
     pub policy: PolicyPlan,

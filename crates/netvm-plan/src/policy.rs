@@ -1,7 +1,12 @@
 //! The flow policy: which VM may reach the Internet, which VM may open
 //! which connections to which other VM, and which uplink ports are
 //! forwarded where. Default deny: anything not listed here is dropped.
+//!
+//! Rows hold the description's own values (VM names, addresses,
+//! protocols, port ranges), so the ruleset renders them without parsing
+//! text back.
 
+use netvm_description::values::{PortRange, Protocol as FlowProtocol, VmName};
 use netvm_description::System;
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -10,39 +15,39 @@ use std::net::Ipv4Addr;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct FlowRow {
     /// Source VM.
-    pub from: String,
+    pub from: VmName,
     /// Source address.
     pub from_ip: Ipv4Addr,
     /// Destination VM.
-    pub to: String,
+    pub to: VmName,
     /// Destination address.
     pub to_ip: Ipv4Addr,
     /// tcp, udp or icmp.
-    pub proto: String,
-    /// Ports, or `None` for all.
-    pub ports: Option<String>,
+    pub proto: FlowProtocol,
+    /// Ports, or `None` for all (always `None` for icmp).
+    pub ports: Option<PortRange>,
 }
 
 /// A port forward from the uplink.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct ForwardRow {
     /// tcp or udp.
-    pub proto: String,
+    pub proto: FlowProtocol,
     /// Uplink ports.
-    pub uplink_ports: String,
+    pub uplink_ports: PortRange,
     /// Destination VM.
-    pub to: String,
+    pub to: VmName,
     /// Destination address.
     pub to_ip: Ipv4Addr,
-    /// Destination ports.
-    pub to_ports: String,
+    /// Destination ports (as many as `uplink_ports`).
+    pub to_ports: PortRange,
 }
 
 /// Who may reach what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyPlan {
     /// VMs allowed out to the Internet, in declaration order.
-    pub internet: Vec<String>,
+    pub internet: Vec<VmName>,
     /// VM-to-VM flows, sorted.
     pub flows: Vec<FlowRow>,
     /// Port forwards, sorted.
@@ -54,7 +59,7 @@ pub(crate) fn plan(system: &System) -> PolicyPlan {
         .vms
         .iter()
         .filter(|vm| vm.internet)
-        .map(|vm| vm.name.to_string())
+        .map(|vm| vm.name.clone())
         .collect();
     let mut flows = Vec::new();
     let mut forwards = Vec::new();
@@ -65,21 +70,21 @@ pub(crate) fn plan(system: &System) -> PolicyPlan {
                 continue;
             };
             flows.push(FlowRow {
-                from: vm.name.to_string(),
+                from: vm.name.clone(),
                 from_ip: vm.endpoint.ip,
-                to: to.name.to_string(),
+                to: to.name.clone(),
                 to_ip: to.endpoint.ip,
-                proto: flow.proto.to_string(),
-                ports: flow.ports.map(|p| p.to_string()),
+                proto: flow.proto,
+                ports: flow.ports.filter(|_| flow.proto.has_ports()),
             });
         }
         for f in &vm.forwards {
             forwards.push(ForwardRow {
-                proto: f.proto.to_string(),
-                uplink_ports: f.uplink_ports.to_string(),
-                to: vm.name.to_string(),
+                proto: f.proto,
+                uplink_ports: f.uplink_ports,
+                to: vm.name.clone(),
                 to_ip: vm.endpoint.ip,
-                to_ports: f.vm_ports.to_string(),
+                to_ports: f.vm_ports,
             });
         }
     }
@@ -109,28 +114,21 @@ mod tests {
             policy.internet.is_empty(),
             "system VMs and internet = false stay inside"
         );
-        let flows: Vec<(String, String, String, Option<String>)> = policy
+        let flows: Vec<(String, String, FlowProtocol, Option<PortRange>)> = policy
             .flows
             .iter()
-            .map(|f| {
-                (
-                    f.from.clone(),
-                    f.to.clone(),
-                    f.proto.clone(),
-                    f.ports.clone(),
-                )
-            })
+            .map(|f| (f.from.to_string(), f.to.to_string(), f.proto, f.ports))
             .collect();
         assert_eq!(
             flows,
             [
-                ("b".into(), "a".into(), "icmp".into(), None),
                 (
                     "b".into(),
                     "a".into(),
-                    "udp".into(),
-                    Some("5000-5001".into())
+                    FlowProtocol::Udp,
+                    PortRange::new(5000, 5001)
                 ),
+                ("b".into(), "a".into(), FlowProtocol::Icmp, None),
             ]
         );
         assert_eq!(
@@ -139,8 +137,11 @@ mod tests {
         );
         let forward = &policy.forwards[0];
         assert_eq!(
-            (forward.uplink_ports.as_str(), forward.to_ports.as_str()),
-            ("8443", "443")
+            (forward.uplink_ports, forward.to_ports),
+            (
+                PortRange::new(8443, 8443).expect("range"),
+                PortRange::new(443, 443).expect("range")
+            )
         );
     }
 }
@@ -186,30 +187,21 @@ impl PolicyPlan {
             return Some(from.internet);
         }
         let proto = match c.proto {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Icmp => "icmp",
+            Protocol::Tcp => FlowProtocol::Tcp,
+            Protocol::Udp => FlowProtocol::Udp,
+            Protocol::Icmp => FlowProtocol::Icmp,
             Protocol::Other => return Some(false),
         };
         Some(self.flows.iter().any(|f| {
             f.from_ip == c.src
                 && f.to_ip == c.dst
                 && f.proto == proto
-                && match (&f.ports, c.dport) {
+                && match (f.ports, c.dport) {
                     (None, _) => true,
-                    (Some(range), Some(port)) => in_range(range, port),
+                    (Some(range), Some(port)) => (range.first()..=range.last()).contains(&port),
                     (Some(_), None) => false,
                 }
         }))
-    }
-}
-
-fn in_range(range: &str, port: u16) -> bool {
-    let mut parts = range.split('-').filter_map(|p| p.parse::<u16>().ok());
-    match (parts.next(), parts.next()) {
-        (Some(first), Some(last)) => (first..=last).contains(&port),
-        (Some(only), None) => only == port,
-        _ => false,
     }
 }
 

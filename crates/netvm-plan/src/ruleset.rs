@@ -16,17 +16,23 @@
 //!   agent reports as security events. A packet worth reporting adds its
 //!   key (who, to whom, which port) in a rule of its own, so a full set
 //!   never changes a verdict, and memory stays bounded whatever arrives.
-//!   See [`EVENT_SETS`].
+//!   In front of each such rule, a rule with the same match logs the
+//!   packet to NFLOG group [`EVENT_LOG_GROUP`] (prefix: the set's name)
+//!   while its key is not in the set yet, under a rate limit: the agent
+//!   is told of each key once per element lifetime, pushed, and a full
+//!   set or a flood costs no more than the limit. See [`EVENT_SETS`].
 //!
 //! Pure and deterministic: same description and interface names, same text.
 
 use crate::policy::PolicyPlan;
-use netvm_description::values::IfName;
+use netvm_description::values::{IfName, MacAddr, Protocol};
 use netvm_description::System;
+use serde::Serialize;
 use std::fmt::Write;
+use std::net::Ipv4Addr;
 
 /// The Net VM's interfaces, by the names it sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NetVmInterfaces {
     /// The internal interface (Ghaf names it `ethint0`).
     pub internal: IfName,
@@ -37,38 +43,150 @@ pub struct NetVmInterfaces {
 /// The table every rule lives in.
 pub const TABLE: &str = "netvm";
 
-/// The event sets: name, key type, element lifetime, size. An element
-/// lives for its lifetime from the first packet (`add` does not refresh
-/// it), so one key is reported at most once per lifetime.
-pub const EVENT_SETS: [(&str, &str, &str, u32); 5] = [
-    // A packet from the internal side with an address and MAC that are
-    // not a pair in `endpoints`.
-    ("ev_spoofed", "ipv4_addr . ether_addr", "1m", 4096),
-    // A new VM-to-VM or VM-to-Internet connection the policy refused.
-    (
-        "ev_policy",
-        "ipv4_addr . ipv4_addr . inet_proto . inet_service",
-        "1m",
-        4096,
-    ),
-    // A new VM-to-VM connection the policy allowed.
-    (
-        "ev_allowed",
-        "ipv4_addr . ipv4_addr . inet_proto . inet_service",
-        "1m",
-        4096,
-    ),
-    // A refused new connection from the uplink: source, protocol, port
-    // (many ports from one source in the lifetime is a port scan).
-    (
-        "ev_scan",
-        "ipv4_addr . inet_proto . inet_service",
-        "10s",
-        65536,
-    ),
-    // A DHCP server answer (UDP 67 to 68) seen on the internal side.
-    ("ev_rogue_dhcp", "ipv4_addr . ether_addr", "1m", 1024),
-];
+/// What an event set's elements are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKey {
+    /// Source address and source MAC (`ip saddr . ether saddr`).
+    SourceAddressMac,
+    /// Source, destination, protocol, destination port
+    /// (`ip saddr . ip daddr . meta l4proto . th dport`).
+    Connection,
+    /// Source, protocol, destination port
+    /// (`ip saddr . meta l4proto . th dport`).
+    SourceService,
+}
+
+impl EventKey {
+    /// The set's nftables element type.
+    pub fn nft_type(self) -> &'static str {
+        match self {
+            EventKey::SourceAddressMac => "ipv4_addr . ether_addr",
+            EventKey::Connection => "ipv4_addr . ipv4_addr . inet_proto . inet_service",
+            EventKey::SourceService => "ipv4_addr . inet_proto . inet_service",
+        }
+    }
+
+    /// The expression a rule builds the key with from a packet.
+    pub fn nft_expression(self) -> &'static str {
+        match self {
+            EventKey::SourceAddressMac => "ip saddr . ether saddr",
+            EventKey::Connection => "ip saddr . ip daddr . meta l4proto . th dport",
+            EventKey::SourceService => "ip saddr . meta l4proto . th dport",
+        }
+    }
+}
+
+/// One event set of the ruleset and how its packets are pushed to the
+/// agent. An element lives for `lifetime_secs` from the first packet
+/// (`add` does not refresh it), so one key is reported at most once per
+/// lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EventSet {
+    /// The set's name in the table (`ev_…`).
+    pub name: &'static str,
+    /// What its elements are made of.
+    pub key: EventKey,
+    /// How long an element lives, in seconds.
+    pub lifetime_secs: u32,
+    /// Most elements at once.
+    pub size: u32,
+    /// The NFLOG group its packets are logged to.
+    pub log_group: u16,
+    /// The NFLOG prefix of its packets (the set's name and a space).
+    pub log_prefix: &'static str,
+    /// Packets logged per second at most (per rule).
+    pub log_rate_per_second: u32,
+    /// Packets logged in a burst above the rate.
+    pub log_burst: u32,
+}
+
+/// The NFLOG group the event rules log to (the agent listens on it).
+pub const EVENT_LOG_GROUP: u16 = 7;
+
+/// Event packets logged per second at most, per rule.
+pub const EVENT_LOG_RATE: u32 = 50;
+
+/// Event packets logged in a burst above [`EVENT_LOG_RATE`], per rule.
+pub const EVENT_LOG_BURST: u32 = 100;
+
+const fn event_set(
+    name: &'static str,
+    log_prefix: &'static str,
+    key: EventKey,
+    lifetime_secs: u32,
+    size: u32,
+) -> EventSet {
+    EventSet {
+        name,
+        key,
+        lifetime_secs,
+        size,
+        log_group: EVENT_LOG_GROUP,
+        log_prefix,
+        log_rate_per_second: EVENT_LOG_RATE,
+        log_burst: EVENT_LOG_BURST,
+    }
+}
+
+/// A packet from the internal side with an address and MAC that are not
+/// a pair in `endpoints`.
+pub const EV_SPOOFED: EventSet = event_set(
+    "ev_spoofed",
+    "ev_spoofed ",
+    EventKey::SourceAddressMac,
+    60,
+    4096,
+);
+
+/// A new VM-to-VM or VM-to-Internet connection the policy refused.
+pub const EV_POLICY: EventSet =
+    event_set("ev_policy", "ev_policy ", EventKey::Connection, 60, 4096);
+
+/// A new VM-to-VM connection the policy allowed.
+pub const EV_ALLOWED: EventSet =
+    event_set("ev_allowed", "ev_allowed ", EventKey::Connection, 60, 4096);
+
+/// A refused new connection from the uplink: source, protocol, port
+/// (many ports from one source in the lifetime is a port scan).
+pub const EV_SCAN: EventSet = event_set("ev_scan", "ev_scan ", EventKey::SourceService, 10, 65536);
+
+/// A DHCP server answer (UDP 67 to 68) seen on the internal side.
+pub const EV_ROGUE_DHCP: EventSet = event_set(
+    "ev_rogue_dhcp",
+    "ev_rogue_dhcp ",
+    EventKey::SourceAddressMac,
+    60,
+    1024,
+);
+
+/// The event sets, in the order the ruleset declares them.
+pub const EVENT_SETS: [EventSet; 5] = [EV_SPOOFED, EV_POLICY, EV_ALLOWED, EV_SCAN, EV_ROGUE_DHCP];
+
+/// `60` seconds as nft writes it (`1m`), others in seconds (`10s`).
+fn nft_duration(secs: u32) -> String {
+    if secs != 0 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// The rules for one event: with `match_` (tabs and all, up to the
+/// statement), first log the packet while its key is new (rate-limited),
+/// then add the key.
+fn event_rules(match_: &str, set: &EventSet) -> String {
+    let key = set.key.nft_expression();
+    format!(
+        "{match_} {key} != @{name} limit rate {rate}/second burst {burst} packets log group {group} prefix \"{prefix}\"\n\
+         {match_} add @{name} {{ {key} }}\n",
+        name = set.name,
+        rate = set.log_rate_per_second,
+        burst = set.log_burst,
+        group = set.log_group,
+        prefix = set.log_prefix,
+    )
+}
 
 /// Drops logged per second at most, per chain.
 const LOG_RATE: &str = "10/second";
@@ -77,18 +195,25 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
-/// Renders the ruleset for `system` with the given policy and interfaces.
-pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> String {
+/// Renders the ruleset for `system` with the given policy and interfaces;
+/// `endpoints` is what the `endpoints` set starts with (reservations and
+/// the leases still live), in the same transaction.
+pub fn render(
+    system: &System,
+    policy: &PolicyPlan,
+    names: &NetVmInterfaces,
+    endpoints: &[(Ipv4Addr, MacAddr)],
+) -> String {
     let internal = names.internal.as_str();
     let uplink = names.uplink.as_str();
     let netvm_ip = system.netvm.endpoint.ip;
     let subnet = system.network.subnet;
-    let mut endpoints: Vec<String> = system
-        .endpoints()
-        .filter(|(_, role, _)| *role != netvm_description::Role::NetVm)
-        .map(|(_, _, e)| format!("{} . {}", e.ip, e.mac))
+    let mut endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, mac)| format!("{ip} . {mac}"))
         .collect();
     endpoints.sort();
+    endpoints.dedup();
     let internet: Vec<String> = system
         .vms
         .iter()
@@ -98,10 +223,13 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
     let mut flows = Vec::new();
     let mut icmp_flows = Vec::new();
     for f in &policy.flows {
-        if f.proto == "icmp" {
+        if f.proto == Protocol::Icmp {
             icmp_flows.push(format!("{} . {}", f.from_ip, f.to_ip));
         } else {
-            let ports = f.ports.clone().unwrap_or_else(|| "1-65535".to_owned());
+            let ports = match f.ports {
+                Some(ports) => ports.to_string(),
+                None => "1-65535".to_owned(),
+            };
             flows.push(format!(
                 "{} . {} . {} . {}",
                 f.from_ip, f.to_ip, f.proto, ports
@@ -158,8 +286,15 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
         &icmp_flows,
     );
     let _ = writeln!(out, "\tset ping_sources {{\n\t\ttype ipv4_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t\tsize 65536\n\t}}\n");
-    for (name, kind, lifetime, size) in EVENT_SETS {
-        let _ = writeln!(out, "\tset {name} {{\n\t\ttype {kind}\n\t\tflags dynamic, timeout\n\t\ttimeout {lifetime}\n\t\tsize {size}\n\t}}\n");
+    for ev in &EVENT_SETS {
+        let _ = writeln!(
+            out,
+            "\tset {} {{\n\t\ttype {}\n\t\tflags dynamic, timeout\n\t\ttimeout {}\n\t\tsize {}\n\t}}\n",
+            ev.name,
+            ev.key.nft_type(),
+            nft_duration(ev.lifetime_secs),
+            ev.size
+        );
     }
     for counter in [
         "spoofed",
@@ -171,13 +306,17 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
     }
 
     // Anti-spoofing, before conntrack.
+    let spoofed = event_rules(
+        &format!("\t\tiifname \"{internal}\" meta nfproto ipv4"),
+        &EV_SPOOFED,
+    );
     let _ = writeln!(
         out,
         "\tchain guard {{\n\
          \t\ttype filter hook prerouting priority raw; policy accept;\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept comment \"DHCP before an address\"\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 ip saddr . ether saddr @endpoints accept\n\
-         \t\tiifname \"{internal}\" meta nfproto ipv4 add @ev_spoofed {{ ip saddr . ether saddr }}\n\
+{spoofed}\
          \t\tiifname \"{internal}\" meta nfproto ipv4 limit rate {LOG_RATE} log prefix \"netvm spoofed: \"\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 counter name spoofed drop\n\
          \t\tiifname \"{uplink}\" ip saddr {{ {subnet}, 127.0.0.0/8 }} counter name spoofed drop comment \"internal sources from outside\"\n\
@@ -203,6 +342,14 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
     };
 
     // Input: the net-vm's own services.
+    let rogue_dhcp = event_rules(
+        &format!("\t\tiifname \"{internal}\" udp sport 67 udp dport 68"),
+        &EV_ROGUE_DHCP,
+    );
+    let scan = event_rules(
+        &format!("\t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }}"),
+        &EV_SCAN,
+    );
     let _ = writeln!(
         out,
         "\tchain input {{\n\
@@ -213,7 +360,7 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\ttcp flags & (fin | syn | rst | psh | ack | urg) == 0x0 drop\n\
          \t\tct state established,related accept\n\
          \t\tiif \"lo\" accept\n\
-         \t\tiifname \"{internal}\" udp sport 67 udp dport 68 add @ev_rogue_dhcp {{ ip saddr . ether saddr }}\n\
+{rogue_dhcp}\
          \t\tiifname \"{internal}\" udp sport 67 udp dport 68 drop comment \"another DHCP server\"\n\
          \t\tiifname \"{internal}\" udp dport 67 accept comment \"DHCP\"\n\
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} meta l4proto {{ tcp, udp }} th dport 53 accept comment \"DNS\"\n\
@@ -221,13 +368,21 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} icmp type echo-request accept\n\
          \t\tiifname \"{uplink}\" fib daddr . iif type local icmp type echo-request accept comment \"the uplink's own address\"\n\
          \t\tiifname \"{uplink}\" udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
-{metrics}\t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
+{metrics}{scan}\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm input drop: \"\n\
          \t\tcounter name input_dropped\n\
          \t}}\n"
     );
 
     // Forward: the policy.
+    let allowed = event_rules(
+        &format!("\t\tiifname \"{internal}\" oifname \"{internal}\" ct state new ip saddr . ip daddr . meta l4proto . th dport @flows"),
+        &EV_ALLOWED,
+    );
+    let refused = event_rules(
+        &format!("\t\tiifname \"{internal}\" ct state new meta l4proto {{ tcp, udp }}"),
+        &EV_POLICY,
+    );
     let _ = writeln!(
         out,
         "\tchain forward {{\n\
@@ -236,12 +391,11 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
          \t\tct state invalid drop\n\
          \t\tct state established,related accept\n\
          \t\tiifname \"{internal}\" oifname \"{uplink}\" ip saddr @internet accept\n\
-         \t\tiifname \"{internal}\" oifname \"{internal}\" ct state new ip saddr . ip daddr . meta l4proto . th dport @flows add @ev_allowed {{ ip saddr . ip daddr . meta l4proto . th dport }}\n\
+{allowed}\
          \t\tiifname \"{internal}\" oifname \"{internal}\" ip saddr . ip daddr . meta l4proto . th dport @flows accept\n\
          \t\tiifname \"{internal}\" oifname \"{internal}\" icmp type echo-request ip saddr . ip daddr @icmp_flows accept\n\
          \t\tiifname \"{uplink}\" oifname \"{internal}\" ct status dnat accept comment \"port forwards\"\n\
-         \t\tiifname \"{internal}\" ct state new meta l4proto {{ tcp, udp }} add @ev_policy {{ ip saddr . ip daddr . meta l4proto . th dport }}\n\
-         \t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }} add @ev_scan {{ ip saddr . meta l4proto . th dport }}\n\
+{refused}{scan}\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm forward drop: \"\n\
          \t\tcounter name forward_dropped\n\
          \t}}\n"
@@ -253,8 +407,8 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
         "\tchain nat_in {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;"
     );
     for f in &policy.forwards {
-        let (first, last) = split_range(&f.uplink_ports);
-        let (to_first, _) = split_range(&f.to_ports);
+        let (first, last) = (f.uplink_ports.first(), f.uplink_ports.last());
+        let to_first = f.to_ports.first();
         let target = if first == to_first {
             format!("dnat ip to {}", f.to_ip)
         } else if first == last {
@@ -296,12 +450,6 @@ pub fn render(system: &System, policy: &PolicyPlan, names: &NetVmInterfaces) -> 
     out
 }
 
-fn split_range(text: &str) -> (u16, u16) {
-    let mut parts = text.split('-').map(|p| p.parse::<u16>().unwrap_or(0));
-    let first = parts.next().unwrap_or(0);
-    (first, parts.next().unwrap_or(first))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,7 +465,7 @@ mod tests {
             internal: "ethint0".parse().expect("name"),
             uplink: "eth0".parse().expect("name"),
         };
-        render(&system, &policy, &names)
+        render(&system, &policy, &names, &[])
     }
 
     #[test]
@@ -362,5 +510,55 @@ mod tests {
                 || l.contains("@icmp_flows")),
             "{accepts:?}"
         );
+    }
+
+    #[test]
+    fn every_event_is_logged_once_per_key_before_it_is_added() {
+        let text = ruleset();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut adds = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let Some(set) = EVENT_SETS
+                .iter()
+                .find(|s| line.contains(&format!(" add @{} {{", s.name)))
+            else {
+                continue;
+            };
+            adds += 1;
+            let (match_, _) = line.split_once(" add @").expect("an add rule");
+            let key = set.key.nft_expression();
+            assert_eq!(
+                lines[i - 1],
+                format!(
+                    "{match_} {key} != @{} limit rate {}/second burst {} packets log group {} prefix \"{}\"",
+                    set.name, EVENT_LOG_RATE, EVENT_LOG_BURST, EVENT_LOG_GROUP, set.log_prefix
+                ),
+                "the rule before {line}"
+            );
+            assert_eq!(set.log_prefix, format!("{} ", set.name));
+        }
+        // ev_scan is added in input and in forward.
+        assert_eq!(adds, EVENT_SETS.len() + 1, "{text}");
+    }
+
+    #[test]
+    fn the_endpoints_seed_is_rendered_into_the_set() {
+        let text = "[netvm.uplink]\ninterface = \"eth0\"\n[[vm]]\nname = \"a\"\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let policy = crate::policy::plan(&system);
+        let names = NetVmInterfaces {
+            internal: "ethint0".parse().expect("name"),
+            uplink: "eth0".parse().expect("name"),
+        };
+        let seed = [(
+            Ipv4Addr::new(192, 168, 100, 201),
+            "02:00:00:00:00:01".parse().expect("mac"),
+        )];
+        let text = render(&system, &policy, &names, &seed);
+        assert!(
+            text.contains("elements = { 192.168.100.201 . 02:00:00:00:00:01 }"),
+            "{text}"
+        );
+        assert!(!text.contains("add element"), "{text}");
     }
 }

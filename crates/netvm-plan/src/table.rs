@@ -60,11 +60,11 @@ pub(crate) fn full(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "\ndhcp: server {}, pool {}, lease {}s (renew {}s, rebind {}s), at most {} dynamic leases",
-        d.server,
-        d.pool.as_deref().unwrap_or("none"),
-        d.lease_time,
-        d.renew_time,
-        d.rebind_time,
+        d.server_ip,
+        d.pool.map_or_else(|| "none".to_owned(), |p| p.to_string()),
+        d.lease_secs,
+        d.renew_secs,
+        d.rebind_secs,
         d.max_leases
     );
 
@@ -72,7 +72,11 @@ pub(crate) fn full(plan: &Plan) -> String {
     let upstreams = if dns.upstreams.is_empty() {
         "learned on the uplink".to_owned()
     } else {
-        dns.upstreams.join(", ")
+        dns.upstreams
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let _ = writeln!(
         out,
@@ -84,7 +88,7 @@ pub(crate) fn full(plan: &Plan) -> String {
         .iter()
         .map(|r| {
             let ptr = if r.ptr { "yes" } else { "no" };
-            vec![r.name.clone(), r.ip.to_string(), ptr.to_owned()]
+            vec![r.name.to_string(), r.ip.to_string(), ptr.to_owned()]
         })
         .collect();
     out += &grid(&["NAME", "A", "PTR"], &rows);
@@ -93,7 +97,11 @@ pub(crate) fn full(plan: &Plan) -> String {
     let internet = if p.internet.is_empty() {
         "none".to_owned()
     } else {
-        p.internet.join(", ")
+        p.internet
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let _ = writeln!(out, "\npolicy (default deny)\ninternet: {internet}");
     if p.flows.is_empty() {
@@ -104,10 +112,10 @@ pub(crate) fn full(plan: &Plan) -> String {
             .iter()
             .map(|f| {
                 vec![
-                    f.from.clone(),
-                    f.to.clone(),
-                    f.proto.clone(),
-                    f.ports.clone().unwrap_or_else(|| "all".to_owned()),
+                    f.from.to_string(),
+                    f.to.to_string(),
+                    f.proto.to_string(),
+                    f.ports.map_or_else(|| "all".to_owned(), |p| p.to_string()),
                 ]
             })
             .collect();

@@ -49,7 +49,9 @@ fn example_plans_match_their_golden_files() {
         let json = serde_json::to_string_pretty(&plan).expect("json") + "\n";
         let text = plan.to_text();
         let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
-        let ruleset = netvm_plan::datapath::plan(&system, &plan.policy).ruleset;
+        let netvm = netvm_plan::datapath::plan(&system, &[]);
+        let netvm_json = serde_json::to_string_pretty(&netvm).expect("json") + "\n";
+        let ruleset = netvm.ruleset;
         let host = netvm_plan::host::plan(&system).expect("host plan");
         let host_json = serde_json::to_string_pretty(&host).expect("json") + "\n";
         let vmm = vmm_table(&system, &host);
@@ -57,6 +59,7 @@ fn example_plans_match_their_golden_files() {
             (format!("{name}.plan.json"), &json),
             (format!("{name}.plan.txt"), &text),
             (format!("{name}.netvm.nft"), &ruleset),
+            (format!("{name}.netvm.json"), &netvm_json),
             (format!("{name}.host.json"), &host_json),
             (format!("{name}.host.nft"), &host.ruleset),
             (format!("{name}.vmm.txt"), &vmm),
@@ -96,8 +99,15 @@ fn vmm_table(system: &netvm_description::System, host: &netvm_plan::host::HostPl
 fn example_rulesets_pass_nft_check() {
     for name in ["ghaf-laptop", "dev-mode", "minimal", "orin-platform"] {
         let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
-        let policy = netvm_plan::plan(&system).policy;
-        nft_check(name, &netvm_plan::datapath::plan(&system, &policy).ruleset);
+        nft_check(name, &netvm_plan::datapath::plan(&system, &[]).ruleset);
+        // With pool leases seeding `endpoints` too.
+        let lease = (
+            std::net::Ipv4Addr::new(192, 168, 100, 222),
+            "02:00:00:00:00:de".parse().expect("mac"),
+        );
+        let seeded = netvm_plan::datapath::plan(&system, &[lease]);
+        assert!(seeded.endpoints_seed.contains(&lease), "{name}");
+        nft_check(name, &seeded.ruleset);
         nft_check(
             name,
             &netvm_plan::host::plan(&system).expect("host plan").ruleset,
