@@ -46,6 +46,29 @@ pub struct LoadSummary {
     pub retransmissions: u64,
     /// Clients that finished with an ACK.
     pub bound: u32,
+    /// From a client's first REQUEST to its ACK, microseconds: mean.
+    pub ack_latency_us_avg: u64,
+    /// The same, median.
+    pub ack_latency_us_p50: u64,
+    /// The same, 99th percentile.
+    pub ack_latency_us_p99: u64,
+    /// The same, the longest.
+    pub ack_latency_us_max: u64,
+}
+
+impl LoadSummary {
+    /// Fills the ACK latency figures from `latencies` (microseconds).
+    fn latencies(&mut self, mut latencies: Vec<u64>) {
+        if latencies.is_empty() {
+            return;
+        }
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        self.ack_latency_us_avg = latencies.iter().sum::<u64>() / latencies.len() as u64;
+        self.ack_latency_us_p50 = at(0.5);
+        self.ack_latency_us_p99 = at(0.99);
+        self.ack_latency_us_max = at(1.0);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +84,8 @@ struct Client {
     phase: Phase,
     deadline: Instant,
     tries: u32,
+    /// When its first REQUEST for the current offer left.
+    requested: Option<Instant>,
 }
 
 /// One ACK as written to the output.
@@ -116,6 +141,7 @@ pub fn run(options: &LoadOptions, acks: &mut dyn Write) -> io::Result<LoadSummar
     let mut clients: Vec<Client> = Vec::new();
     let mut by_xid: HashMap<u32, usize> = HashMap::new();
     let mut buf = [0u8; 1500];
+    let mut latencies: Vec<u64> = Vec::new();
     let rate = f64::from(options.rate.max(1));
 
     while start.elapsed() < options.duration {
@@ -129,6 +155,7 @@ pub fn run(options: &LoadOptions, acks: &mut dyn Write) -> io::Result<LoadSummar
                 phase: Phase::Discovering,
                 deadline: Instant::now() + RETRANSMIT,
                 tries: 1,
+                requested: None,
             };
             socket.send_to(&message(&client), server)?;
             summary.sent += 1;
@@ -170,6 +197,7 @@ pub fn run(options: &LoadOptions, acks: &mut dyn Write) -> io::Result<LoadSummar
                     };
                     client.deadline = Instant::now() + RETRANSMIT;
                     client.tries = 1;
+                    client.requested = Some(Instant::now());
                     socket.send_to(&message(client), server)?;
                     summary.sent += 1;
                 }
@@ -177,6 +205,9 @@ pub fn run(options: &LoadOptions, acks: &mut dyn Write) -> io::Result<LoadSummar
                     summary.acks += 1;
                     summary.bound += 1;
                     client.phase = Phase::Bound;
+                    if let Some(requested) = client.requested {
+                        latencies.push(requested.elapsed().as_micros() as u64);
+                    }
                     let line = AckLine {
                         mac: client.mac.to_string(),
                         ip,
@@ -212,5 +243,6 @@ pub fn run(options: &LoadOptions, acks: &mut dyn Write) -> io::Result<LoadSummar
             break;
         }
     }
+    summary.latencies(latencies);
     Ok(summary)
 }
