@@ -250,9 +250,18 @@ impl Control {
             ),
             Err(_) => (Value::Null, Value::Null),
         };
+        // Read over netlink: a status or a metrics scrape starts no process.
         let mut firewall = serde_json::Map::new();
-        for (name, packets, bytes) in crate::nft_read::counters() {
-            firewall.insert(name, json!({"packets": packets, "bytes": bytes}));
+        let table = netvm_plan::ruleset::TABLE;
+        match netvm_netfilter::NfTables::open().and_then(|mut nft| nft.counters(table)) {
+            Ok(counters) => {
+                for c in counters {
+                    firewall.insert(c.name, json!({"packets": c.packets, "bytes": c.bytes}));
+                }
+            }
+            Err(e) => {
+                firewall.insert("error".to_owned(), json!(e.to_string()));
+            }
         }
         let (reported, suppressed) = self.shared.hub.counts();
         json!({
@@ -431,10 +440,10 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let helpers_stop = Arc::new(AtomicBool::new(false));
     let handler: Arc<dyn Handler> = Arc::clone(&control) as Arc<dyn Handler>;
     let control_stop = Arc::clone(&helpers_stop);
-    let mut helpers = vec![
-        thread::spawn(move || crate::control::serve(listener, handler, control_stop)),
-        start_watcher(&shared, Arc::clone(&helpers_stop)),
-    ];
+    let mut helpers = vec![thread::spawn(move || {
+        crate::control::serve(listener, handler, control_stop)
+    })];
+    start_watcher(&shared);
     let mut running = Running {
         plan,
         dhcp: None,
@@ -593,32 +602,88 @@ fn reload(
     }
 }
 
-/// Reads the event sets once a second and reports what is new.
-fn start_watcher(shared: &Shared, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+/// Listens to the event rules' NFLOG group and reports what the
+/// packets mean ([`crate::watch`]). It sleeps until the kernel logs a
+/// packet, or, while security events were suppressed and not yet
+/// reported, until the next once-a-second report is due: at rest it
+/// never wakes. It lives as long as the process (a reload keeps it: the
+/// group does not change); it is not joined at exit.
+fn start_watcher(shared: &Shared) {
     let shared = shared.clone();
     thread::spawn(move || {
+        let group = netvm_plan::ruleset::EVENT_LOG_GROUP;
+        let mut listener = match netvm_netfilter::LogListener::bind(group) {
+            Ok(listener) => listener,
+            Err(e) => {
+                // Fail loudly: the rules still drop, but nothing reports.
+                shared.hub.emit(
+                    Class::Security,
+                    json!({"event": "events_unavailable", "nflog_group": group,
+                           "error": e.to_string()}),
+                    true,
+                );
+                return;
+            }
+        };
         let scan_ports = shared
             .state
             .lock()
             .map(|s| s.system.agent.scan_ports)
             .unwrap_or(20);
         let mut watcher = crate::watch::Watcher::new(scan_ports);
-        while !stop.load(Ordering::Relaxed) {
-            thread::sleep(Duration::from_secs(1));
-            let now = netvm_dhcp::Timestamp::now().0 / 1000;
-            for set in netvm_plan::ruleset::EVENT_SETS {
-                let elements = crate::nft_read::set_elements(set.name);
-                let events = match shared.state.lock() {
-                    Ok(state) => watcher.observe(now, set.name, &elements, &*state),
-                    Err(_) => continue,
-                };
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        let (mut lost, mut failed) = (0, None::<String>);
+        loop {
+            let due = last_report + Duration::from_secs(1);
+            let timeout = shared
+                .hub
+                .has_unreported()
+                .then(|| due.saturating_duration_since(Instant::now()));
+            if let Err(e) = listener.wait(timeout) {
+                thread::sleep(Duration::from_secs(1));
+                failed = Some(e.to_string());
+            }
+            let records = match listener.recv() {
+                Ok(records) => records,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    Vec::new()
+                }
+            };
+            if let Some(error) = failed.take() {
+                shared.hub.emit(
+                    Class::Security,
+                    json!({"event": "events_unavailable", "nflog_group": group, "error": error}),
+                    true,
+                );
+            }
+            let now = started.elapsed().as_secs();
+            if let Ok(state) = shared.state.lock() {
+                let events: Vec<Value> = records
+                    .iter()
+                    .filter_map(|r| watcher.observe(now, r, &*state))
+                    .collect();
+                drop(state);
                 for event in events {
                     shared.hub.emit(Class::Security, event, true);
                 }
             }
-            shared.hub.report_suppressed();
+            if listener.lost() > lost {
+                // The kernel dropped log messages (a flood outran us): said once per burst.
+                shared.hub.emit(
+                    Class::Security,
+                    json!({"event": "events_lost", "count": listener.lost() - lost}),
+                    true,
+                );
+                lost = listener.lost();
+            }
+            if Instant::now() >= due {
+                shared.hub.report_suppressed();
+                last_report = Instant::now();
+            }
         }
-    })
+    });
 }
 
 /// Starts the metrics endpoint when the description asks for one.

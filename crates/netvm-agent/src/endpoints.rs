@@ -3,17 +3,18 @@
 //! description does not name: a granted lease adds its pair, a released
 //! or expired one removes it. Reserved pairs are in the ruleset itself
 //! and are never removed. A grant is applied at once, before the DHCP
-//! server sends its ACK ([`apply_now`]), and a grant nft refuses is not
-//! acknowledged (the caller reports nft's stderr); removals go to a thread that
-//! applies them with `nft -f -`, each on its own, so one that is already
-//! gone does not undo the others.
+//! server sends its ACK ([`apply_now`]), and a grant the kernel refuses
+//! is not acknowledged (the caller reports why); removals go to a thread
+//! that applies them in batches. Both talk to nf_tables over one
+//! long-lived netlink socket each ([`netvm_netfilter::NfTables`]): no
+//! process per lease.
 
 use netvm_description::values::MacAddr;
 use netvm_dhcp::Event;
+use netvm_netfilter::{Element, NfTables};
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// One change to the set.
@@ -36,83 +37,109 @@ pub fn change_for(event: &Event) -> Option<Change> {
     }
 }
 
-/// The nft command for `change`.
-pub fn statement(change: Change) -> String {
-    let table = netvm_plan::ruleset::TABLE;
+/// The set element a change is about.
+fn element(change: Change) -> Element {
     match change {
-        Change::Add(ip, mac) => format!("add element inet {table} endpoints {{ {ip} . {mac} }}\n"),
-        Change::Remove(ip, mac) => {
-            format!("delete element inet {table} endpoints {{ {ip} . {mac} }}\n")
-        }
+        Change::Add(ip, mac) | Change::Remove(ip, mac) => Element::ipv4_mac(ip, mac),
     }
 }
 
-/// Runs `nft -f -` on `text`; nft's own words when it fails (its
-/// stderr, or why it could not be run).
-fn nft(text: &str) -> Result<(), String> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run nft: {e}"))?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(text.as_bytes()));
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("nft did not finish: {e}"))?;
-    if output.status.success() {
-        if let Some(Err(e)) = written {
-            return Err(format!("cannot write to nft: {e}"));
+/// A netlink handle to nf_tables, opened on first use and opened again
+/// after an error (the next call then starts from a fresh socket).
+#[derive(Default)]
+pub struct Writer {
+    socket: Option<NfTables>,
+}
+
+impl Writer {
+    /// Adds (`add`) or removes the elements; the kernel's refusal, in
+    /// words, when it said no.
+    fn apply(&mut self, add: bool, elements: &[Element]) -> Result<(), String> {
+        if elements.is_empty() {
+            return Ok(());
         }
-        return Ok(());
+        let table = netvm_plan::ruleset::TABLE;
+        let socket = match self.socket.as_mut() {
+            Some(socket) => socket,
+            None => self
+                .socket
+                .insert(NfTables::open().map_err(|e| error_chain(&e))?),
+        };
+        let done = if add {
+            socket.add(table, "endpoints", elements)
+        } else {
+            socket.remove(table, "endpoints", elements)
+        };
+        done.map_err(|e| {
+            if matches!(e, netvm_netfilter::Error::Io { .. }) {
+                self.socket = None;
+            }
+            error_chain(&e)
+        })
     }
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    Err(if stderr.is_empty() {
-        format!("nft failed ({})", output.status)
-    } else {
-        stderr
-    })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+thread_local! {
+    /// The DHCP thread's own socket for grants.
+    static GRANTS: RefCell<Writer> = RefCell::new(Writer::default());
 }
 
 /// Applies `change` now (the DHCP server calls this for a new pool
 /// lease before it sends the ACK, so the client's first packets are not
-/// taken for spoofing); nft's error text when it refused.
+/// taken for spoofing); why, when the kernel refused it.
 pub fn apply_now(change: Change) -> Result<(), String> {
-    nft(&statement(change))
+    let add = matches!(change, Change::Add(..));
+    GRANTS.with(|writer| writer.borrow_mut().apply(add, &[element(change)]))
 }
 
 /// Starts the thread that applies changes; `reserved` pairs are left
-/// alone.
-pub fn start(reserved: HashSet<(Ipv4Addr, MacAddr)>) -> Sender<Change> {
+/// alone. `failed` hears of every batch the kernel refused.
+pub fn start(
+    reserved: HashSet<(Ipv4Addr, MacAddr)>,
+    failed: impl Fn(String) + Send + 'static,
+) -> Sender<Change> {
     let (sender, receiver) = channel();
-    std::thread::spawn(move || apply_forever(&receiver, &reserved));
+    std::thread::spawn(move || apply_forever(&receiver, &reserved, &failed));
     sender
 }
 
-fn apply_forever(receiver: &Receiver<Change>, reserved: &HashSet<(Ipv4Addr, MacAddr)>) {
+fn apply_forever(
+    receiver: &Receiver<Change>,
+    reserved: &HashSet<(Ipv4Addr, MacAddr)>,
+    failed: &dyn Fn(String),
+) {
+    let mut writer = Writer::default();
     while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        batch.extend(receiver.try_iter());
-        let mut adds = String::new();
-        for change in batch {
+        let mut adds = Vec::new();
+        let mut removals = Vec::new();
+        for change in std::iter::once(first).chain(receiver.try_iter()) {
             match change {
                 Change::Add(ip, mac) if !reserved.contains(&(ip, mac)) => {
-                    adds.push_str(&statement(change));
+                    adds.push(element(change));
                 }
                 Change::Remove(ip, mac) if !reserved.contains(&(ip, mac)) => {
-                    // Already gone is fine: the pair may not send anyway.
-                    let _ = nft(&statement(change));
+                    removals.push(element(change));
                 }
                 _ => {}
             }
         }
-        if !adds.is_empty() {
-            // Grants were applied before their ACK; these are repeats.
-            let _ = nft(&adds);
+        // Already gone is fine for a removal (the kernel's ENOENT is
+        // not an error here); grants were applied before their ACK and
+        // these are repeats.
+        for (add, batch) in [(false, &removals), (true, &adds)] {
+            if let Err(error) = writer.apply(add, batch) {
+                failed(error);
+            }
         }
     }
 }
@@ -122,14 +149,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_events_become_set_statements() {
+    fn lease_events_become_set_elements() {
         let mac: MacAddr = "02:aa:00:00:00:07".parse().expect("mac");
         let ip = Ipv4Addr::new(192, 168, 100, 200);
         let granted = Event::LeaseReleased { ip, mac };
         assert_eq!(change_for(&granted), Some(Change::Remove(ip, mac)));
         assert_eq!(
-            statement(Change::Add(ip, mac)),
-            "add element inet netvm endpoints { 192.168.100.200 . 02:aa:00:00:00:07 }\n"
+            element(Change::Add(ip, mac)).to_string(),
+            "192.168.100.200 . 02:aa:00:00:00:07"
         );
         assert_eq!(change_for(&Event::PoolExhausted { mac }), None);
     }

@@ -130,6 +130,12 @@ impl Hub {
         }
     }
 
+    /// Whether security events were refused since the last
+    /// [`Hub::report_suppressed`] (so a report is due).
+    pub fn has_unreported(&self) -> bool {
+        self.inner.lock().is_ok_and(|inner| inner.unreported > 0)
+    }
+
     /// The last `n` events of both histories, oldest first.
     pub fn recent(&self, n: usize) -> Vec<Value> {
         let Ok(inner) = self.inner.lock() else {

@@ -12,7 +12,6 @@ pub mod daemon;
 pub mod endpoints;
 pub mod hub;
 pub mod metrics;
-pub mod nft_read;
 pub mod parts;
 pub mod privileges;
 pub mod starvation;

@@ -101,7 +101,15 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
             control: Some(control),
         };
         let reserved_pairs = reserved(&system);
-        let endpoints = crate::endpoints::start(reserved_pairs.clone());
+        let hub = Arc::clone(&shared.hub);
+        let endpoints = crate::endpoints::start(reserved_pairs.clone(), move |error| {
+            // A lease that ended but whose pair stays in `endpoints`.
+            hub.emit(
+                Class::Security,
+                json!({"event": "endpoints_update_failed", "error": error}),
+                true,
+            );
+        });
         let mut starvation = Starvation::new(system.agent.starvation_clients);
         let mut hook = |event: &netvm_dhcp::Event| {
             match crate::endpoints::change_for(event) {

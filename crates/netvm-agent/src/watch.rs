@@ -1,26 +1,33 @@
-//! Turns the ruleset's event sets (`ev_*`, see
-//! `netvm_plan::ruleset::EVENT_SETS`) into security events. Pure: it is
-//! given each set's elements as read (once a second) and remembers what
-//! it has reported, so a key is reported once while its element lives.
-//! Memory is bounded by the sets' sizes.
+//! Turns the packets the ruleset's event rules log (NFLOG group
+//! `netvm_plan::ruleset::EVENT_LOG_GROUP`, prefix: the event set's name)
+//! into security events. Pure: it is given each logged packet as it
+//! arrives ([`netvm_netfilter::LogRecord`]) and the time. The kernel
+//! logs a key only when it is not yet in its event set (`ev_*`, which
+//! then holds it for the set's lifetime) and at most at the rules' rate,
+//! so one key is reported once per lifetime and a flood costs no more
+//! than the limit; the agent never polls the sets.
 //!
 //! * `ev_spoofed` → `spoofing` (address, MAC, and whose they are)
 //! * `ev_policy` → `policy_drop`; `ev_allowed` → `flow_allowed`
 //! * `ev_scan` → `port_scan` when one source tried `scan_ports` distinct
 //!   ports within the set's 10 s lifetime (once a minute per source)
 //! * `ev_rogue_dhcp` → `rogue_dhcp_server`
+//!
+//! Memory is bounded: [`SCAN_SOURCES`] sources with at most `scan_ports`
+//! ports each.
 
+use netvm_netfilter::{LogRecord, PacketSummary};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
-
-/// One element: its key's parts as text (`["192.168.100.5", "tcp", "22"]`).
-pub type Element = Vec<String>;
 
 /// Seconds a source stays quiet after a `port_scan` report.
 pub const SCAN_REPORT_EVERY: u64 = 60;
-/// Sources remembered as recently reported, at most.
-const SCAN_SOURCES: usize = 4096;
+/// Seconds in which `scan_ports` distinct ports make a scan (the
+/// lifetime of `ev_scan`'s elements).
+pub const SCAN_WINDOW: u64 = 10;
+/// Sources followed at once, at most.
+pub const SCAN_SOURCES: usize = 4096;
 
 /// Who an address or MAC belongs to (described VMs and leases).
 pub trait Names {
@@ -30,12 +37,27 @@ pub trait Names {
     fn of_mac(&self, mac: &str) -> Option<String>;
 }
 
-/// What has been reported.
+/// One source's recent new ports: when each was first tried.
+#[derive(Debug, Default)]
+struct Source {
+    ports: VecDeque<(u64, u8, u16)>,
+    reported_at: Option<u64>,
+}
+
+/// What it remembers between packets.
 #[derive(Debug, Default)]
 pub struct Watcher {
     scan_ports: u32,
-    seen: HashMap<&'static str, HashSet<Element>>,
-    scanners: HashMap<Ipv4Addr, u64>,
+    sources: HashMap<Ipv4Addr, Source>,
+}
+
+fn protocol(proto: u8) -> Value {
+    match proto {
+        6 => json!("tcp"),
+        17 => json!("udp"),
+        1 => json!("icmp"),
+        other => json!(other),
+    }
 }
 
 impl Watcher {
@@ -43,97 +65,108 @@ impl Watcher {
     pub fn new(scan_ports: u32) -> Watcher {
         Watcher {
             scan_ports: scan_ports.max(1),
-            ..Watcher::default()
+            sources: HashMap::new(),
         }
     }
 
-    /// The events for set `set` now holding `elements`, at `now` (seconds).
-    pub fn observe(
-        &mut self,
-        now: u64,
-        set: &'static str,
-        elements: &[Element],
-        names: &dyn Names,
-    ) -> Vec<Value> {
-        if set == "ev_scan" {
-            return self.scans(now, elements);
+    /// The event `record` makes, at `now` (seconds), if any. Records with
+    /// a prefix no event set has, or without the addresses their set
+    /// needs, make none.
+    pub fn observe(&mut self, now: u64, record: &LogRecord, names: &dyn Names) -> Option<Value> {
+        let set = record.prefix.trim_end();
+        let packet = record.packet?;
+        let mac = record.hw_source.map(|m| m.to_string());
+        match set {
+            "ev_scan" => self.scan(now, &packet),
+            "ev_spoofed" => {
+                let (ip, mac) = (packet.src.to_string(), mac?);
+                Some(json!({
+                    "event": "spoofing",
+                    "source_ip": ip,
+                    "source_mac": mac,
+                    "mac_of": names.of_mac(&mac),
+                    "ip_of": names.of_ip(&ip),
+                }))
+            }
+            "ev_rogue_dhcp" => {
+                let (ip, mac) = (packet.src.to_string(), mac?);
+                Some(json!({
+                    "event": "rogue_dhcp_server",
+                    "vm": names.of_mac(&mac).or_else(|| names.of_ip(&ip)),
+                    "ip": ip,
+                    "mac": mac,
+                }))
+            }
+            "ev_policy" | "ev_allowed" => {
+                let (from, to) = (packet.src.to_string(), packet.dst.to_string());
+                Some(json!({
+                    "event": if set == "ev_policy" { "policy_drop" } else { "flow_allowed" },
+                    "from_vm": names.of_ip(&from),
+                    "to_vm": names.of_ip(&to),
+                    "from": from,
+                    "to": to,
+                    "proto": protocol(packet.proto),
+                    "port": packet.dport,
+                }))
+            }
+            _ => None,
         }
-        let current: HashSet<Element> = elements.iter().cloned().collect();
-        let before = self.seen.insert(set, current).unwrap_or_default();
-        let mut events: Vec<Value> = elements
-            .iter()
-            .filter(|e| !before.contains(*e))
-            .filter_map(|e| describe(set, e, names))
-            .collect();
-        events.dedup();
-        events
     }
 
-    fn scans(&mut self, now: u64, elements: &[Element]) -> Vec<Value> {
-        self.scanners
-            .retain(|_, at| now.saturating_sub(*at) < SCAN_REPORT_EVERY);
-        let mut ports: HashMap<Ipv4Addr, HashSet<(&str, &str)>> = HashMap::new();
-        for e in elements {
-            if let [source, proto, port] = e.as_slice() {
-                if let Ok(source) = source.parse::<Ipv4Addr>() {
-                    ports.entry(source).or_default().insert((proto, port));
-                }
+    fn scan(&mut self, now: u64, packet: &PacketSummary) -> Option<Value> {
+        let port = packet.dport?;
+        let window = SCAN_WINDOW;
+        if !self.sources.contains_key(&packet.src) && self.sources.len() >= SCAN_SOURCES {
+            // Make room: forget sources with nothing recent to remember.
+            self.sources.retain(|_, s| {
+                s.ports.back().is_some_and(|(at, ..)| now < at + window)
+                    || s.reported_at.is_some_and(|at| now < at + SCAN_REPORT_EVERY)
+            });
+            if self.sources.len() >= SCAN_SOURCES {
+                return None;
             }
         }
-        let mut sources: Vec<(Ipv4Addr, usize)> = ports
-            .iter()
-            .map(|(s, p)| (*s, p.len()))
-            .filter(|(_, n)| *n >= self.scan_ports as usize)
-            .collect();
-        sources.sort();
-        let mut events = Vec::new();
-        for (source, count) in sources {
-            if self.scanners.contains_key(&source) || self.scanners.len() >= SCAN_SOURCES {
-                continue;
-            }
-            self.scanners.insert(source, now);
-            events.push(json!({
-                "event": "port_scan",
-                "source": source.to_string(),
-                "ports": count,
-                "window_secs": 10,
-            }));
+        let scan_ports = self.scan_ports as usize;
+        let source = self.sources.entry(packet.src).or_default();
+        while source
+            .ports
+            .front()
+            .is_some_and(|(at, ..)| now >= at + window)
+        {
+            source.ports.pop_front();
         }
-        events
-    }
-}
-
-fn describe(set: &str, e: &Element, names: &dyn Names) -> Option<Value> {
-    match (set, e.as_slice()) {
-        ("ev_spoofed", [ip, mac]) => Some(json!({
-            "event": "spoofing",
-            "source_ip": ip,
-            "source_mac": mac,
-            "mac_of": names.of_mac(mac),
-            "ip_of": names.of_ip(ip),
-        })),
-        ("ev_rogue_dhcp", [ip, mac]) => Some(json!({
-            "event": "rogue_dhcp_server",
-            "ip": ip,
-            "mac": mac,
-            "vm": names.of_mac(mac).or_else(|| names.of_ip(ip)),
-        })),
-        ("ev_policy" | "ev_allowed", [from, to, proto, port]) => Some(json!({
-            "event": if set == "ev_policy" { "policy_drop" } else { "flow_allowed" },
-            "from": from,
-            "from_vm": names.of_ip(from),
-            "to": to,
-            "to_vm": names.of_ip(to),
-            "proto": proto,
-            "port": port.parse::<u16>().ok(),
-        })),
-        _ => None,
+        if !source
+            .ports
+            .iter()
+            .any(|(_, proto, p)| *proto == packet.proto && *p == port)
+        {
+            source.ports.push_back((now, packet.proto, port));
+        }
+        if source.ports.len() < scan_ports {
+            return None;
+        }
+        let count = source.ports.len();
+        source.ports.clear();
+        if source
+            .reported_at
+            .is_some_and(|at| now < at + SCAN_REPORT_EVERY)
+        {
+            return None;
+        }
+        source.reported_at = Some(now);
+        Some(json!({
+            "event": "port_scan",
+            "source": packet.src.to_string(),
+            "ports": count,
+            "window_secs": window,
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     struct Two;
     impl Names for Two {
@@ -145,65 +178,152 @@ mod tests {
         }
     }
 
-    fn e(parts: &[&str]) -> Element {
-        parts.iter().map(|p| (*p).to_owned()).collect()
+    fn record(prefix: &str, src: &str, dst: &str, proto: u8, dport: u16, mac: &str) -> LogRecord {
+        LogRecord {
+            prefix: prefix.to_owned(),
+            hw_source: mac.parse().ok(),
+            in_ifindex: Some(2),
+            packet: Some(PacketSummary {
+                src: src.parse().expect("ip"),
+                dst: dst.parse().expect("ip"),
+                proto,
+                sport: Some(40000),
+                dport: Some(dport),
+            }),
+        }
     }
 
     #[test]
-    fn a_spoofed_pair_is_reported_once_while_its_element_lives() {
+    fn a_spoofed_packet_names_whose_address_and_mac_it_used() {
         let mut w = Watcher::new(20);
-        let set = [e(&["192.168.100.101", "02:ad:00:00:00:99"])];
-        let first = w.observe(1, "ev_spoofed", &set, &Two);
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0]["event"], "spoofing");
-        assert_eq!(first[0]["ip_of"], "chrome-vm");
-        assert_eq!(first[0]["mac_of"], Value::Null);
-        assert!(w.observe(2, "ev_spoofed", &set, &Two).is_empty());
-        // It expired, then came back: a new report.
-        assert!(w.observe(61, "ev_spoofed", &[], &Two).is_empty());
-        assert_eq!(w.observe(62, "ev_spoofed", &set, &Two).len(), 1);
+        let r = record(
+            "ev_spoofed ",
+            "192.168.100.101",
+            "192.168.100.1",
+            17,
+            53,
+            "02:ad:00:00:00:99",
+        );
+        let event = w.observe(1, &r, &Two).expect("an event");
+        assert_eq!(event["event"], "spoofing");
+        assert_eq!(event["ip_of"], "chrome-vm");
+        assert_eq!(event["mac_of"], Value::Null);
+        assert_eq!(event["source_mac"], "02:ad:00:00:00:99");
     }
 
     #[test]
     fn policy_drops_name_both_ends() {
         let mut w = Watcher::new(20);
-        let set = [e(&["192.168.100.101", "192.168.100.5", "tcp", "22"])];
-        let events = w.observe(1, "ev_policy", &set, &Two);
-        assert_eq!(events[0]["event"], "policy_drop");
-        assert_eq!(events[0]["from_vm"], "chrome-vm");
-        assert_eq!(events[0]["port"], 22);
-        let allowed = w.observe(1, "ev_allowed", &set, &Two);
-        assert_eq!(allowed[0]["event"], "flow_allowed");
+        let r = record(
+            "ev_policy ",
+            "192.168.100.101",
+            "192.168.100.5",
+            6,
+            22,
+            "02:ad:00:00:00:65",
+        );
+        let event = w.observe(1, &r, &Two).expect("an event");
+        assert_eq!(event["event"], "policy_drop");
+        assert_eq!(event["from_vm"], "chrome-vm");
+        assert_eq!(event["proto"], "tcp");
+        assert_eq!(event["port"], 22);
+        let mut allowed = r.clone();
+        allowed.prefix = "ev_allowed ".to_owned();
+        assert_eq!(
+            w.observe(1, &allowed, &Two).expect("event")["event"],
+            "flow_allowed"
+        );
     }
 
     #[test]
     fn a_scan_is_reported_once_per_source_and_minute() {
         let mut w = Watcher::new(20);
-        let few: Vec<Element> = (1..20)
-            .map(|p| e(&["203.0.113.9", "tcp", &p.to_string()]))
-            .collect();
-        assert!(w.observe(1, "ev_scan", &few, &Two).is_empty());
-        let mut many = few.clone();
-        many.push(e(&["203.0.113.9", "udp", "1"]));
-        many.extend((1..5).map(|p| e(&["203.0.113.10", "tcp", &p.to_string()])));
-        let events = w.observe(2, "ev_scan", &many, &Two);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0]["source"], "203.0.113.9");
-        assert_eq!(events[0]["ports"], 20);
-        assert!(w.observe(30, "ev_scan", &many, &Two).is_empty());
-        assert_eq!(
-            w.observe(2 + SCAN_REPORT_EVERY, "ev_scan", &many, &Two)
-                .len(),
-            1
-        );
+        let probe = |w: &mut Watcher, now: u64, src: &str, proto: u8, port: u16| {
+            w.observe(
+                now,
+                &record("ev_scan ", src, "203.0.113.110", proto, port, ""),
+                &Two,
+            )
+        };
+        for port in 1..20 {
+            assert!(probe(&mut w, 1, "203.0.113.9", 6, port).is_none());
+        }
+        // The same port again is not a new one.
+        assert!(probe(&mut w, 1, "203.0.113.9", 6, 5).is_none());
+        for port in 1..5 {
+            assert!(probe(&mut w, 1, "203.0.113.10", 6, port).is_none());
+        }
+        let event = probe(&mut w, 2, "203.0.113.9", 17, 1).expect("a scan");
+        assert_eq!(event["source"], "203.0.113.9");
+        assert_eq!(event["ports"], 20);
+        for port in 100..140 {
+            assert!(probe(&mut w, 30, "203.0.113.9", 6, port).is_none());
+        }
+        for port in 200..219 {
+            assert!(probe(&mut w, 2 + SCAN_REPORT_EVERY, "203.0.113.9", 6, port).is_none());
+        }
+        assert!(probe(&mut w, 2 + SCAN_REPORT_EVERY, "203.0.113.9", 6, 219).is_some());
     }
 
     #[test]
-    fn odd_elements_are_ignored() {
+    fn ports_older_than_the_window_do_not_count() {
+        let mut w = Watcher::new(3);
+        let r = |port| record("ev_scan ", "203.0.113.9", "203.0.113.110", 6, port, "");
+        assert!(w.observe(1, &r(1), &Two).is_none());
+        assert!(w.observe(2, &r(2), &Two).is_none());
+        assert!(w.observe(1 + SCAN_WINDOW, &r(3), &Two).is_none());
+        assert!(w.observe(1 + SCAN_WINDOW, &r(4), &Two).is_some());
+    }
+
+    #[test]
+    fn odd_records_make_no_event() {
         let mut w = Watcher::new(1);
-        assert!(w.observe(1, "ev_spoofed", &[e(&["x"])], &Two).is_empty());
-        assert!(w
-            .observe(1, "ev_scan", &[e(&["not-an-ip", "tcp", "1"])], &Two)
-            .is_empty());
+        let mut no_packet = record(
+            "ev_spoofed ",
+            "192.168.100.101",
+            "192.168.100.1",
+            17,
+            53,
+            "",
+        );
+        assert!(w.observe(1, &no_packet, &Two).is_none(), "no MAC");
+        no_packet.packet = None;
+        assert!(w.observe(1, &no_packet, &Two).is_none());
+        let other = record("netvm input drop: ", "1.2.3.4", "5.6.7.8", 6, 1, "");
+        assert!(w.observe(1, &other, &Two).is_none());
+    }
+
+    proptest! {
+        /// Whatever the kernel logs, the watcher never panics and follows
+        /// at most SCAN_SOURCES sources with at most scan_ports ports each.
+        #[test]
+        fn any_records_keep_memory_bounded(
+            records in proptest::collection::vec(
+                (0u8..6, any::<u32>(), any::<u32>(), any::<u8>(), any::<Option<u16>>(), any::<[u8; 6]>(), 0u64..1000),
+                0..400,
+            )
+        ) {
+            let prefixes = ["ev_scan ", "ev_spoofed ", "ev_policy ", "ev_allowed ", "ev_rogue_dhcp ", "x"];
+            let mut w = Watcher::new(4);
+            let mut now = 0;
+            for (p, src, dst, proto, dport, mac, step) in records {
+                now += step % 3;
+                let r = LogRecord {
+                    prefix: prefixes[p as usize].to_owned(),
+                    hw_source: Some(netvm_description::values::MacAddr(mac)),
+                    in_ifindex: None,
+                    packet: Some(PacketSummary {
+                        src: Ipv4Addr::from(src % 64),
+                        dst: Ipv4Addr::from(dst),
+                        proto,
+                        sport: None,
+                        dport,
+                    }),
+                };
+                let _ = w.observe(now, &r, &Two);
+                prop_assert!(w.sources.len() <= SCAN_SOURCES);
+                prop_assert!(w.sources.values().all(|s| s.ports.len() <= 4));
+            }
+        }
     }
 }

@@ -315,7 +315,7 @@ modprobe -a virtio_pci virtio_net
 # A USB uplink's drivers, where the image has them; crc32c before
 # nf_tables where it is a module.
 modprobe -qa xhci_pci cdc_ether crc32c_generic
-modprobe -qa nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nft_compat
+modprobe -qa nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nfnetlink_log nft_compat
 ip link set lo up
 echo "netvm-lab: net-vm up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
 # The lab's control channel: a shell on the second serial port.
