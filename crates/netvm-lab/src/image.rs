@@ -1,6 +1,6 @@
 //! The initramfs images of `netvm lab up --vms qemu`, built from what
 //! this machine has: the Debian cloud kernel's modules, busybox-static,
-//! and for the net-vm the netvm binary, `nft` and `conntrack` with the
+//! and for the net-vm the netvm binary and `nft` with the
 //! shared libraries they load. Two images: one every VM boots (its name
 //! and ports come on the kernel command line), one for the net-vm (with
 //! its description). Their `/init` scripts report on the serial console
@@ -379,7 +379,8 @@ pub(crate) fn add_stripped_netvm(archive: &mut Archive, netvm: &Path) -> Result<
     added
 }
 
-/// The net-vm's image: `netvm`, `nft`, `conntrack`, the netfilter
+/// The net-vm's image: `netvm`, `nft` (for the ruleset's one transaction;
+/// sets, events, counters and conntrack go over netlink), the netfilter
 /// modules, and the description.
 pub fn netvm_image(kernel: &Kernel, netvm: &Path, description: &str) -> Result<Vec<u8>, LabError> {
     netvm_image_with(kernel, netvm, description, &[])
@@ -400,7 +401,7 @@ pub fn netvm_image_with(
     wanted.extend_from_slice(modules);
     let mut a = base(kernel, &wanted)?;
     add_stripped_netvm(&mut a, netvm)?;
-    for tool in ["nft", "conntrack"] {
+    for tool in ["nft"] {
         let path = ["/usr/sbin", "/sbin", "/usr/bin"]
             .iter()
             .map(|d| Path::new(d).join(tool))
