@@ -1,0 +1,587 @@
+//! netvm's events and the agent's control protocol, as types: what the
+//! DHCP server, the DNS server, the uplink's DHCP client and the agent
+//! write (one JSON object per line) and what `netvm status`, `netvm
+//! events`, the lab and the tests read back. A field renamed here is
+//! renamed for every writer and every reader at once, and the JSON
+//! Schemas (`netvm schema --events`, `netvm schema --control`) say what a
+//! line may hold.
+//!
+//! Every event is an [`Event`]: an envelope (`seq` when the agent numbers
+//! it, `time_ms`, `class`, `severity`, the subject `vm` when known) with
+//! the kind under the key `event` and the kind's own fields beside it
+//! ([`Kind`]), for example
+//! `{"time_ms":1764769000000,"class":"security","severity":"warning","event":"port_scan","source":"203.0.113.9","ports":20,"window_secs":10}`.
+//!
+//! Pure: no I/O (the clock is read only by [`Event::new`]).
+
+pub mod control;
+
+use netvm_description::values::MacAddr;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One event: the envelope and its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "netvm event")]
+pub struct Event {
+    /// Its number in the agent's stream (from 1; absent on the lines a
+    /// server or the uplink client writes itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// When it happened, milliseconds since 1970-01-01 UTC.
+    pub time_ms: u64,
+    /// Security events are rate-limited and kept apart by the agent.
+    pub class: Class,
+    /// How much it matters.
+    pub severity: Severity,
+    /// The VM it is about, when one is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    /// What happened: `event` names it, its fields follow.
+    #[serde(flatten)]
+    pub kind: Kind,
+}
+
+/// Which of the agent's histories an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Spoofing, policy verdicts, scans, rogue servers, starvation, and
+    /// the lease events an attacker can cause at will: rate-limited.
+    Security,
+    /// Everything else: leases, the uplink, the parts' own life.
+    Info,
+}
+
+/// How much an event matters (syslog's names, least first).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Routine.
+    Info,
+    /// Normal but worth a look (a refused flow, a lost uplink).
+    Notice,
+    /// Something may be wrong or under attack.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+/// Every kind of event, with its fields. Serialized with the kind's name
+/// under `event` (`{"event":"lease_granted","ip":…}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Kind {
+    // --- The DHCP server's lease events.
+    /// A client was acknowledged an address (new, renewed or moved).
+    LeaseGranted {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The client's MAC.
+        mac: MacAddr,
+        /// The lease owner: `mac:…` or `id:…` (option 61, hex).
+        client: String,
+        /// Sanitised host name, if the client sent one.
+        hostname: Option<String>,
+        /// Expiry, ms since the epoch.
+        until: u64,
+    },
+    /// A client released its address.
+    LeaseReleased {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The client's MAC.
+        mac: MacAddr,
+    },
+    /// A lease ran out.
+    LeaseExpired {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The client's MAC.
+        mac: MacAddr,
+    },
+    /// A client reported the address in use by someone else.
+    AddressDeclined {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The client's MAC.
+        mac: MacAddr,
+    },
+    /// A DISCOVER could not be offered anything.
+    PoolExhausted {
+        /// The client's MAC.
+        mac: MacAddr,
+    },
+    /// A grant was not acknowledged: the agent could not make it
+    /// effective (its pair could not join the `endpoints` set).
+    LeaseRefused {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The client's MAC.
+        mac: MacAddr,
+        /// What could not be done (`endpoints_add_failed`), from the agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Why.
+        error: String,
+    },
+    /// The lease journal could not be written: the batch was not
+    /// acknowledged.
+    JournalError {
+        /// Why.
+        error: String,
+    },
+    /// The lease journal was compacted.
+    JournalCompacted {
+        /// Bytes before.
+        before: u64,
+        /// Bytes after.
+        after: u64,
+    },
+
+    // --- Every part's life.
+    /// A part is serving (the DHCP server, the DNS server or the agent).
+    Ready(Ready),
+    /// A server's counters (SIGUSR1): the same as `netvm status` shows
+    /// under `counters.dhcp` / `counters.dns`.
+    Counters {
+        /// The counters.
+        counters: serde_json::Value,
+    },
+    /// A server stopped; its final counters.
+    Stopped {
+        /// The counters.
+        counters: serde_json::Value,
+    },
+    /// Events a rate limit refused since the last report.
+    EventsSuppressed {
+        /// The kinds limited (the DHCP server's own limit); absent for the
+        /// agent's, which limits every security event.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kinds: Vec<String>,
+        /// How many.
+        count: u64,
+    },
+
+    // --- The DNS server.
+    /// The DNS server's upstreams changed (learned on the uplink).
+    DnsUpstreams {
+        /// `address:port` each.
+        upstreams: Vec<String>,
+    },
+
+    // --- The uplink's DHCP client.
+    /// A lease (new or renewed) was put on the uplink.
+    UplinkBound {
+        /// The lease.
+        lease: UplinkLease,
+    },
+    /// The lease ended or was refused; the address was taken off.
+    UplinkLost,
+    /// The client stopped (the address stays).
+    UplinkStopped,
+
+    // --- The agent.
+    /// The uplink's address changed.
+    UplinkUp {
+        /// The address.
+        address: Ipv4Addr,
+        /// The default gateway, if any.
+        router: Option<Ipv4Addr>,
+    },
+    /// The uplink lost its lease.
+    UplinkDown,
+    /// Interfaces were given the names the data plane uses.
+    InterfacesRenamed {
+        /// Each rename.
+        renamed: Vec<Renamed>,
+    },
+    /// The ruleset and the rest of the data plane are in force.
+    DataPlaneApplied {
+        /// Connections the policy forbids, cut.
+        connections_cut: u64,
+        /// Pool leases from the journal let into `endpoints`.
+        pool_leases_admitted: u64,
+    },
+    /// The agent runs as `user` with only `capabilities`.
+    PrivilegesDropped {
+        /// The user.
+        user: String,
+        /// The capabilities kept.
+        capabilities: Vec<String>,
+    },
+    /// The description was read again.
+    Reloaded {
+        /// Whether anything changed.
+        changed: bool,
+        /// What changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        changes: Option<Changes>,
+        /// Connections the new policy forbids, cut.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connections_cut: Option<u64>,
+        /// Parts that had failed before they were restarted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        part_errors: Option<u64>,
+    },
+    /// A reload failed; the agent goes on as it was.
+    ReloadFailed {
+        /// Why (as `netvm check` says it for an invalid description).
+        error: String,
+        /// Always true: nothing changed.
+        unchanged: bool,
+    },
+    /// The metrics endpoint could not be served.
+    MetricsFailed {
+        /// Where it should listen.
+        address: String,
+        /// Why.
+        error: String,
+    },
+    /// `--remove-on-exit` deleted the ruleset (or could not).
+    RulesetRemoved {
+        /// Whether it was deleted.
+        ok: bool,
+    },
+    /// The agent stopped cleanly.
+    AgentStopped,
+
+    // --- Security events.
+    /// Many distinct MACs asked for leases within a window.
+    DhcpStarvation {
+        /// Distinct MACs seen (capped at the threshold).
+        clients: u64,
+        /// DISCOVERs refused for an empty pool in the window.
+        pool_exhausted: u64,
+        /// The window.
+        window_secs: u64,
+    },
+    /// A packet from the internal side whose (address, MAC) pair is not
+    /// in `endpoints`.
+    Spoofing {
+        /// The source address it used.
+        source_ip: Ipv4Addr,
+        /// The source MAC it used.
+        source_mac: MacAddr,
+        /// Whose MAC that is (a VM, or a lease's host name).
+        mac_of: Option<String>,
+        /// Whose address that is.
+        ip_of: Option<String>,
+    },
+    /// A DHCP answer (UDP 67 to 68) arrived from the internal side; the
+    /// envelope's `vm` names the sender when known.
+    RogueDhcpServer {
+        /// Its source address.
+        ip: Ipv4Addr,
+        /// Its source MAC.
+        mac: MacAddr,
+    },
+    /// A new connection the policy refuses.
+    PolicyDrop(Flow),
+    /// A new VM-to-VM connection the policy allows (for audit).
+    FlowAllowed(Flow),
+    /// One uplink source tried many refused ports within a window.
+    PortScan {
+        /// The source.
+        source: Ipv4Addr,
+        /// Distinct ports it tried.
+        ports: u64,
+        /// The window.
+        window_secs: u64,
+    },
+}
+
+/// What a `ready` event says, by part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Ready {
+    /// The agent: every part started.
+    Agent {
+        /// The internal interface.
+        internal: String,
+        /// The uplink.
+        uplink: String,
+        /// The control socket.
+        control: PathBuf,
+    },
+    /// The DHCP server: journal replayed, sockets open.
+    Dhcp {
+        /// The interface served.
+        interface: String,
+        /// The server's address.
+        server: Ipv4Addr,
+        /// The lease journal.
+        journal: PathBuf,
+        /// Journal records replayed.
+        records_replayed: u64,
+        /// Live leases after the replay.
+        leases: u64,
+        /// Damaged bytes at the journal's end, ignored.
+        ignored_bytes: u64,
+        /// Where the damaged journal was copied, if it was.
+        damaged_copy: Option<PathBuf>,
+    },
+    /// The DNS server.
+    Dns {
+        /// `address:53`.
+        listen: String,
+        /// The interface served.
+        interface: String,
+        /// `address:port` each.
+        upstreams: Vec<String>,
+        /// Names in the internal zone.
+        names: u64,
+    },
+}
+
+/// A lease on the uplink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UplinkLease {
+    /// Our address.
+    pub address: Ipv4Addr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The default gateway, if any.
+    pub router: Option<Ipv4Addr>,
+    /// DNS servers.
+    pub dns: Vec<Ipv4Addr>,
+    /// The server that granted it.
+    pub server: Ipv4Addr,
+    /// Lease time in seconds.
+    pub lease_secs: u32,
+    /// T1 in seconds.
+    pub renew_secs: u32,
+    /// T2 in seconds.
+    pub rebind_secs: u32,
+}
+
+/// One interface rename.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Renamed {
+    /// The name it had.
+    pub from: String,
+    /// The name it has.
+    pub to: String,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Changes {
+    /// VMs added.
+    pub vms_added: Vec<String>,
+    /// VMs removed.
+    pub vms_removed: Vec<String>,
+    /// VMs whose description changed.
+    pub vms_changed: Vec<String>,
+    /// Whether `[dhcp]` changed.
+    pub dhcp_changed: bool,
+    /// Whether `[dns]` changed.
+    pub dns_changed: bool,
+    /// Whether the uplink changed.
+    pub uplink_changed: bool,
+}
+
+/// A connection between two addresses (`policy_drop`, `flow_allowed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Flow {
+    /// Its source.
+    pub from: Ipv4Addr,
+    /// The VM (or lease host name) with that address.
+    pub from_vm: Option<String>,
+    /// Its destination.
+    pub to: Ipv4Addr,
+    /// The VM with that address.
+    pub to_vm: Option<String>,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The destination port.
+    pub port: Option<u16>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Event {
+    /// `kind`, now, with its class and severity.
+    pub fn new(kind: Kind) -> Event {
+        Event::at(unix_ms(), kind)
+    }
+
+    /// `kind` at `time_ms` (ms since the epoch), with its class and
+    /// severity.
+    pub fn at(time_ms: u64, kind: Kind) -> Event {
+        Event {
+            seq: None,
+            time_ms,
+            class: kind.class(),
+            severity: kind.severity(),
+            vm: None,
+            kind,
+        }
+    }
+
+    /// The same event about `vm` (the envelope's subject), if known.
+    pub fn about(mut self, vm: Option<String>) -> Event {
+        self.vm = vm;
+        self
+    }
+
+    /// The kind's name, as under `event`.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// One JSON line (without the newline).
+    pub fn to_line(&self) -> String {
+        // Every field serializes (strings, numbers, JSON values): this
+        // cannot fail; say so in the line if it ever did.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"event":"unserializable","error":"{}"}}"#,
+                e.to_string().escape_default()
+            )
+        })
+    }
+}
+
+impl From<Kind> for Event {
+    fn from(kind: Kind) -> Event {
+        Event::new(kind)
+    }
+}
+
+impl Kind {
+    /// The name written under `event`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::LeaseGranted { .. } => "lease_granted",
+            Kind::LeaseReleased { .. } => "lease_released",
+            Kind::LeaseExpired { .. } => "lease_expired",
+            Kind::AddressDeclined { .. } => "address_declined",
+            Kind::PoolExhausted { .. } => "pool_exhausted",
+            Kind::LeaseRefused { .. } => "lease_refused",
+            Kind::JournalError { .. } => "journal_error",
+            Kind::JournalCompacted { .. } => "journal_compacted",
+            Kind::Ready(_) => "ready",
+            Kind::Counters { .. } => "counters",
+            Kind::Stopped { .. } => "stopped",
+            Kind::EventsSuppressed { .. } => "events_suppressed",
+            Kind::DnsUpstreams { .. } => "dns_upstreams",
+            Kind::UplinkBound { .. } => "uplink_bound",
+            Kind::UplinkLost => "uplink_lost",
+            Kind::UplinkStopped => "uplink_stopped",
+            Kind::UplinkUp { .. } => "uplink_up",
+            Kind::UplinkDown => "uplink_down",
+            Kind::InterfacesRenamed { .. } => "interfaces_renamed",
+            Kind::DataPlaneApplied { .. } => "data_plane_applied",
+            Kind::PrivilegesDropped { .. } => "privileges_dropped",
+            Kind::Reloaded { .. } => "reloaded",
+            Kind::ReloadFailed { .. } => "reload_failed",
+            Kind::MetricsFailed { .. } => "metrics_failed",
+            Kind::RulesetRemoved { .. } => "ruleset_removed",
+            Kind::AgentStopped => "agent_stopped",
+            Kind::DhcpStarvation { .. } => "dhcp_starvation",
+            Kind::Spoofing { .. } => "spoofing",
+            Kind::RogueDhcpServer { .. } => "rogue_dhcp_server",
+            Kind::PolicyDrop(_) => "policy_drop",
+            Kind::FlowAllowed(_) => "flow_allowed",
+            Kind::PortScan { .. } => "port_scan",
+        }
+    }
+
+    /// Security events (rate-limited and kept apart by the agent): what
+    /// the watcher and the starvation detector report, and the lease
+    /// events a client can cause as fast as it sends.
+    pub fn class(&self) -> Class {
+        match self {
+            Kind::DhcpStarvation { .. }
+            | Kind::Spoofing { .. }
+            | Kind::RogueDhcpServer { .. }
+            | Kind::PolicyDrop(_)
+            | Kind::FlowAllowed(_)
+            | Kind::PortScan { .. }
+            | Kind::PoolExhausted { .. }
+            | Kind::AddressDeclined { .. }
+            | Kind::LeaseRefused { .. } => Class::Security,
+            _ => Class::Info,
+        }
+    }
+
+    /// How much it matters.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Kind::JournalError { .. } | Kind::MetricsFailed { .. } => Severity::Error,
+            Kind::DhcpStarvation { .. }
+            | Kind::Spoofing { .. }
+            | Kind::RogueDhcpServer { .. }
+            | Kind::PortScan { .. }
+            | Kind::PoolExhausted { .. }
+            | Kind::LeaseRefused { .. }
+            | Kind::ReloadFailed { .. } => Severity::Warning,
+            Kind::PolicyDrop(_)
+            | Kind::AddressDeclined { .. }
+            | Kind::EventsSuppressed { .. }
+            | Kind::UplinkLost
+            | Kind::UplinkDown
+            | Kind::RulesetRemoved { .. } => Severity::Notice,
+            _ => Severity::Info,
+        }
+    }
+}
+
+impl From<&netvm_dhcp::Event> for Kind {
+    fn from(event: &netvm_dhcp::Event) -> Kind {
+        use netvm_dhcp::Event as E;
+        match event {
+            E::LeaseGranted {
+                ip,
+                mac,
+                client,
+                hostname,
+                until,
+            } => Kind::LeaseGranted {
+                ip: *ip,
+                mac: *mac,
+                client: client.to_string(),
+                hostname: hostname.clone(),
+                until: until.0,
+            },
+            E::LeaseReleased { ip, mac } => Kind::LeaseReleased { ip: *ip, mac: *mac },
+            E::LeaseExpired { ip, mac } => Kind::LeaseExpired { ip: *ip, mac: *mac },
+            E::AddressDeclined { ip, mac } => Kind::AddressDeclined { ip: *ip, mac: *mac },
+            E::PoolExhausted { mac } => Kind::PoolExhausted { mac: *mac },
+        }
+    }
+}
+
+impl From<&netvm_uplink::Lease> for UplinkLease {
+    fn from(l: &netvm_uplink::Lease) -> UplinkLease {
+        UplinkLease {
+            address: l.address,
+            prefix: l.prefix,
+            router: l.router,
+            dns: l.dns.clone(),
+            server: l.server,
+            lease_secs: l.lease_secs,
+            renew_secs: l.renew_secs,
+            rebind_secs: l.rebind_secs,
+        }
+    }
+}
+
+/// The JSON Schema of an event line (`netvm schema --events`).
+pub fn events_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Event)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
