@@ -1,10 +1,12 @@
 //! The agent's control socket: a Unix stream socket (mode 0600) that
 //! takes one JSON request line per connection and answers in JSON lines.
 //!
-//! Requests: `{"command":"status"}`, `{"command":"leases"}`,
-//! `{"command":"events","last":N,"follow":BOOL,"security":BOOL}`, `{"command":"reload"}`.
-//! Answers: `{"ok":true,…}` or `{"ok":false,"error":"…"}`; `events` with
-//! `follow` then streams one event per line until the client goes.
+//! Requests and answers are the types of [`netvm_events::control`]:
+//! `{"command":"status"}`, `{"command":"leases"}`,
+//! `{"command":"events","last":N,"follow":BOOL,"security":BOOL}`,
+//! `{"command":"reload"}`; `{"ok":true,…}` or `{"ok":false,"error":"…"}`;
+//! `events` with `follow` then streams one event per line until the
+//! client goes.
 //!
 //! Peers are checked twice: the file mode keeps other users from
 //! connecting, and `SO_PEERCRED` refuses any peer that is neither root
@@ -13,7 +15,8 @@
 //! concurrent connections.
 
 use crate::hub::Hub;
-use serde_json::{json, Value};
+use netvm_events::control::{LeaseInfo, Request, Response, Status};
+use netvm_events::Event;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -29,12 +32,12 @@ const MAX_CONNECTIONS: usize = 16;
 
 /// What the control socket asks of the agent.
 pub trait Handler: Send + Sync {
-    /// `netvm status`.
-    fn status(&self) -> Value;
-    /// `netvm leases`.
-    fn leases(&self) -> Value;
-    /// `netvm reload`: what changed, or why nothing did.
-    fn reload(&self) -> Result<Value, String>;
+    /// `netvm status`, or why it cannot be read.
+    fn status(&self) -> Result<Status, String>;
+    /// `netvm leases`, or why they cannot be read.
+    fn leases(&self) -> Result<Vec<LeaseInfo>, String>;
+    /// `netvm reload`: the `reloaded` event, or why nothing changed.
+    fn reload(&self) -> Result<Event, String>;
     /// The event stream.
     fn hub(&self) -> &Hub;
 }
@@ -121,12 +124,13 @@ pub fn serve(listener: UnixListener, handler: Arc<dyn Handler>, stop: Arc<Atomic
     }
 }
 
-fn refusal(why: &str) -> Value {
-    json!({"ok": false, "error": why})
+fn refusal(why: &str) -> Response {
+    Response::refused(why)
 }
 
-fn answer(mut stream: &UnixStream, value: &Value) -> io::Result<()> {
-    writeln!(stream, "{value}")?;
+fn answer(mut stream: &UnixStream, response: &Response) -> io::Result<()> {
+    let line = serde_json::to_string(response).map_err(io::Error::other)?;
+    writeln!(stream, "{line}")?;
     stream.flush()
 }
 
@@ -160,35 +164,49 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
         );
         return;
     }
-    let request: Value = match serde_json::from_str(&line) {
-        Ok(v) => v,
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(request) => request,
+        Err(e) if e.is_data() => {
+            let _ = answer(
+                stream,
+                &refusal(&format!(
+                    "not a request ({e}): use status, leases, events or reload"
+                )),
+            );
+            return;
+        }
         Err(e) => {
             let _ = answer(stream, &refusal(&format!("not JSON: {e}")));
             return;
         }
     };
-    let reply = match request["command"].as_str() {
-        Some("status") => json!({"ok": true, "status": handler.status()}),
-        Some("leases") => json!({"ok": true, "leases": handler.leases()}),
-        Some("reload") => match handler.reload() {
-            Ok(outcome) => json!({"ok": true, "reload": outcome}),
-            Err(why) => refusal(&why),
-        },
-        Some("events") => {
-            let last = request["last"].as_u64().unwrap_or(100) as usize;
-            let follow = request["follow"].as_bool().unwrap_or(false);
+    let reply = match request {
+        Request::Status => handler
+            .status()
+            .map_or_else(|why| refusal(&why), Response::status),
+        Request::Leases => handler
+            .leases()
+            .map_or_else(|why| refusal(&why), Response::leases),
+        Request::Reload => handler
+            .reload()
+            .map_or_else(|why| refusal(&why), Response::reload),
+        Request::Events {
+            last,
+            follow,
+            security,
+        } => {
             // Attach before taking the recent ones, so none falls between.
             let live = if follow { handler.hub().follow() } else { None };
             if follow && live.is_none() {
                 let _ = answer(stream, &refusal("too many followers"));
                 return;
             }
-            let recent = if request["security"].as_bool().unwrap_or(false) {
+            let recent = if security {
                 handler.hub().recent_security(last)
             } else {
                 handler.hub().recent(last)
             };
-            if answer(stream, &json!({"ok": true, "events": recent})).is_err() {
+            if answer(stream, &Response::events(recent)).is_err() {
                 return;
             }
             if let Some(live) = live {
@@ -196,7 +214,6 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
             }
             return;
         }
-        _ => refusal("unknown command: use status, leases, events or reload"),
     };
     let _ = answer(stream, &reply);
 }
@@ -219,9 +236,26 @@ fn stream_events(
     }
 }
 
-/// Sends `request` to the agent at `path`; the answer's lines, as read.
-pub fn request(path: &Path, request: &Value) -> io::Result<BufReader<UnixStream>> {
+/// Sends `request` to the agent at `path`; the answer's lines, as read
+/// (a [`Response`], then with `follow` one [`Event`] per line).
+pub fn request(path: &Path, request: &Request) -> io::Result<BufReader<UnixStream>> {
+    let line = serde_json::to_string(request).map_err(io::Error::other)?;
     let mut stream = UnixStream::connect(path)?;
-    writeln!(stream, "{request}")?;
+    writeln!(stream, "{line}")?;
     Ok(BufReader::new(stream))
+}
+
+/// Sends `request` and reads the agent's [`Response`] line; the rest of
+/// the stream (followed events) stays in the reader.
+pub fn ask(path: &Path, request: &Request) -> io::Result<(Response, BufReader<UnixStream>)> {
+    let mut reader = self::request(path, request)?;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let response = serde_json::from_str(&line).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the agent answered something that is not a response: {e}"),
+        )
+    })?;
+    Ok((response, reader))
 }

@@ -20,13 +20,17 @@
 //! ruleset stays in force (fail closed) unless `--remove-on-exit`.
 
 use crate::control::Handler;
-use crate::hub::{Class, Hub};
+use crate::hub::Hub;
 use crate::parts::{self, Part, Shared};
 use crate::state::{Lease, State};
 use netvm_description::values::MacAddr;
 use netvm_description::System;
+use netvm_events::control::{
+    Counters, EventCounts, FirewallCounter, LastReload, LeaseInfo, Status,
+};
+use netvm_events::{Changes, Event, Kind, Ready, Renamed};
 use netvm_plan::datapath::NetVmPlan;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -203,29 +207,37 @@ fn hand_over_journal(journal: &Path, uid: u32, gid: u32) -> Result<(), AgentErro
 }
 
 /// What changed between two descriptions, for the `reloaded` event.
-fn differences(old: &System, new: &System) -> Value {
+fn differences(old: &System, new: &System) -> Changes {
     let names = |s: &System| -> Vec<String> { s.vms.iter().map(|v| v.name.to_string()).collect() };
     let (before, after) = (names(old), names(new));
-    let added: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
-    let removed: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+    let added: Vec<String> = after
+        .iter()
+        .filter(|n| !before.contains(n))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = before
+        .iter()
+        .filter(|n| !after.contains(n))
+        .cloned()
+        .collect();
     let changed: Vec<String> = new
         .vms
         .iter()
         .filter(|vm| old.vms.iter().any(|o| o.name == vm.name && o != *vm))
         .map(|vm| vm.name.to_string())
         .collect();
-    json!({
-        "vms_added": added,
-        "vms_removed": removed,
-        "vms_changed": changed,
-        "dhcp_changed": old.dhcp != new.dhcp,
-        "dns_changed": old.dns != new.dns,
-        "uplink_changed": old.netvm.uplink != new.netvm.uplink,
-    })
+    Changes {
+        vms_added: added,
+        vms_removed: removed,
+        vms_changed: changed,
+        dhcp_changed: old.dhcp != new.dhcp,
+        dns_changed: old.dns != new.dns,
+        uplink_changed: old.netvm.uplink != new.netvm.uplink,
+    }
 }
 
 /// Requests the control socket hands to the main loop.
-type ReloadRequest = Sender<Result<Value, String>>;
+type ReloadRequest = Sender<Result<Event, String>>;
 
 /// What the control socket and the metrics read.
 struct Control {
@@ -242,7 +254,7 @@ struct Control {
 }
 
 impl Control {
-    fn counters(&self) -> Value {
+    fn counters(&self) -> Counters {
         let (dhcp, dns) = match self.parts.lock() {
             Ok(p) => (
                 p.0.counters.lock().map(|c| c.clone()).unwrap_or_default(),
@@ -251,57 +263,69 @@ impl Control {
             Err(_) => (Value::Null, Value::Null),
         };
         // Read over netlink: a status or a metrics scrape starts no process.
-        let mut firewall = serde_json::Map::new();
         let table = netvm_plan::ruleset::TABLE;
-        match netvm_netfilter::NfTables::open().and_then(|mut nft| nft.counters(table)) {
-            Ok(counters) => {
-                for c in counters {
-                    firewall.insert(c.name, json!({"packets": c.packets, "bytes": c.bytes}));
-                }
-            }
-            Err(e) => {
-                firewall.insert("error".to_owned(), json!(e.to_string()));
-            }
-        }
+        let (firewall, firewall_error) =
+            match netvm_netfilter::NfTables::open().and_then(|mut nft| nft.counters(table)) {
+                Ok(counters) => (
+                    counters
+                        .into_iter()
+                        .map(|c| {
+                            let counter = FirewallCounter {
+                                packets: c.packets,
+                                bytes: c.bytes,
+                            };
+                            (c.name, counter)
+                        })
+                        .collect(),
+                    None,
+                ),
+                Err(e) => (Default::default(), Some(e.to_string())),
+            };
         let (reported, suppressed) = self.shared.hub.counts();
-        json!({
-            "dhcp": dhcp,
-            "dns": dns,
-            "firewall": firewall,
-            "events": {"reported": reported, "suppressed": suppressed},
-        })
+        Counters {
+            dhcp,
+            dns,
+            firewall,
+            firewall_error,
+            events: EventCounts {
+                reported,
+                suppressed,
+            },
+        }
     }
 }
 
 impl Handler for Control {
-    fn status(&self) -> Value {
+    fn status(&self) -> Result<Status, String> {
         let counters = self.counters();
         let now = netvm_dhcp::Timestamp::now();
-        let Ok(state) = self.shared.state.lock() else {
-            return Value::Null;
-        };
-        json!({
-            "description": self.file,
-            "mode": state.system.netvm.mode.to_string(),
-            "uptime_secs": self.started.elapsed().as_secs(),
-            "uplink": state.uplink_json(),
-            "vms": state.vms_json(now),
-            "counters": counters,
-            "reloads": state.reloads,
-            "last_reload": state.last_reload,
+        let state = self
+            .shared
+            .state
+            .lock()
+            .map_err(|_| "the agent's state is unreadable".to_owned())?;
+        Ok(Status {
+            description: self.file.clone(),
+            mode: state.system.netvm.mode.to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            uplink: state.uplink_status(),
+            vms: state.vms(now),
+            counters,
+            reloads: state.reloads,
+            last_reload: state.last_reload.clone(),
         })
     }
 
-    fn leases(&self) -> Value {
+    fn leases(&self) -> Result<Vec<LeaseInfo>, String> {
         let now = netvm_dhcp::Timestamp::now();
         self.shared
             .state
             .lock()
-            .map(|s| s.leases_json(now))
-            .unwrap_or_default()
+            .map(|s| s.lease_list(now))
+            .map_err(|_| "the agent's state is unreadable".to_owned())
     }
 
-    fn reload(&self) -> Result<Value, String> {
+    fn reload(&self) -> Result<Event, String> {
         let (reply, answer) = channel();
         self.reloads
             .lock()
@@ -391,23 +415,23 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let hub = Arc::new(Hub::new());
     let renamed = find_interfaces(system)?;
     if !renamed.is_empty() {
-        let list: Vec<Value> = renamed
+        let renamed = renamed
             .iter()
-            .map(|r| json!({"from": r.from, "to": r.to}))
+            .map(|r| Renamed {
+                from: r.from.to_string(),
+                to: r.to.to_string(),
+            })
             .collect();
-        hub.emit(
-            Class::Info,
-            json!({"event": "interfaces_renamed", "renamed": list}),
-            true,
-        );
+        hub.emit(Event::new(Kind::InterfacesRenamed { renamed }), true);
     }
     let leases = journal_leases(&options.journal);
     let pairs: Vec<(Ipv4Addr, MacAddr)> = leases.iter().map(|(ip, l)| (*ip, l.mac)).collect();
     let (applied, plan) = apply(system, &pairs)?;
     hub.emit(
-        Class::Info,
-        json!({"event": "data_plane_applied", "connections_cut": applied.connections_cut,
-               "pool_leases_admitted": plan.leases_admitted}),
+        Event::new(Kind::DataPlaneApplied {
+            connections_cut: applied.connections_cut as u64,
+            pool_leases_admitted: plan.leases_admitted as u64,
+        }),
         true,
     );
     let listener = crate::control::listen(&options.control)?;
@@ -415,10 +439,12 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         let (uid, gid) = crate::privileges::lookup(user)?;
         hand_over_journal(&options.journal, uid.as_raw(), gid.as_raw())?;
         crate::privileges::drop_to(uid, gid)?;
+        let capabilities = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"];
         hub.emit(
-            Class::Info,
-            json!({"event": "privileges_dropped", "user": user,
-                   "capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE"]}),
+            Event::new(Kind::PrivilegesDropped {
+                user: user.clone(),
+                capabilities: capabilities.map(str::to_owned).to_vec(),
+            }),
             true,
         );
     }
@@ -455,13 +481,11 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
 
     let names = netvm_plan::datapath::interfaces(system);
     hub.emit(
-        Class::Info,
-        json!({
-            "event": "ready",
-            "internal": names.internal.to_string(),
-            "uplink": names.uplink.to_string(),
-            "control": options.control,
-        }),
+        Event::new(Kind::Ready(Ready::Agent {
+            internal: names.internal.to_string(),
+            uplink: names.uplink.to_string(),
+            control: options.control.clone(),
+        })),
         true,
     );
     let notifier = Notifier::from_env();
@@ -511,17 +535,13 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         let removed =
             netvm_apply::apply_ruleset(&format!("table inet {table}\ndelete table inet {table}\n"))
                 .is_ok();
-        hub.emit(
-            Class::Info,
-            json!({"event": "ruleset_removed", "ok": removed}),
-            true,
-        );
+        hub.emit(Event::new(Kind::RulesetRemoved { ok: removed }), true);
     }
     let _ = std::fs::remove_file(&options.control);
     if let Some(error) = first_error {
         return Err(error);
     }
-    hub.emit(Class::Info, json!({"event": "agent_stopped"}), true);
+    hub.emit(Event::new(Kind::AgentStopped), true);
     Ok(())
 }
 
@@ -532,15 +552,21 @@ fn reload(
     shared: &Shared,
     running: &mut Running,
     control: &Arc<Control>,
-) -> Result<Value, String> {
+) -> Result<Event, String> {
     let failed = |why: String| {
         shared.hub.emit(
-            Class::Info,
-            json!({"event": "reload_failed", "error": why, "unchanged": true}),
+            Event::new(Kind::ReloadFailed {
+                error: why.clone(),
+                unchanged: true,
+            }),
             true,
         );
         if let Ok(mut state) = shared.state.lock() {
-            state.last_reload = Some(json!({"ok": false, "error": why}));
+            state.last_reload = Some(LastReload {
+                ok: false,
+                changes: None,
+                error: Some(why.clone()),
+            });
         }
         Err(why)
     };
@@ -554,8 +580,13 @@ fn reload(
         Err(_) => return failed("the agent's state is unreadable".to_owned()),
     };
     if new == old {
-        let event = json!({"event": "reloaded", "changed": false});
-        shared.hub.emit(Class::Info, event.clone(), true);
+        let event = Event::new(Kind::Reloaded {
+            changed: false,
+            changes: None,
+            connections_cut: None,
+            part_errors: None,
+        });
+        shared.hub.emit(event.clone(), true);
         return Ok(event);
     }
     if let Err(e) = find_interfaces(&new) {
@@ -587,12 +618,20 @@ fn reload(
     running.start(system, shared, control);
     match result {
         Ok(cut) => {
-            let event = json!({"event": "reloaded", "changed": true, "changes": changes,
-                               "connections_cut": cut, "part_errors": errors.len()});
-            shared.hub.emit(Class::Info, event.clone(), true);
+            let event = Event::new(Kind::Reloaded {
+                changed: true,
+                changes: Some(changes.clone()),
+                connections_cut: Some(cut as u64),
+                part_errors: Some(errors.len() as u64),
+            });
+            shared.hub.emit(event.clone(), true);
             if let Ok(mut state) = shared.state.lock() {
                 state.reloads += 1;
-                state.last_reload = Some(json!({"ok": true, "changes": changes}));
+                state.last_reload = Some(LastReload {
+                    ok: true,
+                    changes: Some(changes),
+                    error: None,
+                });
             }
             Ok(event)
         }
@@ -617,9 +656,10 @@ fn start_watcher(shared: &Shared) {
             Err(e) => {
                 // Fail loudly: the rules still drop, but nothing reports.
                 shared.hub.emit(
-                    Class::Security,
-                    json!({"event": "events_unavailable", "nflog_group": group,
-                           "error": e.to_string()}),
+                    Event::new(Kind::EventsUnavailable {
+                        nflog_group: group,
+                        error: e.to_string(),
+                    }),
                     true,
                 );
                 return;
@@ -653,8 +693,10 @@ fn start_watcher(shared: &Shared) {
             };
             if let Some(error) = failed.take() {
                 shared.hub.emit(
-                    Class::Security,
-                    json!({"event": "events_unavailable", "nflog_group": group, "error": error}),
+                    Event::new(Kind::EventsUnavailable {
+                        nflog_group: group,
+                        error,
+                    }),
                     true,
                 );
             }
@@ -665,15 +707,18 @@ fn start_watcher(shared: &Shared) {
                     .filter_map(|r| watcher.observe(now, r, &*state))
                     .collect();
                 drop(state);
+                // TEMPORARY: the watcher still builds JSON values; the hub
+                // types them (`Hub::emit_json`) until it builds `Event`s.
                 for event in events {
-                    shared.hub.emit(Class::Security, event, true);
+                    shared.hub.emit_json(event, true);
                 }
             }
             if listener.lost() > lost {
                 // The kernel dropped log messages (a flood outran us): said once per burst.
                 shared.hub.emit(
-                    Class::Security,
-                    json!({"event": "events_lost", "count": listener.lost() - lost}),
+                    Event::new(Kind::EventsLost {
+                        count: listener.lost() - lost,
+                    }),
                     true,
                 );
                 lost = listener.lost();
@@ -697,11 +742,19 @@ fn start_metrics(
     let (control, theirs) = (Arc::clone(control), Arc::clone(&stop));
     let hub = Arc::clone(&control.shared.hub);
     let thread = thread::spawn(move || {
-        let status = Arc::new(move || control.status());
+        let status = Arc::new(move || {
+            control
+                .status()
+                .ok()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default()
+        });
         if let Err(e) = crate::metrics::serve(address, status, theirs) {
             hub.emit(
-                Class::Info,
-                json!({"event": "metrics_failed", "address": address.to_string(), "error": e.to_string()}),
+                Event::new(Kind::MetricsFailed {
+                    address: address.to_string(),
+                    error: e.to_string(),
+                }),
                 true,
             );
         }

@@ -1,7 +1,7 @@
 //! The agent's event stream. Every event it reports (security events,
-//! leases, the uplink, reloads) is numbered, stamped, written to the log
-//! (stdout, one JSON object per line), kept for `netvm events`, and
-//! passed to live followers (`netvm events --follow`).
+//! leases, the uplink, reloads) is a typed [`Event`]: numbered, written
+//! to the log (stdout, one JSON object per line), kept for `netvm
+//! events`, and passed to live followers (`netvm events --follow`).
 //!
 //! Security events are kept in a history of their own, beside the one
 //! for everything else, both bounded: no amount of lease noise can push
@@ -12,12 +12,13 @@
 //! `events_suppressed` event a second says how many. A follower that
 //! does not keep up is dropped rather than buffered without bound.
 
-use serde_json::{json, Value};
+use netvm_events::{Class, Event, Kind};
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Informational events kept for `netvm events`.
 pub const RING: usize = 1024;
@@ -32,22 +33,12 @@ const FOLLOWER_QUEUE: usize = 256;
 /// Followers at most.
 const MAX_FOLLOWERS: usize = 16;
 
-/// What kind of event: only security events are rate-limited (the rest
-/// are bounded by what causes them: leases, reloads, the uplink).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// Spoofing, policy drops, scans, rogue servers, starvation.
-    Security,
-    /// Leases, the uplink, the agent's own life.
-    Info,
-}
-
 struct Inner {
     seq: u64,
     /// Informational events.
-    ring: VecDeque<Value>,
+    ring: VecDeque<Event>,
     /// Security events, and the counts of those the bucket refused.
-    security: VecDeque<Value>,
+    security: VecDeque<Event>,
     followers: Vec<SyncSender<String>>,
     bucket: netvm_dhcp_server::log_limit::Bucket,
     emitted: u64,
@@ -64,13 +55,6 @@ impl Default for Hub {
     fn default() -> Self {
         Hub::new()
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Hub {
@@ -94,22 +78,37 @@ impl Hub {
         }
     }
 
-    /// Reports `event` (an object with an `event` field). `log` false
-    /// keeps it off stdout (the DHCP server logs its lease events itself).
-    pub fn emit(&self, class: Class, event: Value, log: bool) {
+    /// Reports `event` (security events only as the rate limit lets
+    /// them: its class says which it is). `log` false keeps it off stdout
+    /// (the DHCP server logs its lease events itself).
+    pub fn emit(&self, event: Event, log: bool) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if class == Class::Security && !inner.bucket.take(Instant::now()) {
+        if event.class == Class::Security && !inner.bucket.take(Instant::now()) {
             inner.suppressed += 1;
             inner.unreported += 1;
             return;
         }
-        let kept = match class {
+        let kept = match event.class {
             Class::Security => Kept::Security,
             Class::Info => Kept::Info,
         };
-        inner.record(class, kept, event, log);
+        inner.record(kept, event, log);
+    }
+
+    /// TEMPORARY ADAPTER, until `watch.rs` builds typed events: reports a
+    /// JSON object whose `event` names a [`Kind`] (its subject VM under
+    /// `vm`). An object that is not one is reported on stderr and
+    /// dropped, never passed on untyped.
+    pub fn emit_json(&self, value: Value, log: bool) {
+        match serde_json::from_value::<Kind>(value.clone()) {
+            Ok(kind) => {
+                let vm = value["vm"].as_str().map(str::to_owned);
+                self.emit(Event::new(kind).about(vm), log);
+            }
+            Err(e) => eprintln!("netvm agent: an event that is not a known kind ({e}): {value}"),
+        }
     }
 
     /// Reports how many security events the bucket refused since the last
@@ -122,9 +121,11 @@ impl Hub {
         let unreported = std::mem::take(&mut inner.unreported);
         if unreported > 0 {
             inner.record(
-                Class::Info,
                 Kept::Security,
-                json!({"event": "events_suppressed", "count": unreported}),
+                Event::new(Kind::EventsSuppressed {
+                    kinds: Vec::new(),
+                    count: unreported,
+                }),
                 true,
             );
         }
@@ -137,19 +138,19 @@ impl Hub {
     }
 
     /// The last `n` events of both histories, oldest first.
-    pub fn recent(&self, n: usize) -> Vec<Value> {
+    pub fn recent(&self, n: usize) -> Vec<Event> {
         let Ok(inner) = self.inner.lock() else {
             return Vec::new();
         };
-        let mut both: Vec<&Value> = inner.ring.iter().chain(inner.security.iter()).collect();
-        both.sort_by_key(|e| e["seq"].as_u64());
+        let mut both: Vec<&Event> = inner.ring.iter().chain(inner.security.iter()).collect();
+        both.sort_by_key(|e| e.seq);
         let skip = both.len().saturating_sub(n);
         both.into_iter().skip(skip).cloned().collect()
     }
 
     /// The last `n` security events (and suppression counts), oldest
     /// first.
-    pub fn recent_security(&self, n: usize) -> Vec<Value> {
+    pub fn recent_security(&self, n: usize) -> Vec<Event> {
         match self.inner.lock() {
             Ok(inner) => {
                 let skip = inner.security.len().saturating_sub(n);
@@ -188,21 +189,12 @@ enum Kept {
 }
 
 impl Inner {
-    /// Numbers, stamps, logs, keeps and passes on one event.
-    fn record(&mut self, class: Class, kept: Kept, event: Value, log: bool) {
+    /// Numbers, logs, keeps and passes on one event.
+    fn record(&mut self, kept: Kept, mut event: Event, log: bool) {
         self.seq += 1;
         self.emitted += 1;
-        let mut event = event;
-        if let Value::Object(map) = &mut event {
-            map.insert("seq".to_owned(), json!(self.seq));
-            map.insert("time_ms".to_owned(), json!(unix_ms()));
-            let class = match class {
-                Class::Security => "security",
-                Class::Info => "info",
-            };
-            map.insert("class".to_owned(), json!(class));
-        }
-        let line = event.to_string();
+        event.seq = Some(self.seq);
+        let line = event.to_line();
         if log {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
@@ -228,50 +220,78 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netvm_description::values::MacAddr;
+    use std::net::Ipv4Addr;
+
+    /// An informational event carrying `i`.
+    fn info(i: usize) -> Event {
+        Event::new(Kind::JournalCompacted {
+            before: i as u64,
+            after: 0,
+        })
+    }
+
+    fn number(event: &Event) -> Option<u64> {
+        match event.kind {
+            Kind::JournalCompacted { before, .. } => Some(before),
+            _ => None,
+        }
+    }
+
+    fn spoofing() -> Event {
+        Event::new(Kind::Spoofing {
+            source_ip: Ipv4Addr::new(192, 168, 100, 9),
+            source_mac: MacAddr([2, 0, 0, 0, 0, 9]),
+            mac_of: None,
+            ip_of: None,
+        })
+    }
+
+    fn port_scan() -> Event {
+        Event::new(Kind::PortScan {
+            source: Ipv4Addr::new(203, 0, 113, 9),
+            ports: 20,
+            window_secs: 10,
+        })
+    }
 
     #[test]
     fn numbers_keeps_and_bounds_events() {
         let hub = Hub::new();
         for i in 0..RING + 5 {
-            hub.emit(Class::Info, json!({"event": "x", "i": i}), false);
+            hub.emit(info(i), false);
         }
         let recent = hub.recent(RING * 2);
         assert_eq!(recent.len(), RING);
-        assert_eq!(recent[0]["seq"], json!(6));
-        assert_eq!(recent[RING - 1]["i"], json!(RING + 4));
+        assert_eq!(recent[0].seq, Some(6));
+        assert_eq!(number(&recent[RING - 1]), Some(RING as u64 + 4));
         assert_eq!(hub.recent(2).len(), 2);
     }
 
     #[test]
     fn no_amount_of_other_events_pushes_security_events_out() {
         let hub = Hub::new();
-        hub.emit(Class::Security, json!({"event": "spoofing"}), false);
-        hub.emit(Class::Security, json!({"event": "port_scan"}), false);
+        hub.emit(spoofing(), false);
+        hub.emit(port_scan(), false);
         for i in 0..RING * 10 {
-            hub.emit(
-                Class::Info,
-                json!({"event": "lease_granted", "i": i}),
-                false,
-            );
+            hub.emit(info(i), false);
         }
         let security = hub.recent_security(10);
-        let kinds: Vec<&Value> = security.iter().map(|e| &e["event"]).collect();
-        assert_eq!(kinds, [&json!("spoofing"), &json!("port_scan")]);
+        let kinds: Vec<&str> = security.iter().map(Event::name).collect();
+        assert_eq!(kinds, ["spoofing", "port_scan"]);
         // Both histories, in order, through `recent` too.
         let all = hub.recent(RING + SECURITY_RING);
         assert_eq!(all.len(), RING + 2);
-        assert_eq!(all[0]["event"], json!("spoofing"));
-        assert!(all
-            .windows(2)
-            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
-        assert_eq!(hub.recent(1)[0]["i"], json!(RING * 10 - 1));
+        assert_eq!(all[0].name(), "spoofing");
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(number(&hub.recent(1)[0]), Some(RING as u64 * 10 - 1));
     }
 
     #[test]
     fn a_flood_of_security_events_is_cut_to_the_burst_and_counted() {
         let hub = Hub::new();
         for _ in 0..10_000 {
-            hub.emit(Class::Security, json!({"event": "spoofing"}), false);
+            hub.emit(spoofing(), false);
         }
         let (emitted, suppressed) = hub.counts();
         // The burst, plus what the rate refilled while the loop ran.
@@ -282,8 +302,13 @@ mod tests {
         assert_eq!(emitted + suppressed, 10_000);
         hub.report_suppressed();
         let last = hub.recent(1);
-        assert_eq!(last[0]["event"], json!("events_suppressed"));
-        assert_eq!(last[0]["count"], json!(suppressed));
+        assert_eq!(
+            last[0].kind,
+            Kind::EventsSuppressed {
+                kinds: Vec::new(),
+                count: suppressed
+            }
+        );
         assert_eq!(hub.recent_security(1), last, "kept with security events");
     }
 
@@ -292,16 +317,32 @@ mod tests {
         let hub = Hub::new();
         let fast = hub.follow().expect("a follower");
         let slow = hub.follow().expect("a follower");
-        hub.emit(Class::Info, json!({"event": "one"}), false);
+        hub.emit(Event::new(Kind::AgentStopped), false);
         let line = fast.recv().expect("an event");
-        assert!(line.contains("\"one\""));
-        for _ in 0..FOLLOWER_QUEUE + 1 {
-            hub.emit(Class::Info, json!({"event": "more"}), false);
+        assert!(line.contains("\"agent_stopped\""), "{line}");
+        for i in 0..FOLLOWER_QUEUE + 1 {
+            hub.emit(info(i), false);
             let _ = fast.try_recv();
         }
         // The slow one was dropped: its queue ends.
         let received = slow.try_iter().count();
         assert!(received <= FOLLOWER_QUEUE);
         assert!(slow.recv().is_err());
+    }
+
+    #[test]
+    fn the_adapter_types_json_events_and_refuses_unknown_ones() {
+        let hub = Hub::new();
+        hub.emit_json(
+            serde_json::json!({"event": "rogue_dhcp_server", "ip": "192.168.100.102",
+                               "mac": "02:ad:00:00:00:66", "vm": "db-vm"}),
+            false,
+        );
+        hub.emit_json(serde_json::json!({"event": "no_such_event"}), false);
+        let all = hub.recent(10);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].name(), "rogue_dhcp_server");
+        assert_eq!(all[0].vm.as_deref(), Some("db-vm"));
+        assert_eq!(all[0].class, Class::Security);
     }
 }

@@ -6,15 +6,15 @@
 //! and starts them again with the new description; the uplink client
 //! keeps running unless the uplink itself changed.
 
-use crate::hub::{Class, Hub};
+use crate::hub::Hub;
 use crate::starvation::Starvation;
 use crate::state::{State, Uplink};
 use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
 use netvm_dhcp_server::{PartControl, ServeOptions, Verdict};
 use netvm_dns_server::DnsOptions;
+use netvm_events::{Event, Kind};
 use netvm_plan::datapath::NetVmPlan;
-use serde_json::json;
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -104,11 +104,7 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
         let hub = Arc::clone(&shared.hub);
         let endpoints = crate::endpoints::start(reserved_pairs.clone(), move |error| {
             // A lease that ended but whose pair stays in `endpoints`.
-            hub.emit(
-                Class::Security,
-                json!({"event": "endpoints_update_failed", "error": error}),
-                true,
-            );
+            hub.emit(Event::new(Kind::EndpointsUpdateFailed { error }), true);
         });
         let mut starvation = Starvation::new(system.agent.starvation_clients);
         let mut hook = |event: &netvm_dhcp::Event| {
@@ -122,13 +118,11 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
                 {
                     if let Err(error) = crate::endpoints::apply_now(add) {
                         shared.hub.emit(
-                            Class::Security,
-                            json!({
-                                "event": "lease_refused",
-                                "ip": ip,
-                                "mac": mac.to_string(),
-                                "reason": "endpoints_add_failed",
-                                "error": error,
+                            Event::new(Kind::LeaseRefused {
+                                ip,
+                                mac,
+                                reason: Some("endpoints_add_failed".to_owned()),
+                                error: error.clone(),
                             }),
                             false,
                         );
@@ -146,19 +140,12 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
             }
             let now = netvm_dhcp::Timestamp::now().0 / 1000;
             if let Some(alarm) = starvation.observe(now, event) {
-                shared.hub.emit(Class::Security, alarm, true);
+                shared.hub.emit(alarm, true);
             }
-            if let Ok(value) = serde_json::to_value(event) {
-                // An attacker can cause these as fast as it can send, so
-                // they are rate-limited like the other security events.
-                let class = match event {
-                    netvm_dhcp::Event::PoolExhausted { .. }
-                    | netvm_dhcp::Event::AddressDeclined { .. } => Class::Security,
-                    _ => Class::Info,
-                };
-                // The DHCP server logs its lease events itself.
-                shared.hub.emit(class, value, false);
-            }
+            // An attacker can cause an empty pool or a decline as fast as
+            // it can send: their kinds are security events, rate-limited
+            // like the others. The DHCP server logs its lease events itself.
+            shared.hub.emit(Event::new(Kind::from(event)), false);
             Verdict::Accept
         };
         netvm_dhcp_server::serve_with(&config, &options, &mut std::io::stdout(), &mut hook)
@@ -211,15 +198,16 @@ pub fn start_uplink(system: &System, shared: &Shared) -> Option<Part> {
             };
             state.uplink = now;
             if changed {
-                let event = match lease {
-                    Some(l) => {
-                        json!({"event": "uplink_up", "address": l.address, "router": l.router})
-                    }
-                    None => json!({"event": "uplink_down"}),
+                let kind = match lease {
+                    Some(l) => Kind::UplinkUp {
+                        address: l.address,
+                        router: l.router,
+                    },
+                    None => Kind::UplinkDown,
                 };
                 drop(state);
                 // The client logs uplink_bound / uplink_lost itself.
-                shared.hub.emit(Class::Info, event, false);
+                shared.hub.emit(Event::new(kind), false);
             }
         };
         crate::uplink::run(

@@ -5,7 +5,7 @@
 
 use netvm_description::values::MacAddr;
 use netvm_dhcp::Event;
-use serde_json::{json, Value};
+use netvm_events::Kind;
 use std::collections::HashSet;
 
 /// The window, in seconds.
@@ -35,7 +35,7 @@ impl Starvation {
 
     /// Takes one DHCP event at `now` (seconds); the starvation event, the
     /// first time the threshold is reached in a window.
-    pub fn observe(&mut self, now: u64, event: &Event) -> Option<Value> {
+    pub fn observe(&mut self, now: u64, event: &Event) -> Option<netvm_events::Event> {
         let mac = match event {
             Event::LeaseGranted { mac, .. } => *mac,
             Event::PoolExhausted { mac } => {
@@ -57,11 +57,10 @@ impl Starvation {
             return None;
         }
         self.reported = true;
-        Some(json!({
-            "event": "dhcp_starvation",
-            "clients": self.macs.len(),
-            "pool_exhausted": self.exhausted,
-            "window_secs": WINDOW_SECS,
+        Some(netvm_events::Event::new(Kind::DhcpStarvation {
+            clients: self.macs.len() as u64,
+            pool_exhausted: self.exhausted,
+            window_secs: WINDOW_SECS,
         }))
     }
 }
@@ -82,14 +81,18 @@ mod tests {
     #[test]
     fn many_new_macs_in_a_window_are_reported_once() {
         let mut s = Starvation::new(32);
-        let reports: Vec<Value> = (0..10_000)
+        let reports: Vec<netvm_events::Event> = (0..10_000)
             .filter_map(|i| s.observe(5, &exhausted(i)))
             .collect();
         assert_eq!(reports.len(), 1);
-        assert_eq!(reports[0]["clients"], 32);
+        assert!(
+            matches!(reports[0].kind, Kind::DhcpStarvation { clients: 32, .. }),
+            "{:?}",
+            reports[0]
+        );
         assert!(s.macs.len() <= 32);
         // A new window: reported again if it goes on.
-        let again: Vec<Value> = (0..100)
+        let again: Vec<netvm_events::Event> = (0..100)
             .filter_map(|i| s.observe(16, &exhausted(i)))
             .collect();
         assert_eq!(again.len(), 1);

@@ -8,7 +8,7 @@ use crate::watch::Names;
 use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
 use netvm_dhcp::{Event, Timestamp};
-use serde_json::{json, Value};
+use netvm_events::control::{LastReload, LeaseInfo, LeaseState, UplinkStatus, VmStatus, Vms};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -48,7 +48,7 @@ pub struct State {
     /// Successful reloads so far.
     pub reloads: u64,
     /// The last reload's outcome, if any.
-    pub last_reload: Option<Value>,
+    pub last_reload: Option<LastReload>,
 }
 
 impl State {
@@ -93,39 +93,34 @@ impl State {
         }
     }
 
-    /// The uplink as JSON.
-    pub fn uplink_json(&self) -> Value {
+    /// The uplink, for `netvm status`.
+    pub fn uplink_status(&self) -> UplinkStatus {
         match &self.uplink {
-            Uplink::Static => json!({"state": "static"}),
-            Uplink::Waiting => json!({"state": "waiting"}),
-            Uplink::Lost => json!({"state": "lost"}),
-            Uplink::Bound(l) => json!({
-                "state": "bound",
-                "address": format!("{}/{}", l.address, l.prefix),
-                "router": l.router,
-                "dns": l.dns,
-                "server": l.server,
-                "lease_secs": l.lease_secs,
-            }),
+            Uplink::Static => UplinkStatus::Static,
+            Uplink::Waiting => UplinkStatus::Waiting,
+            Uplink::Lost => UplinkStatus::Lost,
+            Uplink::Bound(l) => UplinkStatus::Bound {
+                address: format!("{}/{}", l.address, l.prefix),
+                router: l.router,
+                dns: l.dns.clone(),
+                server: l.server,
+                lease_secs: l.lease_secs,
+            },
         }
     }
 
     /// Every lease, in address order.
-    pub fn leases_json(&self, now: Timestamp) -> Value {
-        let leases: Vec<Value> = self
-            .leases
+    pub fn lease_list(&self, now: Timestamp) -> Vec<LeaseInfo> {
+        self.leases
             .iter()
-            .map(|(ip, l)| {
-                json!({
-                    "ip": ip,
-                    "mac": l.mac.to_string(),
-                    "hostname": l.hostname,
-                    "vm": self.vm_of_mac(l.mac),
-                    "expires_in_secs": l.until.0.saturating_sub(now.0) / 1000,
-                })
+            .map(|(ip, l)| LeaseInfo {
+                ip: *ip,
+                mac: l.mac,
+                hostname: l.hostname.clone(),
+                vm: self.vm_of_mac(l.mac),
+                expires_in_secs: l.until.0.saturating_sub(now.0) / 1000,
             })
-            .collect();
-        Value::Array(leases)
+            .collect()
     }
 
     fn vm_of_mac(&self, mac: MacAddr) -> Option<String> {
@@ -136,8 +131,8 @@ impl State {
     }
 
     /// Every described VM with its address and whether it holds its lease.
-    pub fn vms_json(&self, now: Timestamp) -> Value {
-        let vms: Vec<Value> = self
+    pub fn vms(&self, now: Timestamp) -> Vms {
+        let described = self
             .system
             .vms
             .iter()
@@ -146,13 +141,17 @@ impl State {
                     .leases
                     .get(&vm.endpoint.ip)
                     .filter(|l| l.mac == vm.endpoint.mac);
-                json!({
-                    "name": vm.name.as_str(),
-                    "ip": vm.endpoint.ip,
-                    "mac": vm.endpoint.mac.to_string(),
-                    "lease": if lease.is_some() { "bound" } else { "none" },
-                    "expires_in_secs": lease.map(|l| l.until.0.saturating_sub(now.0) / 1000),
-                })
+                VmStatus {
+                    name: vm.name.to_string(),
+                    ip: vm.endpoint.ip,
+                    mac: vm.endpoint.mac,
+                    lease: if lease.is_some() {
+                        LeaseState::Bound
+                    } else {
+                        LeaseState::None
+                    },
+                    expires_in_secs: lease.map(|l| l.until.0.saturating_sub(now.0) / 1000),
+                }
             })
             .collect();
         let pool = self
@@ -160,7 +159,10 @@ impl State {
             .iter()
             .filter(|(_, l)| self.vm_of_mac(l.mac).is_none())
             .count();
-        json!({"described": vms, "pool_clients": pool})
+        Vms {
+            described,
+            pool_clients: pool as u64,
+        }
     }
 }
 

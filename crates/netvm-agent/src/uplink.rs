@@ -2,12 +2,13 @@
 //! socket on port 68 that sees only that interface (`SO_BINDTODEVICE`;
 //! the client asks for broadcast replies while it has no address), the
 //! client's timers, and each lease applied with `netvm_apply::set_uplink`.
-//! Events are JSON lines: `uplink_bound` (address, prefix, router, DNS
-//! servers, lease times), `uplink_lost`, `uplink_stopped`.
+//! Events are JSON lines ([`netvm_events::Event`]): `uplink_bound`
+//! (address, prefix, router, DNS servers, lease times), `uplink_lost`,
+//! `uplink_stopped`.
 
 use netvm_description::values::IfName;
+use netvm_events::{Event, Kind};
 use netvm_uplink::{Action, Client, Lease};
-use serde_json::json;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::Path;
@@ -107,7 +108,7 @@ pub fn run(
         }
         actions.extend(client.poll(now()));
     }
-    let _ = writeln!(events, "{}", json!({"event": "uplink_stopped"}));
+    event(events, Kind::UplinkStopped);
     Ok(())
 }
 
@@ -131,22 +132,23 @@ fn perform(
                 Some((lease.address, lease.prefix)),
                 lease.router,
             )?;
-            event(events, "uplink_bound", Some(&lease));
+            event(
+                events,
+                Kind::UplinkBound {
+                    lease: (&lease).into(),
+                },
+            );
         }
         Action::Deconfigure => {
             netvm_apply::set_uplink(interface.as_str(), None, None)?;
-            event(events, "uplink_lost", None);
+            event(events, Kind::UplinkLost);
         }
     }
     Ok(())
 }
 
-fn event(events: &mut dyn Write, name: &str, lease: Option<&Lease>) {
-    let line = match lease {
-        Some(lease) => json!({"event": name, "lease": lease}),
-        None => json!({"event": name}),
-    };
-    let _ = writeln!(events, "{line}");
+fn event(events: &mut dyn Write, kind: Kind) {
+    let _ = writeln!(events, "{}", Event::new(kind).to_line());
     let _ = events.flush();
 }
 

@@ -3,7 +3,8 @@
 
 use crate::describe::OutputFormat;
 use clap::Args;
-use serde_json::{json, Value};
+use netvm_events::control::{LeaseState, Request, Response, UplinkStatus};
+use std::fmt::Display;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -52,126 +53,139 @@ pub struct ReloadArgs {
     socket: Socket,
 }
 
-/// Sends one request; the first answer line and the rest of the stream.
+/// Sends one request; the agent's answer (refusals are errors) and the
+/// rest of the stream.
 fn ask(
     path: &Path,
-    request: &Value,
-) -> Result<(Value, std::io::BufReader<std::os::unix::net::UnixStream>), String> {
-    let cannot = |e: std::io::Error| {
-        format!(
-            "error: cannot reach the agent at {}: {e} (is `netvm agent` running? --control names another socket)",
-            path.display()
-        )
-    };
-    let mut reader = netvm_agent::control::request(path, request).map_err(cannot)?;
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(cannot)?;
-    let answer: Value = serde_json::from_str(&line)
-        .map_err(|e| format!("error: the agent answered something that is not JSON: {e}"))?;
-    if answer["ok"] != json!(true) {
-        let why = answer["error"].as_str().unwrap_or("no reason given");
+    request: &Request,
+) -> Result<(Response, std::io::BufReader<std::os::unix::net::UnixStream>), String> {
+    let (answer, reader) = netvm_agent::control::ask(path, request).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            format!("error: {e}")
+        } else {
+            format!(
+                "error: cannot reach the agent at {}: {e} (is `netvm agent` running? --control names another socket)",
+                path.display()
+            )
+        }
+    })?;
+    if !answer.ok {
+        let why = answer.error.as_deref().unwrap_or("no reason given");
         return Err(format!("error: the agent refused: {why}"));
     }
     Ok((answer, reader))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// An answer without the field its request asks for.
+fn missing(what: &str) -> String {
+    format!("error: the agent's answer has no `{what}`")
+}
+
+/// `-` for nothing.
+fn text<T: Display>(value: Option<T>) -> String {
+    value.map_or("-".to_owned(), |v| v.to_string())
 }
 
 pub fn status(args: &StatusArgs) -> Result<(), String> {
-    let (answer, _) = ask(&args.socket.path, &json!({"command": "status"}))?;
-    let status = &answer["status"];
+    let (answer, _) = ask(&args.socket.path, &Request::Status)?;
+    let status = answer.status.ok_or_else(|| missing("status"))?;
     if let OutputFormat::Json = args.format {
-        println!("{status:#}");
+        println!("{}", crate::to_json(&status)?);
         return Ok(());
     }
-    let uplink = &status["uplink"];
+    let (state, address, router, dns) = match &status.uplink {
+        UplinkStatus::Static => ("static", None, None, None),
+        UplinkStatus::Waiting => ("waiting", None, None, None),
+        UplinkStatus::Lost => ("lost", None, None, None),
+        UplinkStatus::Bound {
+            address,
+            router,
+            dns,
+            ..
+        } => {
+            let dns: Vec<String> = dns.iter().map(ToString::to_string).collect();
+            ("bound", Some(address.clone()), *router, Some(dns.join(",")))
+        }
+    };
     println!(
-        "uplink: {} {}  (router {}, dns {})",
-        text(&uplink["state"]),
-        text(&uplink["address"]),
-        text(&uplink["router"]),
-        text(&uplink["dns"])
+        "uplink: {state} {}  (router {}, dns {})",
+        text(address),
+        text(router),
+        text(dns)
     );
     println!(
         "mode: {}  description: {}  up {} s  reloads: {}",
-        text(&status["mode"]),
-        text(&status["description"]),
-        text(&status["uptime_secs"]),
-        text(&status["reloads"])
+        status.mode,
+        status.description.display(),
+        status.uptime_secs,
+        status.reloads
     );
     println!();
     println!(
         "{:<16} {:<16} {:<18} {:<7} {:<10}",
         "VM", "IP", "MAC", "LEASE", "ENDS IN"
     );
-    for vm in status["vms"]["described"].as_array().into_iter().flatten() {
-        let ends = vm["expires_in_secs"]
-            .as_u64()
-            .map_or("-".to_owned(), |s| format!("{s}s"));
+    for vm in &status.vms.described {
+        let lease = match vm.lease {
+            LeaseState::Bound => "bound",
+            LeaseState::None => "none",
+        };
         println!(
             "{:<16} {:<16} {:<18} {:<7} {:<10}",
-            text(&vm["name"]),
-            text(&vm["ip"]),
-            text(&vm["mac"]),
-            text(&vm["lease"]),
-            ends
+            vm.name,
+            vm.ip.to_string(),
+            vm.mac.to_string(),
+            lease,
+            text(vm.expires_in_secs.map(|s| format!("{s}s")))
         );
     }
-    println!("pool clients: {}", text(&status["vms"]["pool_clients"]));
-    let counters = &status["counters"];
+    println!("pool clients: {}", status.vms.pool_clients);
+    let counters = &status.counters;
     println!();
-    for (name, c) in counters["firewall"].as_object().into_iter().flatten() {
-        println!("firewall {name}: {} packets", text(&c["packets"]));
+    for (name, c) in &counters.firewall {
+        println!("firewall {name}: {} packets", c.packets);
     }
     println!(
         "events: {} reported, {} suppressed",
-        text(&counters["events"]["reported"]),
-        text(&counters["events"]["suppressed"])
+        counters.events.reported, counters.events.suppressed
     );
     Ok(())
 }
 
 /// `netvm leases` through the agent.
 pub fn leases(socket: &Socket, format: OutputFormat) -> Result<(), String> {
-    let (answer, _) = ask(&socket.path, &json!({"command": "leases"}))?;
-    let leases = &answer["leases"];
+    let (answer, _) = ask(&socket.path, &Request::Leases)?;
+    let leases = answer.leases.ok_or_else(|| missing("leases"))?;
     if let OutputFormat::Json = format {
-        println!("{leases:#}");
+        println!("{}", crate::to_json(&leases)?);
         return Ok(());
     }
     println!(
         "{:<16} {:<18} {:<20} {:<16} {:<10}",
         "IP", "MAC", "HOSTNAME", "VM", "ENDS IN"
     );
-    for l in leases.as_array().into_iter().flatten() {
+    for l in &leases {
         println!(
             "{:<16} {:<18} {:<20} {:<16} {:<10}",
-            text(&l["ip"]),
-            text(&l["mac"]),
-            text(&l["hostname"]),
-            text(&l["vm"]),
-            format!("{}s", text(&l["expires_in_secs"]))
+            l.ip.to_string(),
+            l.mac.to_string(),
+            text(l.hostname.as_ref()),
+            text(l.vm.as_ref()),
+            format!("{}s", l.expires_in_secs)
         );
     }
     Ok(())
 }
 
 pub fn events(args: &EventsArgs) -> Result<(), String> {
-    let request = json!({
-        "command": "events",
-        "last": args.last,
-        "follow": args.follow,
-        "security": args.security,
-    });
+    let request = Request::Events {
+        last: args.last,
+        follow: args.follow,
+        security: args.security,
+    };
     let (answer, reader) = ask(&args.socket.path, &request)?;
-    for event in answer["events"].as_array().into_iter().flatten() {
-        println!("{event}");
+    for event in answer.events.ok_or_else(|| missing("events"))? {
+        println!("{}", event.to_line());
     }
     if args.follow {
         for line in reader.lines() {
@@ -185,7 +199,8 @@ pub fn events(args: &EventsArgs) -> Result<(), String> {
 }
 
 pub fn reload(args: &ReloadArgs) -> Result<(), String> {
-    let (answer, _) = ask(&args.socket.path, &json!({"command": "reload"}))?;
-    println!("{}", answer["reload"]);
+    let (answer, _) = ask(&args.socket.path, &Request::Reload)?;
+    let reloaded = answer.reload.ok_or_else(|| missing("reload"))?;
+    println!("{}", reloaded.to_line());
     Ok(())
 }

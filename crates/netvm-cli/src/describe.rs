@@ -137,8 +137,28 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn schema() -> Result<(), String> {
-    println!("{}", to_json(&netvm_description::json_schema())?);
+/// `netvm schema`.
+#[derive(Args)]
+pub struct SchemaArgs {
+    /// The events' schema instead: one event line of the agent, the DHCP
+    /// or DNS server, or the uplink client.
+    #[arg(long, conflicts_with = "control")]
+    events: bool,
+    /// The agent's control protocol instead: any line on its socket (a
+    /// request, an answer, a followed event).
+    #[arg(long)]
+    control: bool,
+}
+
+pub fn schema(args: &SchemaArgs) -> Result<(), String> {
+    let schema = if args.events {
+        netvm_events::events_schema()
+    } else if args.control {
+        netvm_events::control::control_schema()
+    } else {
+        netvm_description::json_schema()
+    };
+    println!("{}", to_json(&schema)?);
     Ok(())
 }
 

@@ -26,8 +26,9 @@ enum Command {
     Check(describe::CheckArgs),
     /// Print everything the description implies, without touching anything.
     Plan(describe::PlanArgs),
-    /// Print the JSON Schema of the system description.
-    Schema,
+    /// Print the JSON Schema of the system description (or of the
+    /// events, or of the agent's control protocol).
+    Schema(describe::SchemaArgs),
     /// Make the plan true on this machine (idempotent; a rejected ruleset
     /// leaves the previous one in force).
     Apply(describe::ApplyArgs),
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Check(args) => describe::check(&args),
         Command::Plan(args) => describe::plan(&args),
-        Command::Schema => describe::schema(),
+        Command::Schema(args) => describe::schema(&args),
         Command::Apply(args) => describe::apply(&args),
         Command::Dhcp(command) => dhcp::run(command),
         Command::Leases(args) => dhcp::leases(&args),

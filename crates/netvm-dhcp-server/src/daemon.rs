@@ -4,7 +4,7 @@
 //! on SIGTERM or SIGINT.
 //!
 //! Everything worth knowing is written to `events` as one JSON object per
-//! line: `ready` (after the journal is replayed and the sockets are
+//! line ([`netvm_events::Event`]): `ready` (after the journal is replayed and the sockets are
 //! open), every lease event (those a client can cause at will, an empty
 //! pool or a decline, rate-limited: [`crate::log_limit`]), journal
 //! compactions, `counters` on SIGUSR1, and `stopped` with the final
@@ -15,6 +15,7 @@ use crate::link::{Link, LinkError};
 use crate::sockets::{self, FrameSender};
 use netvm_description::values::{IfName, MacAddr};
 use netvm_dhcp::{Destination, Event, Reply, Server, ServerConfig, Timestamp};
+use netvm_events::{Kind, Ready};
 use serde_json::json;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -126,10 +127,8 @@ impl Flags {
 
 /// Writes one event line (buffered: the loop flushes once per batch); a
 /// reader that went away does not stop the server.
-fn emit(out: &mut dyn Write, value: &impl serde::Serialize) {
-    if serde_json::to_writer(&mut *out, value).is_ok() {
-        let _ = out.write_all(b"\n");
-    }
+fn emit(out: &mut dyn Write, kind: Kind) {
+    let _ = writeln!(out, "{}", netvm_events::Event::new(kind).to_line());
 }
 
 struct Daemon<'a> {
@@ -180,7 +179,7 @@ impl Daemon<'_> {
                 return;
             }
             if self.log_limit.allow(event, std::time::Instant::now()) {
-                emit(self.out, event);
+                emit(self.out, Kind::from(event));
             }
         }
         let Some(reply) = outcome.reply else {
@@ -217,7 +216,12 @@ impl Daemon<'_> {
         }
         emit(
             self.out,
-            &json!({"event": "lease_refused", "ip": ip, "mac": mac.to_string(), "error": error}),
+            Kind::LeaseRefused {
+                ip,
+                mac,
+                reason: None,
+                error: error.to_owned(),
+            },
         );
     }
 
@@ -265,7 +269,9 @@ impl Daemon<'_> {
                 self.durable.clear();
                 emit(
                     self.out,
-                    &json!({"event": "journal_error", "error": error_chain(&error)}),
+                    Kind::JournalError {
+                        error: error_chain(&error),
+                    },
                 );
             }
         }
@@ -275,7 +281,10 @@ impl Daemon<'_> {
         if let Some(done) = self.journal.finish_compaction()? {
             emit(
                 self.out,
-                &json!({"event": "journal_compacted", "before": done.before, "after": done.after}),
+                Kind::JournalCompacted {
+                    before: done.before,
+                    after: done.after,
+                },
             );
         }
         if self.journal.wants_compaction() && !self.journal.has_pending() {
@@ -369,17 +378,17 @@ pub fn serve_with(
         log_limit: crate::log_limit::LogLimit::new(std::time::Instant::now()),
         send_errors: 0,
     };
+    let leases = daemon.server.leases().count();
     emit(
         daemon.out,
-        &json!({
-            "event": "ready",
-            "interface": interface.as_str(),
-            "server": server_ip,
-            "journal": options.journal,
-            "records_replayed": replayed,
-            "leases": daemon.server.leases().count(),
-            "ignored_bytes": opened.ignored_bytes,
-            "damaged_copy": opened.damaged_copy,
+        Kind::Ready(Ready::Dhcp {
+            interface: interface.to_string(),
+            server: server_ip,
+            journal: options.journal.clone(),
+            records_replayed: replayed as u64,
+            leases: leases as u64,
+            ignored_bytes: opened.ignored_bytes as u64,
+            damaged_copy: opened.damaged_copy,
         }),
     );
     let _ = daemon.out.flush();
@@ -407,7 +416,7 @@ pub fn serve_with(
         daemon.commit();
         for event in daemon.server.poll(Timestamp::now()) {
             if daemon.log_limit.allow(&event, std::time::Instant::now()) {
-                emit(daemon.out, &event);
+                emit(daemon.out, Kind::from(&event));
             }
             // Expiries cannot be refused.
             let _ = (daemon.hook)(&event);
@@ -415,16 +424,16 @@ pub fn serve_with(
         if let Some(count) = daemon.log_limit.report(std::time::Instant::now()) {
             emit(
                 daemon.out,
-                &json!({"event": "events_suppressed", "kinds": ["pool_exhausted", "address_declined"], "count": count}),
+                Kind::EventsSuppressed {
+                    kinds: vec!["pool_exhausted".to_owned(), "address_declined".to_owned()],
+                    count,
+                },
             );
         }
         daemon.compact()?;
         if flags.report.swap(false, Ordering::Relaxed) {
             let counters = daemon.counters();
-            emit(
-                daemon.out,
-                &json!({"event": "counters", "counters": counters}),
-            );
+            emit(daemon.out, Kind::Counters { counters });
         }
     }
     daemon.commit();
@@ -432,9 +441,6 @@ pub fn serve_with(
     if let Some(control) = &control {
         control.publish(counters.clone());
     }
-    emit(
-        daemon.out,
-        &json!({"event": "stopped", "counters": counters}),
-    );
+    emit(daemon.out, Kind::Stopped { counters });
     Ok(())
 }

@@ -7,8 +7,9 @@
 //!
 //! One thread, one tokio current-thread runtime: the engine is not shared
 //! across threads. UDP is read and written in batches (`mmsg`), the only
-//! unsafe code of the crate. Events are JSON lines on stdout: `ready`, `counters`
-//! on SIGUSR1, `stopped` on SIGTERM or SIGINT.
+//! unsafe code of the crate. Events are JSON lines on stdout
+//! ([`netvm_events::Event`]): `ready`, `dns_upstreams`, `counters` on
+//! SIGUSR1, `stopped` on SIGTERM or SIGINT.
 
 mod leases;
 mod mmsg;
@@ -16,8 +17,8 @@ mod tcp;
 
 use netvm_description::values::IfName;
 use netvm_dns::{Client, Config, Engine, Step, Transport, Zone};
+use netvm_events::{Kind, Ready};
 use netvm_plan::DnsPlan;
-use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -203,9 +204,9 @@ pub fn zone(plan: &DnsPlan) -> Result<Zone, netvm_dns::ZoneError> {
     )
 }
 
-fn event(value: serde_json::Value) {
+fn event(kind: Kind) {
     let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{value}");
+    let _ = writeln!(out, "{}", netvm_events::Event::new(kind).to_line());
     let _ = out.flush();
 }
 
@@ -270,12 +271,11 @@ pub fn serve(plan: &DnsPlan, options: DnsOptions) -> Result<(), DnsError> {
         if let Some(learned) = options.learned_upstreams.clone() {
             tokio::task::spawn_local(follow_upstreams(Rc::clone(&shared), learned));
         }
-        event(json!({
-            "event": "ready",
-            "listen": address.to_string(),
-            "interface": interface.to_string(),
-            "upstreams": upstreams.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "names": names,
+        event(Kind::Ready(Ready::Dns {
+            listen: address.to_string(),
+            interface: interface.to_string(),
+            upstreams: upstreams.iter().map(ToString::to_string).collect(),
+            names: names as u64,
         }));
         run(shared, options.control).await
     })
@@ -290,13 +290,17 @@ async fn follow_upstreams(shared: Rc<Shared>, learned: Arc<Mutex<Vec<SocketAddr>
         let now = learned.lock().map(|l| l.clone()).unwrap_or_default();
         if !now.is_empty() && now != current {
             shared.engine.borrow_mut().set_upstreams(now.clone());
-            event(json!({
-                "event": "dns_upstreams",
-                "upstreams": now.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            }));
+            event(Kind::DnsUpstreams {
+                upstreams: now.iter().map(ToString::to_string).collect(),
+            });
             current = now;
         }
     }
+}
+
+/// The engine's counters as JSON (as `netvm status` shows them).
+fn counters_json(shared: &Shared) -> serde_json::Value {
+    serde_json::to_value(shared.engine.borrow().counters()).unwrap_or_default()
 }
 
 /// A seed from the kernel's random pool, or the clock if unreadable.
@@ -360,7 +364,7 @@ async fn run(
                 }
             }
             _ = usr1.recv() => {
-                event(json!({"event": "counters", "counters": shared.engine.borrow().counters()}));
+                event(Kind::Counters { counters: counters_json(&shared) });
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -369,6 +373,8 @@ async fn run(
     if let Some(control) = &control {
         publish(control);
     }
-    event(json!({"event": "stopped", "counters": shared.engine.borrow().counters()}));
+    event(Kind::Stopped {
+        counters: counters_json(&shared),
+    });
     Ok(())
 }

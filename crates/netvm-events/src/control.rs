@@ -204,6 +204,9 @@ pub struct Counters {
     pub dns: serde_json::Value,
     /// The ruleset's named counters.
     pub firewall: BTreeMap<String, FirewallCounter>,
+    /// Why the ruleset's counters could not be read, if they could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall_error: Option<String>,
     /// The event stream's.
     pub events: EventCounts,
 }
@@ -262,7 +265,7 @@ pub struct LeaseInfo {
 #[allow(dead_code)]
 enum Line {
     Request(Request),
-    Response(Response),
+    Response(Box<Response>),
     Event(Event),
 }
 

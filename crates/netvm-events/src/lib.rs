@@ -250,6 +250,24 @@ pub enum Kind {
     },
     /// The agent stopped cleanly.
     AgentStopped,
+    /// A lease ended but its pair could not leave the `endpoints` set.
+    EndpointsUpdateFailed {
+        /// Why.
+        error: String,
+    },
+    /// Security events cannot be received (the NFLOG group): the rules
+    /// still drop, but nothing reports.
+    EventsUnavailable {
+        /// The NFLOG group.
+        nflog_group: u16,
+        /// Why.
+        error: String,
+    },
+    /// The kernel dropped log messages (a flood outran the agent).
+    EventsLost {
+        /// How many since the last report.
+        count: u64,
+    },
 
     // --- Security events.
     /// Many distinct MACs asked for leases within a window.
@@ -397,10 +415,33 @@ pub struct Flow {
     pub to: Ipv4Addr,
     /// The VM with that address.
     pub to_vm: Option<String>,
-    /// `tcp` or `udp`.
-    pub proto: String,
+    /// The protocol.
+    pub proto: Proto,
     /// The destination port.
     pub port: Option<u16>,
+}
+
+/// A transport protocol: its name when it has one (`tcp`, `udp`,
+/// `icmp`), otherwise its number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Proto {
+    /// `tcp`, `udp`, `icmp`.
+    Name(String),
+    /// Another protocol's number.
+    Number(u8),
+}
+
+impl Proto {
+    /// The protocol numbered `number` (IANA).
+    pub fn from_number(number: u8) -> Proto {
+        match number {
+            6 => Proto::Name("tcp".to_owned()),
+            17 => Proto::Name("udp".to_owned()),
+            1 => Proto::Name("icmp".to_owned()),
+            other => Proto::Number(other),
+        }
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -489,6 +530,9 @@ impl Kind {
             Kind::MetricsFailed { .. } => "metrics_failed",
             Kind::RulesetRemoved { .. } => "ruleset_removed",
             Kind::AgentStopped => "agent_stopped",
+            Kind::EndpointsUpdateFailed { .. } => "endpoints_update_failed",
+            Kind::EventsUnavailable { .. } => "events_unavailable",
+            Kind::EventsLost { .. } => "events_lost",
             Kind::DhcpStarvation { .. } => "dhcp_starvation",
             Kind::Spoofing { .. } => "spoofing",
             Kind::RogueDhcpServer { .. } => "rogue_dhcp_server",
@@ -511,7 +555,10 @@ impl Kind {
             | Kind::PortScan { .. }
             | Kind::PoolExhausted { .. }
             | Kind::AddressDeclined { .. }
-            | Kind::LeaseRefused { .. } => Class::Security,
+            | Kind::LeaseRefused { .. }
+            | Kind::EndpointsUpdateFailed { .. }
+            | Kind::EventsUnavailable { .. }
+            | Kind::EventsLost { .. } => Class::Security,
             _ => Class::Info,
         }
     }
@@ -519,13 +566,17 @@ impl Kind {
     /// How much it matters.
     pub fn severity(&self) -> Severity {
         match self {
-            Kind::JournalError { .. } | Kind::MetricsFailed { .. } => Severity::Error,
+            Kind::JournalError { .. }
+            | Kind::MetricsFailed { .. }
+            | Kind::EndpointsUpdateFailed { .. }
+            | Kind::EventsUnavailable { .. } => Severity::Error,
             Kind::DhcpStarvation { .. }
             | Kind::Spoofing { .. }
             | Kind::RogueDhcpServer { .. }
             | Kind::PortScan { .. }
             | Kind::PoolExhausted { .. }
             | Kind::LeaseRefused { .. }
+            | Kind::EventsLost { .. }
             | Kind::ReloadFailed { .. } => Severity::Warning,
             Kind::PolicyDrop(_)
             | Kind::AddressDeclined { .. }

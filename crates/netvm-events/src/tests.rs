@@ -18,7 +18,7 @@ fn every_kind() -> Vec<Kind> {
         from_vm: Some("app-vm".into()),
         to: Ipv4Addr::new(192, 168, 100, 102),
         to_vm: None,
-        proto: "tcp".into(),
+        proto: Proto::from_number(6),
         port: Some(7001),
     };
     vec![
@@ -156,6 +156,22 @@ fn every_kind() -> Vec<Kind> {
         },
         Kind::RulesetRemoved { ok: true },
         Kind::AgentStopped,
+        Kind::EndpointsUpdateFailed {
+            error: "nft said no".into(),
+        },
+        Kind::EventsUnavailable {
+            nflog_group: 7,
+            error: "in use".into(),
+        },
+        Kind::EventsLost { count: 3 },
+        Kind::FlowAllowed(Flow {
+            from: IP,
+            from_vm: None,
+            to: IP,
+            to_vm: None,
+            proto: Proto::from_number(132),
+            port: None,
+        }),
         Kind::DhcpStarvation {
             clients: 32,
             pool_exhausted: 10,

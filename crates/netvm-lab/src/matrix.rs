@@ -10,7 +10,6 @@ use crate::plan::{
 };
 use crate::probe::{self, Reach};
 use serde_json::{json, Value};
-use std::io::BufRead;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -962,17 +961,16 @@ fn restart(lab: &Lab) -> Result<String, String> {
             "after the restart these lost their reservation: {moved:?}"
         ));
     }
-    let request = json!({"command": "leases"});
-    let listed = netvm_agent::control::request(&lab.control(), &request)
-        .ok()
-        .and_then(|mut r| {
-            let mut line = String::new();
-            r.read_line(&mut line).ok()?;
-            Some(line)
-        })
-        .unwrap_or_default();
+    let listed: Vec<String> =
+        netvm_agent::control::ask(&lab.control(), &netvm_events::control::Request::Leases)
+            .ok()
+            .and_then(|(answer, _)| answer.leases)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|l| l.vm)
+            .collect();
     let missing: Vec<String> = described(lab)
-        .filter(|vm| !listed.contains(&format!("\"vm\":\"{}\"", vm.name)))
+        .filter(|vm| !listed.contains(&vm.name))
         .map(|vm| vm.name.clone())
         .collect();
     if !missing.is_empty() {

@@ -19,7 +19,6 @@ use crate::plan::{self, UPSTREAM_IP};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -315,18 +314,21 @@ fn control(ns: &str, name: &str, ports: &[u16], busy: &BTreeSet<(Proto, u16)>) -
 /// The agent's last `last` events, through its control socket
 /// (namespace labs).
 pub fn events(lab: &Lab, last: usize) -> Vec<Value> {
-    let request = json!({"command": "events", "last": last});
-    let Ok(mut reader) = netvm_agent::control::request(&lab.control(), &request) else {
+    let request = netvm_events::control::Request::Events {
+        last,
+        follow: false,
+        security: false,
+    };
+    let Ok((answer, _)) = netvm_agent::control::ask(&lab.control(), &request) else {
         return Vec::new();
     };
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return Vec::new();
-    }
-    serde_json::from_str::<Value>(&line)
-        .ok()
-        .and_then(|v| v["events"].as_array().cloned())
+    // Read as JSON: the checks match on the wire's names.
+    answer
+        .events
         .unwrap_or_default()
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect()
 }
 
 fn matches(row: &Expectation, m: &Measured, own: &[Ipv4Addr], uplink: Ipv4Addr) -> bool {
