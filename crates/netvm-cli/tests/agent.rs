@@ -5,7 +5,12 @@
 //! the DNS server the uplink's lease named), and it reaches an upstream
 //! service through NAT as the uplink's leased address. SIGTERM stops the
 //! agent and leaves the ruleset. An agent whose data plane cannot be
-//! applied serves nothing. Runs as root; needs dnsmasq, udhcpc, dig.
+//! applied serves nothing. Every event line the agents write is checked
+//! against `netvm schema --events`, and the control socket's answers
+//! against `netvm schema --control`. Runs as root; needs dnsmasq,
+//! udhcpc, dig.
+
+mod schemas;
 
 use netvm_testsupport::{veth, Netns, Process};
 use std::path::Path;
@@ -234,6 +239,22 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
         agent.lines()
     );
     nv.ok(&["nft", "list", "table", "inet", "netvm"]);
+
+    // Every event the agent and its parts wrote is one the schema allows.
+    let kinds = schemas::event_lines(&agent.lines());
+    for kind in [
+        "interfaces_renamed",
+        "data_plane_applied",
+        "ready",
+        "uplink_bound",
+        "dns_upstreams",
+        "lease_granted",
+        "stopped",
+        "uplink_stopped",
+        "agent_stopped",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
 }
 
 #[test]
@@ -548,6 +569,14 @@ fn the_agent_is_operated_through_its_control_socket() {
         listed.contains("\"port_scan\"") && listed.contains("\"spoofing\""),
         "{listed}"
     );
+    let lines: Vec<String> = listed.lines().map(str::to_owned).collect();
+    schemas::event_lines(&lines);
+    // The answers themselves, as the control protocol's schema says.
+    for (flag, field) in [("status", "status"), ("leases", "leases")] {
+        let out = netvm(&[flag, "--format", "json"]);
+        let value: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        schemas::control_line(&serde_json::json!({"ok": true, field: value}));
+    }
 
     // Metrics: app-vm may read them, db-vm may not.
     let metrics = app.exec(&["python3", "-c", FETCH, "http://192.168.100.1:9100/metrics"]);
@@ -612,6 +641,20 @@ fn the_agent_is_operated_through_its_control_socket() {
     let mut agent = agent;
     agent.signal("KILL");
     assert!(agent.wait_exit(LONG));
+    let kinds = schemas::event_lines(&agent.lines());
+    for kind in [
+        "privileges_dropped",
+        "flow_allowed",
+        "policy_drop",
+        "spoofing",
+        "port_scan",
+        "rogue_dhcp_server",
+        "dhcp_starvation",
+        "reload_failed",
+        "reloaded",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
     let mut agent = start(&["--remove-on-exit"]);
     let listed = stdout(&netvm(&["leases", "--format", "json"]));
     assert!(
@@ -632,4 +675,6 @@ fn the_agent_is_operated_through_its_control_socket() {
         !Path::new(&control).exists(),
         "the control socket is removed on exit"
     );
+    let kinds = schemas::event_lines(&agent.lines());
+    assert!(kinds.contains("ruleset_removed"), "{kinds:?}");
 }

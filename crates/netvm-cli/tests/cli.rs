@@ -111,6 +111,34 @@ fn schema_is_json_schema_of_the_description() {
     assert_eq!(schema["additionalProperties"], false);
 }
 
+#[test]
+fn schema_prints_the_events_and_the_control_protocol() {
+    for (flag, title, defs) in [
+        (
+            "--events",
+            "netvm event",
+            &["Ready", "Flow", "Severity"][..],
+        ),
+        (
+            "--control",
+            "netvm control protocol line",
+            &["Request", "Response", "Status", "Event"][..],
+        ),
+    ] {
+        let output = netvm(&["schema", flag]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let schema: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        assert_eq!(schema["title"], title);
+        for name in defs {
+            assert!(
+                schema["$defs"].get(name).is_some(),
+                "{flag}: no {name} in {schema:#}"
+            );
+        }
+    }
+    assert!(!netvm(&["schema", "--events", "--control"]).status.success());
+}
+
 /// A fresh directory under the target dir (removed at the next run).
 fn tempdir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}", std::process::id()));

@@ -3,6 +3,8 @@
 //! reservation; the uplink never served; and a crash (kill -9) under load
 //! that must lose no acknowledged lease. Runs as root.
 
+mod schemas;
+
 use netvm_testsupport::{veth, Netns, Process};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -156,6 +158,12 @@ fn udhcpc_gets_its_reservation_renews_releases_and_gets_it_again() {
     client.signal("USR1"); // renew from scratch
     let again = lab.events(3, "lease_granted", "02:aa:00:00:00:07");
     assert_eq!(ip_of(&again[2]), "192.168.100.7");
+
+    // Every line the server wrote is an event the schema allows.
+    let kinds = schemas::event_lines(&lab.server.lines());
+    for kind in ["ready", "lease_granted", "lease_released"] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
 }
 
 #[test]
