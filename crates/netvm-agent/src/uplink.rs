@@ -132,12 +132,7 @@ fn perform(
                 Some((lease.address, lease.prefix)),
                 lease.router,
             )?;
-            event(
-                events,
-                Kind::UplinkBound {
-                    lease: (&lease).into(),
-                },
-            );
+            event(events, Kind::UplinkBound { lease });
         }
         Action::Deconfigure => {
             netvm_apply::set_uplink(interface.as_str(), None, None)?;

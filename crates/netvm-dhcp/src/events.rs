@@ -5,12 +5,13 @@ use crate::client::ClientKey;
 use crate::request::{DropReason, MessageKind};
 use crate::time::Timestamp;
 use netvm_description::values::MacAddr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// A change to the leases, or something worth reporting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A change to the leases, or something worth reporting. Its JSON is
+/// what the DHCP server writes (inside `netvm_events::Event`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     /// A client was acknowledged an address (new, renewed or moved).

@@ -77,46 +77,7 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Kind {
-    // --- The DHCP server's lease events.
-    /// A client was acknowledged an address (new, renewed or moved).
-    LeaseGranted {
-        /// The address.
-        ip: Ipv4Addr,
-        /// The client's MAC.
-        mac: MacAddr,
-        /// The lease owner: `mac:…` or `id:…` (option 61, hex).
-        client: String,
-        /// Sanitised host name, if the client sent one.
-        hostname: Option<String>,
-        /// Expiry, ms since the epoch.
-        until: u64,
-    },
-    /// A client released its address.
-    LeaseReleased {
-        /// The address.
-        ip: Ipv4Addr,
-        /// The client's MAC.
-        mac: MacAddr,
-    },
-    /// A lease ran out.
-    LeaseExpired {
-        /// The address.
-        ip: Ipv4Addr,
-        /// The client's MAC.
-        mac: MacAddr,
-    },
-    /// A client reported the address in use by someone else.
-    AddressDeclined {
-        /// The address.
-        ip: Ipv4Addr,
-        /// The client's MAC.
-        mac: MacAddr,
-    },
-    /// A DISCOVER could not be offered anything.
-    PoolExhausted {
-        /// The client's MAC.
-        mac: MacAddr,
-    },
+    // --- The DHCP server's (lease events: [`Kind::Lease`], last).
     /// A grant was not acknowledged: the agent could not make it
     /// effective (its pair could not join the `endpoints` set).
     LeaseRefused {
@@ -179,7 +140,7 @@ pub enum Kind {
     /// A lease (new or renewed) was put on the uplink.
     UplinkBound {
         /// The lease.
-        lease: UplinkLease,
+        lease: netvm_uplink::Lease,
     },
     /// The lease ended or was refused; the address was taken off.
     UplinkLost,
@@ -312,6 +273,14 @@ pub enum Kind {
         /// The window.
         window_secs: u64,
     },
+
+    /// The DHCP server's lease events, as its engine reports them:
+    /// `lease_granted` (ip, mac, client, hostname, until in ms),
+    /// `lease_released`, `lease_expired`, `address_declined` (ip, mac),
+    /// `pool_exhausted` (mac). Untagged here: the engine's type writes
+    /// its own `event`.
+    #[serde(untagged)]
+    Lease(netvm_dhcp::Event),
 }
 
 /// What a `ready` event says, by part.
@@ -355,27 +324,6 @@ pub enum Ready {
         /// Names in the internal zone.
         names: u64,
     },
-}
-
-/// A lease on the uplink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct UplinkLease {
-    /// Our address.
-    pub address: Ipv4Addr,
-    /// Its prefix length.
-    pub prefix: u8,
-    /// The default gateway, if any.
-    pub router: Option<Ipv4Addr>,
-    /// DNS servers.
-    pub dns: Vec<Ipv4Addr>,
-    /// The server that granted it.
-    pub server: Ipv4Addr,
-    /// Lease time in seconds.
-    pub lease_secs: u32,
-    /// T1 in seconds.
-    pub renew_secs: u32,
-    /// T2 in seconds.
-    pub rebind_secs: u32,
 }
 
 /// One interface rename.
@@ -504,11 +452,13 @@ impl Kind {
     /// The name written under `event`.
     pub fn name(&self) -> &'static str {
         match self {
-            Kind::LeaseGranted { .. } => "lease_granted",
-            Kind::LeaseReleased { .. } => "lease_released",
-            Kind::LeaseExpired { .. } => "lease_expired",
-            Kind::AddressDeclined { .. } => "address_declined",
-            Kind::PoolExhausted { .. } => "pool_exhausted",
+            Kind::Lease(lease) => match lease {
+                netvm_dhcp::Event::LeaseGranted { .. } => "lease_granted",
+                netvm_dhcp::Event::LeaseReleased { .. } => "lease_released",
+                netvm_dhcp::Event::LeaseExpired { .. } => "lease_expired",
+                netvm_dhcp::Event::AddressDeclined { .. } => "address_declined",
+                netvm_dhcp::Event::PoolExhausted { .. } => "pool_exhausted",
+            },
             Kind::LeaseRefused { .. } => "lease_refused",
             Kind::JournalError { .. } => "journal_error",
             Kind::JournalCompacted { .. } => "journal_compacted",
@@ -553,8 +503,9 @@ impl Kind {
             | Kind::PolicyDrop(_)
             | Kind::FlowAllowed(_)
             | Kind::PortScan { .. }
-            | Kind::PoolExhausted { .. }
-            | Kind::AddressDeclined { .. }
+            | Kind::Lease(
+                netvm_dhcp::Event::PoolExhausted { .. } | netvm_dhcp::Event::AddressDeclined { .. },
+            )
             | Kind::LeaseRefused { .. }
             | Kind::EndpointsUpdateFailed { .. }
             | Kind::EventsUnavailable { .. }
@@ -574,12 +525,12 @@ impl Kind {
             | Kind::Spoofing { .. }
             | Kind::RogueDhcpServer { .. }
             | Kind::PortScan { .. }
-            | Kind::PoolExhausted { .. }
+            | Kind::Lease(netvm_dhcp::Event::PoolExhausted { .. })
             | Kind::LeaseRefused { .. }
             | Kind::EventsLost { .. }
             | Kind::ReloadFailed { .. } => Severity::Warning,
             Kind::PolicyDrop(_)
-            | Kind::AddressDeclined { .. }
+            | Kind::Lease(netvm_dhcp::Event::AddressDeclined { .. })
             | Kind::EventsSuppressed { .. }
             | Kind::UplinkLost
             | Kind::UplinkDown
@@ -591,41 +542,7 @@ impl Kind {
 
 impl From<&netvm_dhcp::Event> for Kind {
     fn from(event: &netvm_dhcp::Event) -> Kind {
-        use netvm_dhcp::Event as E;
-        match event {
-            E::LeaseGranted {
-                ip,
-                mac,
-                client,
-                hostname,
-                until,
-            } => Kind::LeaseGranted {
-                ip: *ip,
-                mac: *mac,
-                client: client.to_string(),
-                hostname: hostname.clone(),
-                until: until.0,
-            },
-            E::LeaseReleased { ip, mac } => Kind::LeaseReleased { ip: *ip, mac: *mac },
-            E::LeaseExpired { ip, mac } => Kind::LeaseExpired { ip: *ip, mac: *mac },
-            E::AddressDeclined { ip, mac } => Kind::AddressDeclined { ip: *ip, mac: *mac },
-            E::PoolExhausted { mac } => Kind::PoolExhausted { mac: *mac },
-        }
-    }
-}
-
-impl From<&netvm_uplink::Lease> for UplinkLease {
-    fn from(l: &netvm_uplink::Lease) -> UplinkLease {
-        UplinkLease {
-            address: l.address,
-            prefix: l.prefix,
-            router: l.router,
-            dns: l.dns.clone(),
-            server: l.server,
-            lease_secs: l.lease_secs,
-            renew_secs: l.renew_secs,
-            rebind_secs: l.rebind_secs,
-        }
+        Kind::Lease(event.clone())
     }
 }
 

@@ -22,26 +22,33 @@ fn every_kind() -> Vec<Kind> {
         port: Some(7001),
     };
     vec![
-        Kind::LeaseGranted {
+        Kind::Lease(netvm_dhcp::Event::LeaseGranted {
             ip: IP,
             mac: mac(0x65),
-            client: "mac:02:ad:00:00:00:65".into(),
+            client: netvm_dhcp::ClientKey::Mac(mac(0x65)),
             hostname: Some("app".into()),
-            until: 1_764_769_000_000,
-        },
-        Kind::LeaseReleased {
+            until: netvm_dhcp::Timestamp(1_764_769_000_000),
+        }),
+        Kind::Lease(netvm_dhcp::Event::LeaseGranted {
+            ip: IP,
+            mac: mac(0x66),
+            client: netvm_dhcp::ClientKey::Id(vec![1, 2, 0xad]),
+            hostname: None,
+            until: netvm_dhcp::Timestamp(1),
+        }),
+        Kind::Lease(netvm_dhcp::Event::LeaseReleased {
             ip: IP,
             mac: mac(1),
-        },
-        Kind::LeaseExpired {
+        }),
+        Kind::Lease(netvm_dhcp::Event::LeaseExpired {
             ip: IP,
             mac: mac(1),
-        },
-        Kind::AddressDeclined {
+        }),
+        Kind::Lease(netvm_dhcp::Event::AddressDeclined {
             ip: IP,
             mac: mac(1),
-        },
-        Kind::PoolExhausted { mac: mac(1) },
+        }),
+        Kind::Lease(netvm_dhcp::Event::PoolExhausted { mac: mac(1) }),
         Kind::LeaseRefused {
             ip: IP,
             mac: mac(1),
@@ -99,7 +106,7 @@ fn every_kind() -> Vec<Kind> {
             upstreams: vec!["10.9.0.1:53".into()],
         },
         Kind::UplinkBound {
-            lease: UplinkLease {
+            lease: netvm_uplink::Lease {
                 address: Ipv4Addr::new(10, 9, 0, 120),
                 prefix: 24,
                 router: Some(Ipv4Addr::new(10, 9, 0, 1)),
@@ -248,8 +255,11 @@ fn every_event_validates_against_the_schema() {
 #[test]
 fn the_schema_refuses_what_no_writer_writes() {
     let validator = validator(&events_schema());
-    let good =
-        serde_json::to_value(Event::at(1, Kind::PoolExhausted { mac: mac(1) })).expect("json");
+    let good = serde_json::to_value(Event::at(
+        1,
+        Kind::Lease(netvm_dhcp::Event::PoolExhausted { mac: mac(1) }),
+    ))
+    .expect("json");
     assert!(validator.is_valid(&good));
     let mut unknown = good.clone();
     unknown["event"] = json!("pool_exhausted_renamed");
@@ -309,10 +319,37 @@ fn engine_lease_events_convert_with_their_fields() {
         hostname: None,
         until: netvm_dhcp::Timestamp(42),
     };
-    // What the engine's own serialization wrote, kind and fields alike.
+    // What the engine's own serialization writes, kind and fields alike.
     let before = serde_json::to_value(&engine).expect("json");
     let after = serde_json::to_value(Kind::from(&engine)).expect("json");
     assert_eq!(before, after);
+    assert_eq!(after["event"], "lease_granted");
+    assert_eq!(after["client"], "mac:02:ad:00:00:00:65");
+    assert_eq!(after["until"], 42);
+    let event = Event::new(Kind::from(&engine));
+    assert_eq!(event.name(), "lease_granted");
+    assert_eq!(event.class, Class::Info);
+    let exhausted = Event::new(Kind::from(&netvm_dhcp::Event::PoolExhausted {
+        mac: mac(1),
+    }));
+    assert_eq!(
+        (exhausted.class, exhausted.severity),
+        (Class::Security, Severity::Warning)
+    );
+}
+
+#[test]
+fn a_client_key_reads_back_what_it_writes() {
+    for key in [
+        netvm_dhcp::ClientKey::Mac(mac(0x65)),
+        netvm_dhcp::ClientKey::Id(vec![0x01, 0x02, 0xad, 0x00]),
+    ] {
+        let text = key.to_string();
+        assert_eq!(text.parse::<netvm_dhcp::ClientKey>(), Ok(key), "{text}");
+    }
+    for bad in ["", "mac:", "id:zz", "02:ad:00:00:00:65", "mac:02:ad"] {
+        assert!(bad.parse::<netvm_dhcp::ClientKey>().is_err(), "{bad}");
+    }
 }
 
 #[test]

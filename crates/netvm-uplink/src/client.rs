@@ -21,8 +21,8 @@ const MIN_RENEW_RETRY: Millis = 1_000;
 /// A REQUEST unanswered this many times sends the client back to INIT.
 const REQUEST_TRIES: u32 = 4;
 
-/// A lease on the uplink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A lease on the uplink (as the `uplink_bound` event writes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Lease {
     /// Our address.
     pub address: Ipv4Addr,
