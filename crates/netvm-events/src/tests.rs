@@ -478,3 +478,33 @@ fn responses_round_trip_and_validate() {
     assert!(listed.contains("\"vm\":\"app-vm\""), "{listed}");
     let _ = control::DEFAULT_LAST;
 }
+
+mod untrusted {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a peer writes on the control socket is read or
+        /// refused, never a panic; so are answers and events.
+        #[test]
+        fn any_line_is_read_or_refused(line in any::<String>()) {
+            let _ = serde_json::from_str::<Request>(&line);
+            let _ = serde_json::from_str::<Response>(&line);
+            let _ = serde_json::from_str::<Event>(&line);
+            let _ = line.parse::<netvm_dhcp::ClientKey>();
+        }
+
+        /// Requests shaped like real ones, with any values.
+        #[test]
+        fn any_events_request_is_read_or_refused(
+            command in "[a-z]{0,8}",
+            last in any::<i64>(),
+            follow in any::<bool>(),
+        ) {
+            let line = json!({"command": command, "last": last, "follow": follow}).to_string();
+            if let Ok(Request::Events { last: read, .. }) = serde_json::from_str::<Request>(&line) {
+                prop_assert_eq!(read as i64, last);
+            }
+        }
+    }
+}
