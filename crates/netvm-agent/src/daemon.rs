@@ -702,15 +702,13 @@ fn start_watcher(shared: &Shared) {
             }
             let now = started.elapsed().as_secs();
             if let Ok(state) = shared.state.lock() {
-                let events: Vec<Value> = records
+                let events: Vec<netvm_events::Event> = records
                     .iter()
                     .filter_map(|r| watcher.observe(now, r, &*state))
                     .collect();
                 drop(state);
-                // TEMPORARY: the watcher still builds JSON values; the hub
-                // types them (`Hub::emit_json`) until it builds `Event`s.
                 for event in events {
-                    shared.hub.emit_json(event, true);
+                    shared.hub.emit(event, true);
                 }
             }
             if listener.lost() > lost {

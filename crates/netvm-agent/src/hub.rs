@@ -13,7 +13,6 @@
 //! does not keep up is dropped rather than buffered without bound.
 
 use netvm_events::{Class, Event, Kind};
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -95,20 +94,6 @@ impl Hub {
             Class::Info => Kept::Info,
         };
         inner.record(kept, event, log);
-    }
-
-    /// TEMPORARY ADAPTER, until `watch.rs` builds typed events: reports a
-    /// JSON object whose `event` names a [`Kind`] (its subject VM under
-    /// `vm`). An object that is not one is reported on stderr and
-    /// dropped, never passed on untyped.
-    pub fn emit_json(&self, value: Value, log: bool) {
-        match serde_json::from_value::<Kind>(value.clone()) {
-            Ok(kind) => {
-                let vm = value["vm"].as_str().map(str::to_owned);
-                self.emit(Event::new(kind).about(vm), log);
-            }
-            Err(e) => eprintln!("netvm agent: an event that is not a known kind ({e}): {value}"),
-        }
     }
 
     /// Reports how many security events the bucket refused since the last
@@ -328,21 +313,5 @@ mod tests {
         let received = slow.try_iter().count();
         assert!(received <= FOLLOWER_QUEUE);
         assert!(slow.recv().is_err());
-    }
-
-    #[test]
-    fn the_adapter_types_json_events_and_refuses_unknown_ones() {
-        let hub = Hub::new();
-        hub.emit_json(
-            serde_json::json!({"event": "rogue_dhcp_server", "ip": "192.168.100.102",
-                               "mac": "02:ad:00:00:00:66", "vm": "db-vm"}),
-            false,
-        );
-        hub.emit_json(serde_json::json!({"event": "no_such_event"}), false);
-        let all = hub.recent(10);
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].name(), "rogue_dhcp_server");
-        assert_eq!(all[0].vm.as_deref(), Some("db-vm"));
-        assert_eq!(all[0].class, Class::Security);
     }
 }

@@ -16,8 +16,8 @@
 //! Memory is bounded: [`SCAN_SOURCES`] sources with at most `scan_ports`
 //! ports each.
 
+use netvm_events::{Event, Flow, Kind, Proto};
 use netvm_netfilter::{LogRecord, PacketSummary};
-use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
@@ -51,15 +51,6 @@ pub struct Watcher {
     sources: HashMap<Ipv4Addr, Source>,
 }
 
-fn protocol(proto: u8) -> Value {
-    match proto {
-        6 => json!("tcp"),
-        17 => json!("udp"),
-        1 => json!("icmp"),
-        other => json!(other),
-    }
-}
-
 impl Watcher {
     /// A watcher reporting port scans from `scan_ports` distinct ports.
     pub fn new(scan_ports: u32) -> Watcher {
@@ -72,48 +63,47 @@ impl Watcher {
     /// The event `record` makes, at `now` (seconds), if any. Records with
     /// a prefix no event set has, or without the addresses their set
     /// needs, make none.
-    pub fn observe(&mut self, now: u64, record: &LogRecord, names: &dyn Names) -> Option<Value> {
+    pub fn observe(&mut self, now: u64, record: &LogRecord, names: &dyn Names) -> Option<Event> {
         let set = record.prefix.trim_end();
         let packet = record.packet?;
-        let mac = record.hw_source.map(|m| m.to_string());
         match set {
             "ev_scan" => self.scan(now, &packet),
             "ev_spoofed" => {
-                let (ip, mac) = (packet.src.to_string(), mac?);
-                Some(json!({
-                    "event": "spoofing",
-                    "source_ip": ip,
-                    "source_mac": mac,
-                    "mac_of": names.of_mac(&mac),
-                    "ip_of": names.of_ip(&ip),
+                let (ip, mac) = (packet.src, record.hw_source?);
+                Some(Event::new(Kind::Spoofing {
+                    source_ip: ip,
+                    source_mac: mac,
+                    mac_of: names.of_mac(&mac.to_string()),
+                    ip_of: names.of_ip(&ip.to_string()),
                 }))
             }
             "ev_rogue_dhcp" => {
-                let (ip, mac) = (packet.src.to_string(), mac?);
-                Some(json!({
-                    "event": "rogue_dhcp_server",
-                    "vm": names.of_mac(&mac).or_else(|| names.of_ip(&ip)),
-                    "ip": ip,
-                    "mac": mac,
-                }))
+                let (ip, mac) = (packet.src, record.hw_source?);
+                let vm = names
+                    .of_mac(&mac.to_string())
+                    .or_else(|| names.of_ip(&ip.to_string()));
+                Some(Event::new(Kind::RogueDhcpServer { ip, mac }).about(vm))
             }
             "ev_policy" | "ev_allowed" => {
-                let (from, to) = (packet.src.to_string(), packet.dst.to_string());
-                Some(json!({
-                    "event": if set == "ev_policy" { "policy_drop" } else { "flow_allowed" },
-                    "from_vm": names.of_ip(&from),
-                    "to_vm": names.of_ip(&to),
-                    "from": from,
-                    "to": to,
-                    "proto": protocol(packet.proto),
-                    "port": packet.dport,
+                let flow = Flow {
+                    from: packet.src,
+                    from_vm: names.of_ip(&packet.src.to_string()),
+                    to: packet.dst,
+                    to_vm: names.of_ip(&packet.dst.to_string()),
+                    proto: Proto::from_number(packet.proto),
+                    port: packet.dport,
+                };
+                Some(Event::new(if set == "ev_policy" {
+                    Kind::PolicyDrop(flow)
+                } else {
+                    Kind::FlowAllowed(flow)
                 }))
             }
             _ => None,
         }
     }
 
-    fn scan(&mut self, now: u64, packet: &PacketSummary) -> Option<Value> {
+    fn scan(&mut self, now: u64, packet: &PacketSummary) -> Option<Event> {
         let port = packet.dport?;
         let window = SCAN_WINDOW;
         if !self.sources.contains_key(&packet.src) && self.sources.len() >= SCAN_SOURCES {
@@ -154,11 +144,10 @@ impl Watcher {
             return None;
         }
         source.reported_at = Some(now);
-        Some(json!({
-            "event": "port_scan",
-            "source": packet.src.to_string(),
-            "ports": count,
-            "window_secs": window,
+        Some(Event::new(Kind::PortScan {
+            source: packet.src,
+            ports: count as u64,
+            window_secs: window,
         }))
     }
 }
@@ -167,6 +156,12 @@ impl Watcher {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// An event as its JSON line shows it.
+    fn json(event: Option<Event>) -> Value {
+        serde_json::to_value(event.expect("an event")).expect("json")
+    }
 
     struct Two;
     impl Names for Two {
@@ -204,7 +199,7 @@ mod tests {
             53,
             "02:ad:00:00:00:99",
         );
-        let event = w.observe(1, &r, &Two).expect("an event");
+        let event = json(w.observe(1, &r, &Two));
         assert_eq!(event["event"], "spoofing");
         assert_eq!(event["ip_of"], "chrome-vm");
         assert_eq!(event["mac_of"], Value::Null);
@@ -222,17 +217,14 @@ mod tests {
             22,
             "02:ad:00:00:00:65",
         );
-        let event = w.observe(1, &r, &Two).expect("an event");
+        let event = json(w.observe(1, &r, &Two));
         assert_eq!(event["event"], "policy_drop");
         assert_eq!(event["from_vm"], "chrome-vm");
         assert_eq!(event["proto"], "tcp");
         assert_eq!(event["port"], 22);
         let mut allowed = r.clone();
         allowed.prefix = "ev_allowed ".to_owned();
-        assert_eq!(
-            w.observe(1, &allowed, &Two).expect("event")["event"],
-            "flow_allowed"
-        );
+        assert_eq!(json(w.observe(1, &allowed, &Two))["event"], "flow_allowed");
     }
 
     #[test]
@@ -253,7 +245,7 @@ mod tests {
         for port in 1..5 {
             assert!(probe(&mut w, 1, "203.0.113.10", 6, port).is_none());
         }
-        let event = probe(&mut w, 2, "203.0.113.9", 17, 1).expect("a scan");
+        let event = json(probe(&mut w, 2, "203.0.113.9", 17, 1));
         assert_eq!(event["source"], "203.0.113.9");
         assert_eq!(event["ports"], 20);
         for port in 100..140 {

@@ -401,14 +401,12 @@ pub fn netvm_image_with(
     wanted.extend_from_slice(modules);
     let mut a = base(kernel, &wanted)?;
     add_stripped_netvm(&mut a, netvm)?;
-    for tool in ["nft"] {
-        let path = ["/usr/sbin", "/sbin", "/usr/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(tool))
-            .find(|p| p.exists())
-            .ok_or_else(|| LabError::Lab(format!("no {tool} on this machine")))?;
-        add_binary(&mut a, &path, &format!("usr/sbin/{tool}"))?;
-    }
+    let nft = ["/usr/sbin", "/sbin", "/usr/bin"]
+        .iter()
+        .map(|d| Path::new(d).join("nft"))
+        .find(|p| p.exists())
+        .ok_or_else(|| LabError::Lab("no nft on this machine".to_owned()))?;
+    add_binary(&mut a, &nft, "usr/sbin/nft")?;
     a.file(
         "etc/netvm/system.toml",
         description.as_bytes().to_vec(),

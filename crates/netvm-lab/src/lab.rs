@@ -231,7 +231,7 @@ impl Lab {
         wait(Duration::from_secs(30), "the agent to be ready", || {
             let all = std::fs::read_to_string(&log).unwrap_or_default();
             let text = all.get(skip..).unwrap_or_default();
-            if text.contains("\"event\":\"ready\"") {
+            if text.contains("\"event\":\"ready\",\"internal\"") {
                 return Some(Ok(()));
             }
             (!netns::alive(pid)).then(|| {

@@ -389,7 +389,7 @@ fn integrate(
     shell.must(&command)?;
     let mut polls = 0u32;
     let ready = wait(NETVM_BOOT, "the Net VM's agent to be ready", || {
-        if console_line(lab, &netvm_name, "\"event\":\"ready\"").is_some() {
+        if console_line(lab, &netvm_name, "\"event\":\"ready\",\"internal\"").is_some() {
             return Some(Ok(()));
         }
         // QEMU refused to start or stopped (its log says why); asked

@@ -254,7 +254,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     let log = console(lab, &netvm_name);
     wait(BOOT, "the net-vm's agent to be ready", || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("\"event\":\"ready\"") {
+        if text.contains("\"event\":\"ready\",\"internal\"") {
             return Some(Ok(()));
         }
         text.contains("netvm-lab: agent exited").then(|| {
