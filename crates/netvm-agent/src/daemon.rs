@@ -18,6 +18,10 @@
 //!
 //! SIGTERM or SIGINT: every part stops (the journal is flushed); the
 //! ruleset stays in force (fail closed) unless `--remove-on-exit`.
+//!
+//! The main loop sleeps until a signal, a reload request, a part's end
+//! or the watchdog's next ping; every other thread waits on its own
+//! sockets, the agent's [`Stop`] and its own next deadline.
 
 use crate::control::Handler;
 use crate::hub::{Class, Hub};
@@ -26,11 +30,11 @@ use crate::state::{Lease, State};
 use netvm_description::values::MacAddr;
 use netvm_description::System;
 use netvm_plan::datapath::NetVmPlan;
+use netvm_runtime::{error_chain, Bell, PartControl, Stop};
 use serde_json::{json, Value};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -63,6 +67,9 @@ pub enum AgentError {
     /// Signals could not be set up.
     #[error("cannot handle signals")]
     Signals(#[source] io::Error),
+    /// The main loop could not wait for signals, requests and parts.
+    #[error("cannot wait for signals, reload requests and the parts")]
+    Wait(#[source] io::Error),
     /// The control socket could not be opened.
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
@@ -149,8 +156,7 @@ fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, Ag
         .map_err(|e| AgentError::Interfaces(format!("cannot list /sys/class/net: {e}")))?;
     let renames = netvm_plan::guest::renames(system, &nics)
         .map_err(|e| AgentError::Interfaces(e.to_string()))?;
-    netvm_apply::guest::rename(&renames)
-        .map_err(|e| AgentError::Interfaces(netvm_dhcp_server::error_chain(&e)))?;
+    netvm_apply::guest::rename(&renames).map_err(|e| AgentError::Interfaces(error_chain(&e)))?;
     Ok(renames)
 }
 
@@ -230,13 +236,10 @@ type ReloadRequest = Sender<Result<Value, String>>;
 /// What the control socket and the metrics read.
 struct Control {
     shared: Shared,
-    parts: Arc<
-        Mutex<(
-            netvm_dhcp_server::PartControl,
-            netvm_dhcp_server::PartControl,
-        )>,
-    >,
+    parts: Arc<Mutex<(PartControl, PartControl)>>,
     reloads: Mutex<Sender<ReloadRequest>>,
+    /// Rung with each request sent on `reloads`.
+    reload_asked: Bell,
     file: PathBuf,
     started: Instant,
 }
@@ -308,6 +311,7 @@ impl Handler for Control {
             .map_err(|_| "the agent is stopping".to_owned())?
             .send(reply)
             .map_err(|_| "the agent is stopping".to_owned())?;
+        self.reload_asked.ring();
         answer
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| "the reload did not finish within 60 s".to_owned())?
@@ -325,7 +329,7 @@ struct Running {
     dhcp: Option<Part>,
     dns: Option<Part>,
     uplink: Option<Part>,
-    metrics: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
+    metrics: Option<(Stop, thread::JoinHandle<()>)>,
 }
 
 impl Running {
@@ -374,8 +378,8 @@ impl Running {
     }
 
     fn stop_metrics(&mut self) {
-        if let Some((flag, thread)) = self.metrics.take() {
-            flag.store(true, Ordering::Relaxed);
+        if let Some((stop, thread)) = self.metrics.take() {
+            stop.stop();
             let _ = thread.join();
         }
     }
@@ -384,8 +388,9 @@ impl Running {
 /// Runs the agent for `system` until SIGTERM or SIGINT.
 pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let stop = crate::uplink::stop_on_signals().map_err(AgentError::Signals)?;
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+    let hup = Bell::new();
+    let _hup = hup
+        .on_signals(&[signal_hook::consts::SIGHUP])
         .map_err(AgentError::Signals)?;
 
     let hub = Arc::new(Hub::new());
@@ -423,25 +428,39 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         );
     }
 
+    let names = netvm_dns_server::Names::new();
+    names.replace(
+        leases
+            .iter()
+            .filter_map(|(ip, l)| Some((l.hostname.clone()?, *ip, l.until))),
+    );
     let shared = Shared {
         state: Arc::new(Mutex::new(State::new(system.clone(), leases))),
         hub: Arc::clone(&hub),
-        learned: Arc::default(),
+        learned: netvm_dns_server::Upstreams::new(),
+        names,
         journal: options.journal.clone(),
+        ended: Bell::new(),
     };
     let (reload_sender, reload_requests) = channel::<ReloadRequest>();
     let control = Arc::new(Control {
         shared: shared.clone(),
         parts: Arc::new(Mutex::new(Default::default())),
         reloads: Mutex::new(reload_sender),
+        reload_asked: Bell::new(),
         file: options.file.clone(),
         started: Instant::now(),
     });
-    let helpers_stop = Arc::new(AtomicBool::new(false));
     let handler: Arc<dyn Handler> = Arc::clone(&control) as Arc<dyn Handler>;
-    let control_stop = Arc::clone(&helpers_stop);
+    let (control_stop, control_hub) = (stop.clone(), Arc::clone(&hub));
     let mut helpers = vec![thread::spawn(move || {
-        crate::control::serve(listener, handler, control_stop)
+        if let Err(e) = crate::control::serve(listener, handler, control_stop) {
+            control_hub.emit(
+                Class::Info,
+                json!({"event": "control_failed", "error": e.to_string()}),
+                true,
+            );
+        }
     })];
     start_watcher(&shared);
     let mut running = Running {
@@ -468,31 +487,45 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     if let Some(n) = &notifier {
         n.send("READY=1");
     }
+    let watchdog = notifier.as_ref().and_then(|n| Some((n, n.watchdog?)));
     let mut last_ping = Instant::now();
     let mut failure = None;
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(reply) = reload_requests.recv_timeout(Duration::from_millis(100)) {
-            let _ = reply.send(reload(options, &shared, &mut running, &control));
+    // Wakes for a signal, a reload request, a part's end, the stop, or
+    // the watchdog's next ping.
+    let woken = |next_ping: Option<Instant>| {
+        let fds = [hup.fd()?, shared.ended.fd()?, control.reload_asked.fd()?];
+        stop.wait_any(&fds, next_ping)
+    };
+    loop {
+        let next_ping = watchdog.map(|(_, every)| last_ping + every);
+        let Some(_) = woken(next_ping).map_err(AgentError::Wait)? else {
+            break;
+        };
+        if control.reload_asked.take() {
+            while let Ok(reply) = reload_requests.try_recv() {
+                let _ = reply.send(reload(options, &shared, &mut running, &control));
+            }
         }
-        if hup.swap(false, Ordering::Relaxed) {
+        if hup.take() {
             let _ = reload(options, &shared, &mut running, &control);
         }
         // A part that ended without being asked to (an error or a panic)
         // stops the agent; while all are alive, systemd's watchdog is fed.
-        if !stop.load(Ordering::Relaxed) {
+        shared.ended.take();
+        if !stop.is_stopped() {
             if let Some(part) = running.any_finished() {
                 failure = Some(part);
                 break;
             }
         }
-        if let Some((n, every)) = notifier.as_ref().and_then(|n| Some((n, n.watchdog?))) {
+        if let Some((n, every)) = watchdog {
             if last_ping.elapsed() >= every {
                 n.send("WATCHDOG=1");
                 last_ping = Instant::now();
             }
         }
     }
-    helpers_stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let mut first_error = None;
     for (part, message) in running.stop(true) {
         first_error.get_or_insert(AgentError::Part { part, message });
@@ -547,7 +580,7 @@ fn reload(
     let new = match netvm_description::load(&options.file) {
         Ok(system) => system,
         Err(netvm_description::LoadError::Invalid(error)) => return failed(error.to_string()),
-        Err(other) => return failed(netvm_dhcp_server::error_chain(&other)),
+        Err(other) => return failed(error_chain(&other)),
     };
     let old = match shared.state.lock() {
         Ok(state) => state.system.clone(),
@@ -579,7 +612,7 @@ fn reload(
             (&new, Ok(applied.connections_cut))
         }
         // The servers start again with the plan they ran.
-        Err(e) => (&old, Err(netvm_dhcp_server::error_chain(&e))),
+        Err(e) => (&old, Err(error_chain(&e))),
     };
     if let Ok(mut state) = shared.state.lock() {
         state.system = system.clone();
@@ -690,11 +723,11 @@ fn start_watcher(shared: &Shared) {
 fn start_metrics(
     system: &System,
     control: &Arc<Control>,
-) -> Option<(Arc<AtomicBool>, thread::JoinHandle<()>)> {
+) -> Option<(Stop, thread::JoinHandle<()>)> {
     let metrics = system.agent.metrics.as_ref()?;
     let address = SocketAddr::from((system.netvm.endpoint.ip, metrics.port));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (control, theirs) = (Arc::clone(control), Arc::clone(&stop));
+    let stop = Stop::new();
+    let (control, theirs) = (Arc::clone(control), stop.clone());
     let hub = Arc::clone(&control.shared.hub);
     let thread = thread::spawn(move || {
         let status = Arc::new(move || control.status());
