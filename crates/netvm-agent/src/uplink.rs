@@ -93,11 +93,9 @@ pub fn run(
             }
             perform(interface, &socket, action, events)?;
         }
-        let due = started + Duration::from_millis(client.due());
-        match stop
-            .wait_for(socket.as_fd(), Some(due))
-            .map_err(socket_error)?
-        {
+        // A time too far to represent is no deadline.
+        let due = started.checked_add(Duration::from_millis(client.due()));
+        match stop.wait_for(socket.as_fd(), due).map_err(socket_error)? {
             Wake::Stopped => break,
             Wake::Ready => match socket.recv(&mut buf) {
                 Ok(n) => actions.extend(client.handle(now(), &buf[..n])),

@@ -248,10 +248,10 @@ impl Daemon<'_> {
     /// held-back events.
     fn next_timer(&self) -> Option<Instant> {
         let now = Timestamp::now();
-        let engine = self
-            .server
-            .poll_at()
-            .map(|at| Instant::now() + Duration::from_millis(at.0.saturating_sub(now.0)));
+        // A time too far to represent is no deadline.
+        let engine = self.server.poll_at().and_then(|at| {
+            Instant::now().checked_add(Duration::from_millis(at.0.saturating_sub(now.0)))
+        });
         [engine, self.log_limit.report_at()]
             .into_iter()
             .flatten()
