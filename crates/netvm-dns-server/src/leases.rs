@@ -30,14 +30,8 @@ struct Named {
 
 /// Host names of live leases by address, shared between the feeder and
 /// the DNS server (clones share it).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Names(Arc<watch::Sender<BTreeMap<Ipv4Addr, Named>>>);
-
-impl Default for Names {
-    fn default() -> Self {
-        Names(Arc::new(watch::Sender::new(BTreeMap::new())))
-    }
-}
 
 impl Names {
     /// No names.

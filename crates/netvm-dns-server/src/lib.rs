@@ -63,14 +63,8 @@ pub struct DnsOptions {
 
 /// Upstreams learned at run time, shared between whoever learns them and
 /// the DNS server, which they wake when they change (clones share them).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Upstreams(Arc<watch::Sender<Vec<SocketAddr>>>);
-
-impl Default for Upstreams {
-    fn default() -> Self {
-        Upstreams(Arc::new(watch::Sender::new(Vec::new())))
-    }
-}
 
 impl Upstreams {
     /// None learned yet.
