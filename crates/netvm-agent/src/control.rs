@@ -17,11 +17,13 @@
 use crate::hub::Hub;
 use netvm_events::control::{LeaseInfo, Request, Response, Status};
 use netvm_events::Event;
+use netvm_runtime::{Stop, Wake};
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,32 +98,35 @@ pub fn listen(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
-/// Serves connections until `stop` is set.
-pub fn serve(listener: UnixListener, handler: Arc<dyn Handler>, stop: Arc<AtomicBool>) {
-    let _ = listener.set_nonblocking(true);
+/// Serves connections until `stop` is stopped, asleep until a
+/// connection comes or the stop; then ends the event streams it serves.
+pub fn serve(listener: UnixListener, handler: Arc<dyn Handler>, stop: Stop) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
     let active = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    let _ = answer(&stream, &refusal("too many control connections"));
-                    continue;
-                }
-                active.fetch_add(1, Ordering::Relaxed);
-                let (handler, stop, active) =
-                    (Arc::clone(&handler), Arc::clone(&stop), Arc::clone(&active));
-                std::thread::spawn(move || {
-                    connection(&stream, handler.as_ref(), &stop);
-                    active.fetch_sub(1, Ordering::Relaxed);
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+    let served = loop {
+        match stop.wait_for(listener.as_fd(), None) {
+            Ok(Wake::Ready) => {}
+            Ok(_) => break Ok(()),
+            Err(e) => break Err(e),
         }
-    }
+        // A connection that went before it was taken: wait again.
+        let Ok((stream, _)) = listener.accept() else {
+            continue;
+        };
+        let _ = stream.set_nonblocking(false);
+        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            let _ = answer(&stream, &refusal("too many control connections"));
+            continue;
+        }
+        active.fetch_add(1, Ordering::Relaxed);
+        let (handler, stop, active) = (Arc::clone(&handler), stop.clone(), Arc::clone(&active));
+        std::thread::spawn(move || {
+            connection(&stream, handler.as_ref(), &stop);
+            active.fetch_sub(1, Ordering::Relaxed);
+        });
+    };
+    handler.hub().close_followers();
+    served
 }
 
 fn refusal(why: &str) -> Response {
@@ -149,7 +154,7 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
     }
 }
 
-fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
+fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
     if let Err(why) = peer_allowed(stream) {
         let _ = answer(stream, &refusal(&why));
         return;
@@ -218,20 +223,12 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &AtomicBool) {
     let _ = answer(stream, &reply);
 }
 
-fn stream_events(
-    mut stream: &UnixStream,
-    live: &std::sync::mpsc::Receiver<String>,
-    stop: &AtomicBool,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        match live.recv_timeout(Duration::from_millis(500)) {
-            Ok(line) => {
-                if writeln!(stream, "{line}").is_err() {
-                    return;
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+/// Streams events as they come until the client goes or the agent stops
+/// (the hub then closes the stream: [`Hub::close_followers`]).
+fn stream_events(mut stream: &UnixStream, live: &std::sync::mpsc::Receiver<String>, stop: &Stop) {
+    while let Ok(line) = live.recv() {
+        if stop.is_stopped() || writeln!(stream, "{line}").is_err() {
+            return;
         }
     }
 }

@@ -18,6 +18,10 @@
 //!
 //! SIGTERM or SIGINT: every part stops (the journal is flushed); the
 //! ruleset stays in force (fail closed) unless `--remove-on-exit`.
+//!
+//! The main loop sleeps until a signal, a reload request, a part's end
+//! or the watchdog's next ping; every other thread waits on its own
+//! sockets, the agent's [`Stop`] and its own next deadline.
 
 use crate::control::Handler;
 use crate::hub::Hub;
@@ -30,11 +34,11 @@ use netvm_events::control::{
 };
 use netvm_events::{Changes, Event, Kind, Ready, Renamed};
 use netvm_plan::datapath::NetVmPlan;
+use netvm_runtime::{error_chain, Bell, PartControl, Stop};
 use serde_json::Value;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -67,6 +71,9 @@ pub enum AgentError {
     /// Signals could not be set up.
     #[error("cannot handle signals")]
     Signals(#[source] io::Error),
+    /// The main loop could not wait for signals, requests and parts.
+    #[error("cannot wait for signals, reload requests and the parts")]
+    Wait(#[source] io::Error),
     /// The control socket could not be opened.
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
@@ -153,8 +160,7 @@ fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, Ag
         .map_err(|e| AgentError::Interfaces(format!("cannot list /sys/class/net: {e}")))?;
     let renames = netvm_plan::guest::renames(system, &nics)
         .map_err(|e| AgentError::Interfaces(e.to_string()))?;
-    netvm_apply::guest::rename(&renames)
-        .map_err(|e| AgentError::Interfaces(netvm_dhcp_server::error_chain(&e)))?;
+    netvm_apply::guest::rename(&renames).map_err(|e| AgentError::Interfaces(error_chain(&e)))?;
     Ok(renames)
 }
 
@@ -242,13 +248,10 @@ type ReloadRequest = Sender<Result<Event, String>>;
 /// What the control socket and the metrics read.
 struct Control {
     shared: Shared,
-    parts: Arc<
-        Mutex<(
-            netvm_dhcp_server::PartControl,
-            netvm_dhcp_server::PartControl,
-        )>,
-    >,
+    parts: Arc<Mutex<(PartControl, PartControl)>>,
     reloads: Mutex<Sender<ReloadRequest>>,
+    /// Rung with each request sent on `reloads`.
+    reload_asked: Bell,
     file: PathBuf,
     started: Instant,
 }
@@ -332,6 +335,7 @@ impl Handler for Control {
             .map_err(|_| "the agent is stopping".to_owned())?
             .send(reply)
             .map_err(|_| "the agent is stopping".to_owned())?;
+        self.reload_asked.ring();
         answer
             .recv_timeout(Duration::from_secs(60))
             .map_err(|_| "the reload did not finish within 60 s".to_owned())?
@@ -349,7 +353,7 @@ struct Running {
     dhcp: Option<Part>,
     dns: Option<Part>,
     uplink: Option<Part>,
-    metrics: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
+    metrics: Option<(Stop, thread::JoinHandle<()>)>,
 }
 
 impl Running {
@@ -398,8 +402,8 @@ impl Running {
     }
 
     fn stop_metrics(&mut self) {
-        if let Some((flag, thread)) = self.metrics.take() {
-            flag.store(true, Ordering::Relaxed);
+        if let Some((stop, thread)) = self.metrics.take() {
+            stop.stop();
             let _ = thread.join();
         }
     }
@@ -408,8 +412,9 @@ impl Running {
 /// Runs the agent for `system` until SIGTERM or SIGINT.
 pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let stop = crate::uplink::stop_on_signals().map_err(AgentError::Signals)?;
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+    let hup = Bell::new();
+    let _hup = hup
+        .on_signals(&[signal_hook::consts::SIGHUP])
         .map_err(AgentError::Signals)?;
 
     let hub = Arc::new(Hub::new());
@@ -449,27 +454,42 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         );
     }
 
+    let names = netvm_dns_server::Names::new();
+    names.replace(
+        leases
+            .iter()
+            .filter_map(|(ip, l)| Some((l.hostname.clone()?, *ip, l.until))),
+    );
     let shared = Shared {
         state: Arc::new(Mutex::new(State::new(system.clone(), leases))),
         hub: Arc::clone(&hub),
-        learned: Arc::default(),
+        learned: netvm_dns_server::Upstreams::new(),
+        names,
         journal: options.journal.clone(),
+        ended: Bell::new(),
     };
     let (reload_sender, reload_requests) = channel::<ReloadRequest>();
     let control = Arc::new(Control {
         shared: shared.clone(),
         parts: Arc::new(Mutex::new(Default::default())),
         reloads: Mutex::new(reload_sender),
+        reload_asked: Bell::new(),
         file: options.file.clone(),
         started: Instant::now(),
     });
-    let helpers_stop = Arc::new(AtomicBool::new(false));
     let handler: Arc<dyn Handler> = Arc::clone(&control) as Arc<dyn Handler>;
-    let control_stop = Arc::clone(&helpers_stop);
+    let (control_stop, control_hub) = (stop.clone(), Arc::clone(&hub));
     let mut helpers = vec![thread::spawn(move || {
-        crate::control::serve(listener, handler, control_stop)
+        if let Err(e) = crate::control::serve(listener, handler, control_stop) {
+            control_hub.emit(
+                Event::new(Kind::ControlFailed {
+                    error: e.to_string(),
+                }),
+                true,
+            );
+        }
     })];
-    start_watcher(&shared);
+    helpers.push(start_watcher(&shared, stop.clone()));
     let mut running = Running {
         plan,
         dhcp: None,
@@ -492,31 +512,45 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     if let Some(n) = &notifier {
         n.send("READY=1");
     }
+    let watchdog = notifier.as_ref().and_then(|n| Some((n, n.watchdog?)));
     let mut last_ping = Instant::now();
     let mut failure = None;
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(reply) = reload_requests.recv_timeout(Duration::from_millis(100)) {
-            let _ = reply.send(reload(options, &shared, &mut running, &control));
+    // Wakes for a signal, a reload request, a part's end, the stop, or
+    // the watchdog's next ping.
+    let woken = |next_ping: Option<Instant>| {
+        let fds = [hup.fd()?, shared.ended.fd()?, control.reload_asked.fd()?];
+        stop.wait_any(&fds, next_ping)
+    };
+    loop {
+        let next_ping = watchdog.map(|(_, every)| last_ping + every);
+        let Some(_) = woken(next_ping).map_err(AgentError::Wait)? else {
+            break;
+        };
+        if control.reload_asked.take() {
+            while let Ok(reply) = reload_requests.try_recv() {
+                let _ = reply.send(reload(options, &shared, &mut running, &control));
+            }
         }
-        if hup.swap(false, Ordering::Relaxed) {
+        if hup.take() {
             let _ = reload(options, &shared, &mut running, &control);
         }
         // A part that ended without being asked to (an error or a panic)
         // stops the agent; while all are alive, systemd's watchdog is fed.
-        if !stop.load(Ordering::Relaxed) {
+        shared.ended.take();
+        if !stop.is_stopped() {
             if let Some(part) = running.any_finished() {
                 failure = Some(part);
                 break;
             }
         }
-        if let Some((n, every)) = notifier.as_ref().and_then(|n| Some((n, n.watchdog?))) {
+        if let Some((n, every)) = watchdog {
             if last_ping.elapsed() >= every {
                 n.send("WATCHDOG=1");
                 last_ping = Instant::now();
             }
         }
     }
-    helpers_stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let mut first_error = None;
     for (part, message) in running.stop(true) {
         first_error.get_or_insert(AgentError::Part { part, message });
@@ -573,7 +607,7 @@ fn reload(
     let new = match netvm_description::load(&options.file) {
         Ok(system) => system,
         Err(netvm_description::LoadError::Invalid(error)) => return failed(error.to_string()),
-        Err(other) => return failed(netvm_dhcp_server::error_chain(&other)),
+        Err(other) => return failed(error_chain(&other)),
     };
     let old = match shared.state.lock() {
         Ok(state) => state.system.clone(),
@@ -610,7 +644,7 @@ fn reload(
             (&new, Ok(applied.connections_cut))
         }
         // The servers start again with the plan they ran.
-        Err(e) => (&old, Err(netvm_dhcp_server::error_chain(&e))),
+        Err(e) => (&old, Err(error_chain(&e))),
     };
     if let Ok(mut state) = shared.state.lock() {
         state.system = system.clone();
@@ -643,11 +677,10 @@ fn reload(
 
 /// Listens to the event rules' NFLOG group and reports what the
 /// packets mean ([`crate::watch`]). It sleeps until the kernel logs a
-/// packet, or, while security events were suppressed and not yet
-/// reported, until the next once-a-second report is due: at rest it
-/// never wakes. It lives as long as the process (a reload keeps it: the
-/// group does not change); it is not joined at exit.
-fn start_watcher(shared: &Shared) {
+/// packet, the agent stops, or, while security events were suppressed
+/// and not yet reported, the next once-a-second report is due: at rest
+/// it never wakes. A reload keeps it (the group does not change).
+fn start_watcher(shared: &Shared, stop: Stop) -> thread::JoinHandle<()> {
     let shared = shared.clone();
     thread::spawn(move || {
         let group = netvm_plan::ruleset::EVENT_LOG_GROUP;
@@ -676,13 +709,17 @@ fn start_watcher(shared: &Shared) {
         let (mut lost, mut failed) = (0, None::<String>);
         loop {
             let due = last_report + Duration::from_secs(1);
-            let timeout = shared
-                .hub
-                .has_unreported()
-                .then(|| due.saturating_duration_since(Instant::now()));
-            if let Err(e) = listener.wait(timeout) {
-                thread::sleep(Duration::from_secs(1));
-                failed = Some(e.to_string());
+            let deadline = shared.hub.has_unreported().then_some(due);
+            match stop.wait_for(std::os::fd::AsFd::as_fd(&listener), deadline) {
+                Ok(netvm_runtime::Wake::Stopped) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    // Not a busy loop when waiting itself fails.
+                    if stop.sleep(Duration::from_secs(1)).unwrap_or(true) {
+                        return;
+                    }
+                }
             }
             let records = match listener.recv() {
                 Ok(records) => records,
@@ -726,18 +763,18 @@ fn start_watcher(shared: &Shared) {
                 last_report = Instant::now();
             }
         }
-    });
+    })
 }
 
 /// Starts the metrics endpoint when the description asks for one.
 fn start_metrics(
     system: &System,
     control: &Arc<Control>,
-) -> Option<(Arc<AtomicBool>, thread::JoinHandle<()>)> {
+) -> Option<(Stop, thread::JoinHandle<()>)> {
     let metrics = system.agent.metrics.as_ref()?;
     let address = SocketAddr::from((system.netvm.endpoint.ip, metrics.port));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (control, theirs) = (Arc::clone(control), Arc::clone(&stop));
+    let stop = Stop::new();
+    let (control, theirs) = (Arc::clone(control), stop.clone());
     let hub = Arc::clone(&control.shared.hub);
     let thread = thread::spawn(move || {
         let status = Arc::new(move || {

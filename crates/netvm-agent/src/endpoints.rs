@@ -12,6 +12,7 @@
 use netvm_description::values::MacAddr;
 use netvm_dhcp::Event;
 use netvm_netfilter::{Element, NfTables};
+use netvm_runtime::error_chain;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -77,16 +78,6 @@ impl Writer {
             error_chain(&e)
         })
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 thread_local! {

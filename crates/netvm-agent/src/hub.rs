@@ -39,7 +39,7 @@ struct Inner {
     /// Security events, and the counts of those the bucket refused.
     security: VecDeque<Event>,
     followers: Vec<SyncSender<String>>,
-    bucket: netvm_dhcp_server::log_limit::Bucket,
+    bucket: netvm_runtime::Bucket,
     emitted: u64,
     suppressed: u64,
     unreported: u64,
@@ -65,11 +65,7 @@ impl Hub {
                 ring: VecDeque::with_capacity(RING),
                 security: VecDeque::with_capacity(SECURITY_RING),
                 followers: Vec::new(),
-                bucket: netvm_dhcp_server::log_limit::Bucket::new(
-                    SECURITY_RATE,
-                    SECURITY_BURST,
-                    Instant::now(),
-                ),
+                bucket: netvm_runtime::Bucket::new(SECURITY_RATE, SECURITY_BURST, Instant::now()),
                 emitted: 0,
                 suppressed: 0,
                 unreported: 0,
@@ -155,6 +151,14 @@ impl Hub {
         let (sender, receiver) = sync_channel(FOLLOWER_QUEUE);
         inner.followers.push(sender);
         Some(receiver)
+    }
+
+    /// Ends every follower's stream (their receivers see the channel
+    /// closed): the agent is stopping.
+    pub fn close_followers(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.followers.clear();
+        }
     }
 
     /// Events reported and security events suppressed so far.

@@ -4,10 +4,11 @@
 //! through the ruleset to it. Connections are served one at a time with
 //! short timeouts, so a client cannot hold more than one slot.
 
+use netvm_runtime::{Stop, Wake};
 use serde_json::Value;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,23 +92,19 @@ pub fn render(status: &Value) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `address` until `stop` is set.
+/// Serves `GET /metrics` on `address` until `stop` is stopped, asleep
+/// until a connection comes or the stop.
 pub fn serve(
     address: SocketAddr,
     status: Arc<dyn Fn() -> Value + Send + Sync>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
 ) -> io::Result<()> {
     let listener = TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = one(stream, status.as_ref());
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+    while stop.wait_for(listener.as_fd(), None)? == Wake::Ready {
+        // A connection that went before it was taken: wait again.
+        if let Ok((stream, _)) = listener.accept() {
+            let _ = one(stream, status.as_ref());
         }
     }
     Ok(())

@@ -1,8 +1,9 @@
 //! Starts and stops the agent's serving parts, each on its own thread
-//! with its own stop flag: the DHCP server (whose lease events feed the
-//! agent's state, the `endpoints` set, the starvation detector and the
-//! event stream), the DNS server, and the uplink's DHCP client (whose
-//! lease gives the DNS server its upstreams). A reload stops the servers
+//! with its own stop handle: the DHCP server (whose lease events feed the
+//! agent's state, the `endpoints` set, the starvation detector, the DNS
+//! server's host names and the event stream), the DNS server, and the
+//! uplink's DHCP client (whose lease gives the DNS server its upstreams).
+//! A part that ends rings [`Shared::ended`], which wakes the main loop. A reload stops the servers
 //! and starts them again with the new description; the uplink client
 //! keeps running unless the uplink itself changed.
 
@@ -11,14 +12,14 @@ use crate::starvation::Starvation;
 use crate::state::{State, Uplink};
 use netvm_description::values::MacAddr;
 use netvm_description::{System, UplinkAddressing};
-use netvm_dhcp_server::{PartControl, ServeOptions, Verdict};
-use netvm_dns_server::DnsOptions;
+use netvm_dhcp_server::{ServeOptions, Verdict};
+use netvm_dns_server::{DnsOptions, Names, Upstreams};
 use netvm_events::{Event, Kind};
 use netvm_plan::datapath::NetVmPlan;
+use netvm_runtime::{error_chain, Bell, PartControl};
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -26,22 +27,37 @@ use std::thread::{self, JoinHandle};
 pub struct Part {
     /// `dhcp`, `dns` or `uplink`.
     pub name: &'static str,
-    /// Its stop flag and counters.
+    /// Its stop handle and counters.
     pub control: PartControl,
     thread: JoinHandle<Result<(), String>>,
+}
+
+/// Rings a bell when dropped: at the end of a part's thread, returned or
+/// panicked.
+struct RingOnDrop(Bell);
+
+impl Drop for RingOnDrop {
+    fn drop(&mut self) {
+        self.0.ring();
+    }
 }
 
 impl Part {
     fn spawn(
         name: &'static str,
+        ended: &Bell,
         body: impl FnOnce(PartControl) -> Result<(), String> + Send + 'static,
     ) -> Part {
         let control = PartControl::default();
         let theirs = control.clone();
+        let ended = RingOnDrop(ended.clone());
         Part {
             name,
             control,
-            thread: thread::spawn(move || body(theirs)),
+            thread: thread::spawn(move || {
+                let _ended = ended;
+                body(theirs)
+            }),
         }
     }
 
@@ -52,7 +68,7 @@ impl Part {
 
     /// Asks it to stop and waits; its error, if it failed.
     pub fn stop(self) -> Result<(), String> {
-        self.control.stop.store(true, Ordering::Relaxed);
+        self.control.stop.stop();
         self.thread
             .join()
             .unwrap_or_else(|_| Err("it panicked".to_owned()))
@@ -67,9 +83,13 @@ pub struct Shared {
     /// The event stream.
     pub hub: Arc<Hub>,
     /// DNS upstreams learned on the uplink.
-    pub learned: Arc<Mutex<Vec<SocketAddr>>>,
+    pub learned: Upstreams,
+    /// Host names of the DHCP server's leases, for the DNS server.
+    pub names: Names,
     /// The lease journal.
     pub journal: PathBuf,
+    /// Rung when a part's thread ends.
+    pub ended: Bell,
 }
 
 /// The (address, MAC) pairs the description reserves (in the ruleset
@@ -93,7 +113,7 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
     let config = plan.dhcp.clone();
     let system = system.clone();
     let shared = shared.clone();
-    Part::spawn("dhcp", move |control| {
+    Part::spawn("dhcp", &shared.ended.clone(), move |control| {
         let options = ServeOptions {
             interface: names.internal,
             journal: shared.journal.clone(),
@@ -138,6 +158,7 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
             if let Ok(mut state) = shared.state.lock() {
                 state.lease_event(event);
             }
+            shared.names.lease_event(event);
             let now = netvm_dhcp::Timestamp::now().0 / 1000;
             if let Some(alarm) = starvation.observe(now, event) {
                 shared.hub.emit(alarm, true);
@@ -149,7 +170,7 @@ pub fn start_dhcp(system: &System, plan: &NetVmPlan, shared: &Shared) -> Part {
             Verdict::Accept
         };
         netvm_dhcp_server::serve_with(&config, &options, &mut std::io::stdout(), &mut hook)
-            .map_err(|e| netvm_dhcp_server::error_chain(&e))
+            .map_err(|e| error_chain(&e))
     })
 }
 
@@ -158,15 +179,16 @@ pub fn start_dns(plan: &NetVmPlan, shared: &Shared) -> Part {
     let names = plan.names.clone();
     let dns = plan.dns.clone();
     let shared = shared.clone();
-    Part::spawn("dns", move |control| {
+    Part::spawn("dns", &shared.ended.clone(), move |control| {
         let options = DnsOptions {
             interface: names.internal,
             upstreams: Vec::new(),
-            leases: Some(shared.journal.clone()),
-            learned_upstreams: Some(Arc::clone(&shared.learned)),
+            leases: None,
+            names: Some(shared.names.clone()),
+            learned_upstreams: Some(shared.learned.clone()),
             control: Some(control),
         };
-        netvm_dns_server::serve(&dns, options).map_err(|e| netvm_dhcp_server::error_chain(&e))
+        netvm_dns_server::serve(&dns, options).map_err(|e| error_chain(&e))
     })
 }
 
@@ -177,45 +199,47 @@ pub fn start_uplink(system: &System, shared: &Shared) -> Option<Part> {
     }
     let uplink = netvm_plan::datapath::interfaces(system).uplink;
     let shared = shared.clone();
-    Some(Part::spawn("uplink", move |control| {
-        let mut on_lease = |lease: Option<&netvm_uplink::Lease>| {
-            let servers = lease
-                .map(|l| l.dns.iter().map(|ip| SocketAddr::from((*ip, 53))).collect())
-                .unwrap_or_default();
-            if let Ok(mut list) = shared.learned.lock() {
-                *list = servers;
-            }
-            let Ok(mut state) = shared.state.lock() else {
-                return;
-            };
-            let now = match lease {
-                Some(l) => Uplink::Bound(l.clone()),
-                None => Uplink::Lost,
-            };
-            let changed = match (&state.uplink, &now) {
-                (Uplink::Bound(a), Uplink::Bound(b)) => a.address != b.address,
-                (a, b) => a != b,
-            };
-            state.uplink = now;
-            if changed {
-                let kind = match lease {
-                    Some(l) => Kind::UplinkUp {
-                        address: l.address,
-                        router: l.router,
-                    },
-                    None => Kind::UplinkDown,
+    Some(Part::spawn(
+        "uplink",
+        &shared.ended.clone(),
+        move |control| {
+            let mut on_lease = |lease: Option<&netvm_uplink::Lease>| {
+                let servers = lease
+                    .map(|l| l.dns.iter().map(|ip| SocketAddr::from((*ip, 53))).collect())
+                    .unwrap_or_default();
+                shared.learned.set(servers);
+                let Ok(mut state) = shared.state.lock() else {
+                    return;
                 };
-                drop(state);
-                // The client logs uplink_bound / uplink_lost itself.
-                shared.hub.emit(Event::new(kind), false);
-            }
-        };
-        crate::uplink::run(
-            &uplink,
-            &control.stop,
-            &mut std::io::stdout(),
-            &mut on_lease,
-        )
-        .map_err(|e| netvm_dhcp_server::error_chain(&e))
-    }))
+                let now = match lease {
+                    Some(l) => Uplink::Bound(l.clone()),
+                    None => Uplink::Lost,
+                };
+                let changed = match (&state.uplink, &now) {
+                    (Uplink::Bound(a), Uplink::Bound(b)) => a.address != b.address,
+                    (a, b) => a != b,
+                };
+                state.uplink = now;
+                if changed {
+                    let kind = match lease {
+                        Some(l) => Kind::UplinkUp {
+                            address: l.address,
+                            router: l.router,
+                        },
+                        None => Kind::UplinkDown,
+                    };
+                    drop(state);
+                    // The client logs uplink_bound / uplink_lost itself.
+                    shared.hub.emit(Event::new(kind), false);
+                }
+            };
+            crate::uplink::run(
+                &uplink,
+                &control.stop,
+                &mut std::io::stdout(),
+                &mut on_lease,
+            )
+            .map_err(|e| error_chain(&e))
+        },
+    ))
 }

@@ -8,16 +8,13 @@
 
 use netvm_description::values::IfName;
 use netvm_events::{Event, Kind};
+use netvm_runtime::{Stop, Wake};
 use netvm_uplink::{Action, Client, Lease};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Longest wait for a reply before looking at the timers and signals.
-const TICK: Duration = Duration::from_millis(200);
 
 /// Why the client stopped.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +26,7 @@ pub enum UplinkError {
         interface: IfName,
         /// Why.
         #[source]
-        source: netvm_dhcp_server::LinkError,
+        source: netvm_runtime::LinkError,
     },
     /// The socket could not be opened or used.
     #[error("DHCP client socket on {interface}")]
@@ -45,10 +42,11 @@ pub enum UplinkError {
     Apply(#[from] netvm_apply::LinkError),
 }
 
-/// The DHCP client's socket: UDP port 68 on the uplink only.
+/// The DHCP client's socket: UDP port 68 on the uplink only,
+/// non-blocking (the loop waits for it with its stop and its timer).
 fn socket(interface: &IfName) -> io::Result<UdpSocket> {
-    let socket = netvm_dhcp_server::udp_on(interface, 68)?;
-    socket.set_read_timeout(Some(TICK))?;
+    let socket = netvm_runtime::udp_on(interface, 68)?;
+    socket.set_nonblocking(true)?;
     Ok(socket)
 }
 
@@ -60,16 +58,17 @@ fn seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-/// Runs the client on `interface` until `stop` is set, writing events to
-/// `events`. The lease is left on the interface when it stops (the data
+/// Runs the client on `interface` until `stop` is stopped, writing
+/// events to `events`. Between messages it sleeps until a reply, the
+/// stop, or the client's next timer ([`Client::due`]). The lease is left on the interface when it stops (the data
 /// plane keeps working across a restart; a new client asks for it again).
 pub fn run(
     interface: &IfName,
-    stop: &AtomicBool,
+    stop: &Stop,
     events: &mut dyn Write,
     on_lease: &mut dyn FnMut(Option<&Lease>),
 ) -> Result<(), UplinkError> {
-    let mac = netvm_dhcp_server::Link::read(Path::new("/sys"), interface)
+    let mac = netvm_runtime::Link::read(Path::new("/sys"), interface)
         .map_err(|source| UplinkError::Mac {
             interface: interface.clone(),
             source,
@@ -86,7 +85,7 @@ pub fn run(
     let mut client = Client::new(mac, seed());
     let mut actions = client.start(now());
     let mut buf = [0u8; 1500];
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         for action in actions.drain(..) {
             match &action {
                 Action::Configure(lease) => on_lease(Some(lease)),
@@ -95,16 +94,20 @@ pub fn run(
             }
             perform(interface, &socket, action, events)?;
         }
-        match socket.recv(&mut buf) {
-            Ok(n) => actions.extend(client.handle(now(), &buf[..n])),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(socket_error(e)),
+        // A time too far to represent is no deadline.
+        let due = started.checked_add(Duration::from_millis(client.due()));
+        match stop.wait_for(socket.as_fd(), due).map_err(socket_error)? {
+            Wake::Stopped => break,
+            Wake::Ready => match socket.recv(&mut buf) {
+                Ok(n) => actions.extend(client.handle(now(), &buf[..n])),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(socket_error(e)),
+            },
+            Wake::Deadline => {}
         }
         actions.extend(client.poll(now()));
     }
@@ -147,11 +150,11 @@ fn event(events: &mut dyn Write, kind: Kind) {
     let _ = events.flush();
 }
 
-/// Sets `stop` on SIGTERM and SIGINT.
-pub fn stop_on_signals() -> io::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+/// A stop handle stopped by SIGTERM and SIGINT, for the rest of the
+/// process's life.
+pub fn stop_on_signals() -> io::Result<Stop> {
+    let stop = Stop::new();
+    stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?
+        .keep();
     Ok(stop)
 }

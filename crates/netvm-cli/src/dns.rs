@@ -42,6 +42,7 @@ pub fn run(command: DnsCommand) -> Result<(), String> {
                 interface: args.interface,
                 upstreams: args.upstreams.iter().map(|u| SocketAddr::V4(u.0)).collect(),
                 leases: args.leases,
+                names: None,
                 learned_upstreams: None,
                 control: None,
             };

@@ -115,7 +115,7 @@ fn main() -> ExitCode {
 
 /// `error: outer: cause: root cause`.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    format!("error: {}", netvm_dhcp_server::error_chain(error))
+    format!("error: {}", netvm_runtime::error_chain(error))
 }
 
 /// Pretty JSON, or an error message.

@@ -55,9 +55,16 @@ fn fresh(name: &str) -> String {
 
 /// Runs udhcpc once on `ns`'s eth0; what it said.
 fn udhcpc(ns: &Netns) -> String {
-    let out = ns.exec(&[
+    udhcpc_with(ns, &[])
+}
+
+/// [`udhcpc`] with more arguments.
+fn udhcpc_with(ns: &Netns, more: &[&str]) -> String {
+    let mut args = vec![
         "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1",
-    ]);
+    ];
+    args.extend_from_slice(more);
+    let out = ns.exec(&args);
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -189,8 +196,9 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     // lease admits it past the anti-spoofing guard: its (address, MAC)
     // joins the `endpoints` set and it can use the net-vm's DNS. (Whether
     // pool clients may reach the Internet is not described yet: they are
-    // in no `internet` set.)
-    let said = udhcpc(&pool_vm);
+    // in no `internet` set.) The host name it gives reaches the DNS
+    // server through the agent's DHCP hook.
+    let said = udhcpc_with(&pool_vm, &["-x", "hostname:pool-box"]);
     assert!(said.contains("lease of 192.168.100.2"), "{said}");
     let pool_address = pool_vm.ipv4_addresses("eth0")[0].replace("/24", "");
     let mut admitted = false;
@@ -215,6 +223,17 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "192.168.100.101"
     );
+    // The DNS server learns the name on its own thread: ask until it
+    // answers (the name is fed before the ACK leaves, so this is quick).
+    let mut named = String::new();
+    for _ in 0..25 {
+        named = dig("pool-box.internal");
+        if !named.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(named, pool_address, "the pool client's host name");
 
     // systemd heard READY=1 first, then the watchdog every 0.2 s.
     let mut heard = Vec::new();

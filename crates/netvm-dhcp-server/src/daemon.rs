@@ -3,6 +3,11 @@
 //! the ACKs; run timers; compact the journal when it grows; stop cleanly
 //! on SIGTERM or SIGINT.
 //!
+//! Between batches the loop sleeps in one `poll` on its receive socket,
+//! its stop handle, SIGUSR1, the end of a background compaction and its
+//! next deadline (a lease or offer running out, held-back events to
+//! count, counters to publish): an idle server does not wake.
+//!
 //! Everything worth knowing is written to `events` as one JSON object per
 //! line ([`netvm_events::Event`]): `ready` (after the journal is replayed and the sockets are
 //! open), every lease event (those a client can cause at will, an empty
@@ -11,24 +16,24 @@
 //! counters.
 
 use crate::journal_file::{JournalFile, JournalFileError};
-use crate::link::{Link, LinkError};
 use crate::sockets::{self, FrameSender};
 use netvm_description::values::{IfName, MacAddr};
 use netvm_dhcp::{Destination, Event, Reply, Server, ServerConfig, Timestamp};
 use netvm_events::{Kind, Ready};
+use netvm_runtime::{error_chain, Bell, Link, LinkError, PartControl, Stop};
 use serde_json::json;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most messages handled per batch (per journal sync).
 const BATCH: usize = 16;
 
-/// Longest sleep without a timer due, so signals are noticed promptly.
-const MAX_WAIT: Duration = Duration::from_millis(200);
+/// Counters are published to a supervisor at most this often, and only
+/// when they changed.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -42,30 +47,6 @@ pub struct ServeOptions {
     /// Set by a supervisor (the agent) to stop this server and read its
     /// counters; signals stop it too.
     pub control: Option<PartControl>,
-}
-
-/// How a supervisor stops a server it started on a thread, and reads its
-/// counters (refreshed about once a second).
-#[derive(Debug, Clone, Default)]
-pub struct PartControl {
-    /// Set to stop the server.
-    pub stop: Arc<AtomicBool>,
-    /// The server's latest counters (JSON).
-    pub counters: Arc<std::sync::Mutex<serde_json::Value>>,
-}
-
-impl PartControl {
-    /// Whether the supervisor asked the server to stop.
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Publishes the server's counters.
-    pub fn publish(&self, counters: serde_json::Value) {
-        if let Ok(mut slot) = self.counters.lock() {
-            *slot = counters;
-        }
-    }
 }
 
 /// Why the server could not start or had to stop.
@@ -106,29 +87,21 @@ pub enum ServeError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] io::Error),
-}
-
-struct Flags {
-    stop: Arc<AtomicBool>,
-    report: Arc<AtomicBool>,
-}
-
-impl Flags {
-    fn install() -> io::Result<Flags> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let report = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(signal, Arc::clone(&stop))?;
-        }
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))?;
-        Ok(Flags { stop, report })
-    }
+    /// Waiting for requests, timers and the stop failed.
+    #[error("cannot wait for requests on {interface}")]
+    Wait {
+        /// The interface.
+        interface: IfName,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Writes one event line (buffered: the loop flushes once per batch); a
 /// reader that went away does not stop the server.
 fn emit(out: &mut dyn Write, kind: Kind) {
-    let _ = writeln!(out, "{}", netvm_events::Event::new(kind).to_line());
+    netvm_runtime::emit(out, &netvm_events::Event::new(kind));
 }
 
 struct Daemon<'a> {
@@ -225,18 +198,13 @@ impl Daemon<'_> {
         );
     }
 
-    /// Waits up to `wait` for a message, then takes whatever is queued,
-    /// up to a batch.
-    fn receive_batch(&mut self, wait: Duration, buf: &mut [u8]) -> Result<(), ServeError> {
+    /// Takes whatever is queued, up to a batch (the socket is
+    /// non-blocking).
+    fn receive_batch(&mut self, buf: &mut [u8]) -> Result<(), ServeError> {
         let receive_error = |interface: &IfName, source| ServeError::Receive {
             interface: interface.clone(),
             source,
         };
-        if !sockets::wait_readable(&self.receive, wait)
-            .map_err(|e| receive_error(&self.interface, e))?
-        {
-            return Ok(());
-        }
         for _ in 0..BATCH {
             match self.receive.recv_from(buf) {
                 // The engine judges the source port (68 from a client,
@@ -293,6 +261,44 @@ impl Daemon<'_> {
         Ok(())
     }
 
+    /// The earliest of the engine's next timer and the next count of
+    /// held-back events.
+    fn next_timer(&self) -> Option<Instant> {
+        let now = Timestamp::now();
+        // A time too far to represent is no deadline.
+        let engine = self.server.poll_at().and_then(|at| {
+            Instant::now().checked_add(Duration::from_millis(at.0.saturating_sub(now.0)))
+        });
+        [engine, self.log_limit.report_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs the engine's timers and reports held-back events; whether
+    /// anything happened.
+    fn timers(&mut self) -> bool {
+        let events = self.server.poll(Timestamp::now());
+        let fired = !events.is_empty();
+        for event in events {
+            if self.log_limit.allow(&event, Instant::now()) {
+                emit(self.out, Kind::from(&event));
+            }
+            // Expiries cannot be refused.
+            let _ = (self.hook)(&event);
+        }
+        if let Some(count) = self.log_limit.report(Instant::now()) {
+            emit(
+                self.out,
+                Kind::EventsSuppressed {
+                    kinds: vec!["pool_exhausted".to_owned(), "address_declined".to_owned()],
+                    count,
+                },
+            );
+        }
+        fired
+    }
+
     fn counters(&self) -> serde_json::Value {
         json!({
             "dhcp": self.server.counters(),
@@ -301,17 +307,6 @@ impl Daemon<'_> {
             "leases": self.server.leases().count(),
         })
     }
-}
-
-/// `error: cause: cause` for one-line reports.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// Serves DHCP with `config` (the plan's: `netvm_plan::datapath::NetVmPlan::dhcp`)
@@ -342,7 +337,17 @@ pub fn serve_with(
     out: &mut dyn Write,
     hook: &mut dyn FnMut(&Event) -> Verdict,
 ) -> Result<(), ServeError> {
-    let flags = Flags::install().map_err(ServeError::Signals)?;
+    let control = options.control.clone();
+    let stop = control.as_ref().map_or_else(Stop::new, |c| c.stop.clone());
+    let report = Bell::new();
+    let compacted = Bell::new();
+    let _signals = (
+        stop.on_signals(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+            .map_err(ServeError::Signals)?,
+        report
+            .on_signals(&[signal_hook::consts::SIGUSR1])
+            .map_err(ServeError::Signals)?,
+    );
     let interface = options.interface.clone();
     let link = Link::read(&options.sys, &interface).map_err(|source| ServeError::Link {
         interface: interface.clone(),
@@ -365,9 +370,11 @@ pub fn serve_with(
     };
     let receive = sockets::receive_socket(&interface).map_err(open_error("receive"))?;
     let send = FrameSender::open(&link).map_err(open_error("send"))?;
+    let mut journal = opened.journal;
+    journal.ring_when_compacted(compacted.clone());
     let mut daemon = Daemon {
         server,
-        journal: opened.journal,
+        journal,
         receive,
         send,
         server_ip,
@@ -375,7 +382,7 @@ pub fn serve_with(
         out,
         hook,
         durable: Vec::new(),
-        log_limit: crate::log_limit::LogLimit::new(std::time::Instant::now()),
+        log_limit: crate::log_limit::LogLimit::new(Instant::now()),
         send_errors: 0,
     };
     let leases = daemon.server.leases().count();
@@ -394,46 +401,50 @@ pub fn serve_with(
     let _ = daemon.out.flush();
 
     let mut buf = vec![0u8; 2048];
-    let control = options.control.clone();
-    let mut published = std::time::Instant::now() - Duration::from_secs(2);
-    while !flags.stop.load(Ordering::Relaxed) && !control.as_ref().is_some_and(|c| c.stopping()) {
-        if let Some(control) = control
-            .as_ref()
-            .filter(|_| published.elapsed().as_secs() >= 1)
-        {
-            control.publish(daemon.counters());
-            published = std::time::Instant::now();
+    let wait_error = |source| ServeError::Wait {
+        interface: interface.clone(),
+        source,
+    };
+    // Whether the counters changed since they were last published, and
+    // when that was.
+    let mut unpublished = false;
+    let mut published = Instant::now();
+    if let Some(control) = &control {
+        control.publish(daemon.counters());
+    }
+    loop {
+        let publish_at = (unpublished && control.is_some()).then_some(published + PUBLISH_EVERY);
+        let deadline = [daemon.next_timer(), publish_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let fds = [
+            daemon.receive.as_fd(),
+            report.fd().map_err(wait_error)?,
+            compacted.fd().map_err(wait_error)?,
+        ];
+        let Some(ready) = stop.wait_any(&fds, deadline).map_err(wait_error)? else {
+            break;
+        };
+        if ready.is_ready(0) {
+            daemon.receive_batch(&mut buf)?;
+            daemon.commit();
+            unpublished = true;
         }
-        let now = Timestamp::now();
-        let wait = daemon
-            .server
-            .poll_at()
-            .map_or(MAX_WAIT, |at| {
-                Duration::from_millis(at.0.saturating_sub(now.0))
-            })
-            .min(MAX_WAIT);
-        daemon.receive_batch(wait, &mut buf)?;
-        daemon.commit();
-        for event in daemon.server.poll(Timestamp::now()) {
-            if daemon.log_limit.allow(&event, std::time::Instant::now()) {
-                emit(daemon.out, Kind::from(&event));
-            }
-            // Expiries cannot be refused.
-            let _ = (daemon.hook)(&event);
-        }
-        if let Some(count) = daemon.log_limit.report(std::time::Instant::now()) {
-            emit(
-                daemon.out,
-                Kind::EventsSuppressed {
-                    kinds: vec!["pool_exhausted".to_owned(), "address_declined".to_owned()],
-                    count,
-                },
-            );
-        }
+        unpublished |= daemon.timers();
+        compacted.take();
         daemon.compact()?;
-        if flags.report.swap(false, Ordering::Relaxed) {
+        if report.take() {
             let counters = daemon.counters();
             emit(daemon.out, Kind::Counters { counters });
+        }
+        if let Some(control) = control
+            .as_ref()
+            .filter(|_| unpublished && published.elapsed() >= PUBLISH_EVERY)
+        {
+            control.publish(daemon.counters());
+            published = Instant::now();
+            unpublished = false;
         }
     }
     daemon.commit();

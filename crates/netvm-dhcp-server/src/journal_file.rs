@@ -94,6 +94,8 @@ pub struct JournalFile {
     pending: Vec<u8>,
     snapshot_len: u64,
     compaction: Option<Compaction>,
+    /// Rung when a background compaction has written its snapshot.
+    compacted: Option<netvm_runtime::Bell>,
 }
 
 impl std::fmt::Debug for JournalFile {
@@ -208,6 +210,7 @@ impl JournalFile {
                 len,
                 pending: Vec::new(),
                 compaction: None,
+                compacted: None,
             },
             records: replay.records,
             ignored_bytes: replay.ignored,
@@ -267,6 +270,13 @@ impl JournalFile {
             && self.len > self.snapshot_len.saturating_mul(4)
     }
 
+    /// Rings `bell` whenever a background compaction has written its
+    /// snapshot, so a server waiting on it calls
+    /// [`JournalFile::finish_compaction`] without polling.
+    pub fn ring_when_compacted(&mut self, bell: netvm_runtime::Bell) {
+        self.compacted = Some(bell);
+    }
+
     /// Starts writing `snapshot` (the records of the current state) to a
     /// new journal on a background thread. Call right after a commit.
     pub fn start_compaction(&mut self, snapshot: Vec<Record>) {
@@ -275,6 +285,7 @@ impl JournalFile {
         }
         let target = compact_path(&self.path);
         let (tell, done) = mpsc::channel();
+        let compacted = self.compacted.clone();
         thread::spawn(move || {
             let write = || -> io::Result<u64> {
                 let mut bytes = HEADER.to_vec();
@@ -287,6 +298,9 @@ impl JournalFile {
                 Ok(bytes.len() as u64)
             };
             let _ = tell.send(write());
+            if let Some(bell) = compacted {
+                bell.ring();
+            }
         });
         self.compaction = Some(Compaction {
             done,

@@ -5,15 +5,15 @@
 //!
 //! Side effects: binds UDP port 67 on one interface, writes raw frames on
 //! it (`CAP_NET_RAW`, `CAP_NET_BIND_SERVICE`), and owns one journal file.
+//!
+//! What it shares with the other servers (stop handle, waiting, error
+//! chains, interface-bound sockets, token bucket) is in `netvm-runtime`.
 
 mod daemon;
 mod frame;
 pub mod journal_file;
-mod link;
 pub mod load;
 pub mod log_limit;
 mod sockets;
 
-pub use daemon::{error_chain, serve, serve_with, PartControl, ServeError, ServeOptions, Verdict};
-pub use link::{Link, LinkError};
-pub use sockets::udp_on;
+pub use daemon::{serve, serve_with, ServeError, ServeOptions, Verdict};

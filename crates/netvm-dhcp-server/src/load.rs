@@ -127,7 +127,7 @@ fn message(client: &Client) -> Vec<u8> {
 }
 
 fn socket(interface: &IfName) -> io::Result<UdpSocket> {
-    let socket = crate::sockets::udp_on(interface, 68)?;
+    let socket = netvm_runtime::udp_on(interface, 68)?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
     Ok(socket)
 }

@@ -3,49 +3,16 @@
 //! a client can cause at will (a DISCOVER that finds the pool empty, a
 //! DECLINE) pass a token bucket, and what it holds back is counted and
 //! reported at most once a second as `events_suppressed`.
+//! The bucket is the shared one ([`netvm_runtime::Bucket`]).
 
 use netvm_dhcp::Event;
+use netvm_runtime::Bucket;
 use std::time::{Duration, Instant};
 
 /// Floodable events written per second, sustained.
 pub const RATE: f64 = 10.0;
 /// Floodable events written in a burst.
 pub const BURST: f64 = 50.0;
-
-/// A token bucket over the monotonic clock: `rate` tokens a second, at
-/// most `burst` saved (the agent's event stream uses it too).
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl Bucket {
-    /// A full bucket at `now`.
-    pub fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
-        Bucket {
-            rate,
-            burst,
-            tokens: burst,
-            refilled: now,
-        }
-    }
-
-    /// Takes a token at `now`, if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// The bucket and what it held back.
 #[derive(Debug)]
@@ -91,6 +58,12 @@ impl LogLimit {
         self.reported = now;
         Some(std::mem::take(&mut self.held_back))
     }
+
+    /// When [`LogLimit::report`] will have something to say, if it will:
+    /// a second after the last report, while some are held back.
+    pub fn report_at(&self) -> Option<Instant> {
+        (self.held_back > 0).then(|| self.reported + Duration::from_secs(1))
+    }
 }
 
 #[cfg(test)]
@@ -110,9 +83,11 @@ mod tests {
             .count();
         assert_eq!(written, BURST as usize);
         assert_eq!(limit.report(start), None, "not within the first second");
+        assert_eq!(limit.report_at(), Some(start + Duration::from_secs(1)));
         let later = start + Duration::from_secs(2);
         assert_eq!(limit.report(later), Some(10_000 - BURST as u64));
         assert_eq!(limit.report(later + Duration::from_secs(2)), None);
+        assert_eq!(limit.report_at(), None, "nothing held back: no timer");
         // Two seconds refill 20 more.
         assert_eq!(
             (0..100).filter(|_| limit.allow(&exhausted, later)).count(),

@@ -13,58 +13,18 @@
 //!   receives nothing.
 
 use crate::frame::{self, Addresses};
-use crate::link::Link;
 use netvm_description::values::{IfName, MacAddr};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use netvm_runtime::{udp_on, Link};
+use socket2::{Domain, SockAddr, Socket, Type};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-
-/// A UDP socket on `port` that sees only `interface` (`SO_BINDTODEVICE`),
-/// may broadcast, and has room for bursts (4 MiB receive buffer).
-pub fn udp_on(interface: &IfName, port: u16) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_broadcast(true)?;
-    socket.bind_device(Some(interface.as_str().as_bytes()))?;
-    socket.set_recv_buffer_size(4 << 20)?;
-    socket.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
-    Ok(socket.into())
-}
+use std::net::{Ipv4Addr, UdpSocket};
 
 /// Opens the receive socket: UDP 0.0.0.0:67 on `interface` only,
-/// non-blocking (the loop waits with [`wait_readable`]).
+/// non-blocking (the loop waits with [`netvm_runtime::wait`]).
 pub fn receive_socket(interface: &IfName) -> io::Result<UdpSocket> {
     let socket = udp_on(interface, 67)?;
     socket.set_nonblocking(true)?;
     Ok(socket)
-}
-
-/// Waits up to `timeout` for `socket` to have something to read
-/// (equivalent to `poll(fd, POLLIN, timeout)`); false on timeout or a
-/// signal.
-pub fn wait_readable(socket: &UdpSocket, timeout: std::time::Duration) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut fds = [libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fds` is a valid array of one initialised pollfd that lives
-    // across the call, and we pass its exact length.
-    #[allow(unsafe_code)]
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, millis) };
-    match ready {
-        -1 => {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(error)
-            }
-        }
-        n => Ok(n > 0),
-    }
 }
 
 /// Writes Ethernet frames on one interface.

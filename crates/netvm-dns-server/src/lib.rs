@@ -2,34 +2,42 @@
 //! UDP and TCP port 53, bound to the internal interface
 //! (`SO_BINDTODEVICE`) so that queries arriving from the uplink never
 //! reach it; each upstream question on a fresh socket with a random port,
-//! connected to its upstream; host names from the DHCP lease journal
-//! while their leases live.
+//! connected to its upstream; host names from DHCP leases while they
+//! live ([`Names`], fed by the agent's DHCP hook, or by following the
+//! lease journal when the server runs alone).
 //!
 //! One thread, one tokio current-thread runtime: the engine is not shared
 //! across threads. UDP is read and written in batches (`mmsg`), the only
 //! unsafe code of the crate. Events are JSON lines on stdout
 //! ([`netvm_events::Event`]): `ready`, `dns_upstreams`, `counters` on
-//! SIGUSR1, `stopped` on SIGTERM or SIGINT.
+//! SIGUSR1, `stopped` on SIGTERM or SIGINT. Nothing runs on a timer
+//! while nothing happens: names, learned upstreams and the supervisor's
+//! stop wake the server when they change, and counters are published to
+//! the supervisor (at most once a second) only after queries.
 
 mod leases;
 mod mmsg;
 mod tcp;
 
+pub use leases::Names;
+
 use netvm_description::values::IfName;
 use netvm_dns::{Client, Config, Engine, Step, Transport, Zone};
 use netvm_events::{Kind, Ready};
 use netvm_plan::DnsPlan;
+use netvm_runtime::PartControl;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{watch, Notify};
 
 /// How long an upstream has to answer before the next one is asked.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -41,14 +49,38 @@ pub struct DnsOptions {
     pub interface: IfName,
     /// Upstreams to use instead of the description's.
     pub upstreams: Vec<SocketAddr>,
-    /// The DHCP lease journal whose host names to serve, if any.
+    /// A DHCP lease journal to follow for host names (when the DHCP
+    /// server runs in another process), if any.
     pub leases: Option<PathBuf>,
-    /// Upstreams learned at run time (the uplink's DHCP lease), checked
-    /// every second; when it holds any, they replace the others.
-    pub learned_upstreams: Option<Arc<Mutex<Vec<SocketAddr>>>>,
+    /// Host names fed by whoever runs the DHCP server, if any.
+    pub names: Option<Names>,
+    /// Upstreams learned at run time (the uplink's DHCP lease); when it
+    /// holds any, they replace the others.
+    pub learned_upstreams: Option<Upstreams>,
     /// Set by a supervisor (the agent) to stop the server and read its
     /// counters; signals stop it too.
-    pub control: Option<netvm_dhcp_server::PartControl>,
+    pub control: Option<PartControl>,
+}
+
+/// Upstreams learned at run time, shared between whoever learns them and
+/// the DNS server, which they wake when they change (clones share them).
+#[derive(Debug, Clone, Default)]
+pub struct Upstreams(Arc<watch::Sender<Vec<SocketAddr>>>);
+
+impl Upstreams {
+    /// None learned yet.
+    pub fn new() -> Upstreams {
+        Upstreams::default()
+    }
+
+    /// Sets the learned upstreams (none: keep using the others).
+    pub fn set(&self, upstreams: Vec<SocketAddr>) {
+        self.0.send_if_modified(|now| {
+            let changed = *now != upstreams;
+            *now = upstreams;
+            changed
+        });
+    }
 }
 
 /// Why the server could not start or had to stop.
@@ -83,6 +115,8 @@ pub(crate) struct Shared {
     outbox: RefCell<Vec<(SocketAddr, Vec<u8>)>>,
     tcp: RefCell<HashMap<u64, UnboundedSender<Vec<u8>>>>,
     started: Instant,
+    /// Told whenever the counters may have changed.
+    changed: Notify,
 }
 
 impl Shared {
@@ -93,6 +127,7 @@ impl Shared {
 
     /// Hands a query to the engine and carries out what it says.
     pub(crate) fn query(self: &Rc<Self>, client: Client, bytes: &[u8]) {
+        self.changed.notify_one();
         let mut steps = Vec::new();
         self.engine
             .borrow_mut()
@@ -125,6 +160,7 @@ impl Shared {
                                 .borrow_mut()
                                 .upstream_failed(token, &mut steps),
                         }
+                        shared.changed.notify_one();
                         shared.perform(steps);
                         shared.flush();
                     });
@@ -205,9 +241,12 @@ pub fn zone(plan: &DnsPlan) -> Result<Zone, netvm_dns::ZoneError> {
 }
 
 fn event(kind: Kind) {
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{}", netvm_events::Event::new(kind).to_line());
-    let _ = out.flush();
+    netvm_runtime::emit_flushed(&mut io::stdout().lock(), &netvm_events::Event::new(kind));
+}
+
+/// The engine's counters as JSON (as `netvm status` shows them).
+fn counters_json(shared: &Shared) -> serde_json::Value {
+    serde_json::to_value(shared.engine.borrow().counters()).unwrap_or_default()
 }
 
 /// Serves DNS with `plan` (the plan's: `netvm_plan::datapath::NetVmPlan::dns`)
@@ -263,10 +302,18 @@ pub fn serve(plan: &DnsPlan, options: DnsOptions) -> Result<(), DnsError> {
             outbox: RefCell::new(Vec::new()),
             tcp: RefCell::new(HashMap::new()),
             started: Instant::now(),
+            changed: Notify::new(),
         });
         tokio::task::spawn_local(tcp::accept(Rc::clone(&shared), tcp));
-        if let Some(journal) = options.leases.clone() {
-            tokio::task::spawn_local(leases::follow(Rc::clone(&shared), journal));
+        let lease_names = options
+            .names
+            .clone()
+            .or_else(|| options.leases.is_some().then(Names::new));
+        if let Some(lease_names) = lease_names {
+            if let Some(journal) = options.leases.clone() {
+                tokio::task::spawn_local(leases::follow_journal(lease_names.clone(), journal));
+            }
+            tokio::task::spawn_local(leases::serve(Rc::clone(&shared), lease_names));
         }
         if let Some(learned) = options.learned_upstreams.clone() {
             tokio::task::spawn_local(follow_upstreams(Rc::clone(&shared), learned));
@@ -282,12 +329,13 @@ pub fn serve(plan: &DnsPlan, options: DnsOptions) -> Result<(), DnsError> {
 }
 
 /// Takes the upstreams learned on the uplink whenever they change.
-async fn follow_upstreams(shared: Rc<Shared>, learned: Arc<Mutex<Vec<SocketAddr>>>) {
+async fn follow_upstreams(shared: Rc<Shared>, learned: Upstreams) {
     let mut current: Vec<SocketAddr> = Vec::new();
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        interval.tick().await;
-        let now = learned.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut changes = learned.0.subscribe();
+    // The first value counts as a change.
+    changes.mark_changed();
+    while changes.changed().await.is_ok() {
+        let now = changes.borrow_and_update().clone();
         if !now.is_empty() && now != current {
             shared.engine.borrow_mut().set_upstreams(now.clone());
             event(Kind::DnsUpstreams {
@@ -296,11 +344,6 @@ async fn follow_upstreams(shared: Rc<Shared>, learned: Arc<Mutex<Vec<SocketAddr>
             current = now;
         }
     }
-}
-
-/// The engine's counters as JSON (as `netvm status` shows them).
-fn counters_json(shared: &Shared) -> serde_json::Value {
-    serde_json::to_value(shared.engine.borrow().counters()).unwrap_or_default()
 }
 
 /// A seed from the kernel's random pool, or the clock if unreadable.
@@ -316,30 +359,50 @@ fn random_seed() -> u64 {
     }
 }
 
-/// The UDP loop and the signals.
-async fn run(
-    shared: Rc<Shared>,
-    control: Option<netvm_dhcp_server::PartControl>,
-) -> Result<(), DnsError> {
+/// The supervisor's counters are refreshed at most this often.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// The UDP loop, the signals, the supervisor's stop and its counters.
+async fn run(shared: Rc<Shared>, control: Option<PartControl>) -> Result<(), DnsError> {
     use tokio::signal::unix::{signal, SignalKind};
+    use tokio::time::Instant;
     let mut terminate = signal(SignalKind::terminate()).map_err(DnsError::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DnsError::Runtime)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DnsError::Runtime)?;
     let mut inbox = mmsg::Inbox::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let publish = |control: &netvm_dhcp_server::PartControl| {
+    let publish = |control: &PartControl| {
         let counters = shared.engine.borrow().counters();
         control.publish(serde_json::to_value(counters).unwrap_or_default());
     };
+    let stopped = async {
+        match &control {
+            Some(control) => control.stop.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
+    if let Some(control) = &control {
+        publish(control);
+    }
+    let mut published = Instant::now();
+    // When the counters changed since they were published: publish then,
+    // or a second after the last time.
+    let mut publish_at: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = tick.tick(), if control.is_some() => {
+            result = &mut stopped => {
+                result.map_err(DnsError::Runtime)?;
+                break;
+            }
+            _ = shared.changed.notified(), if control.is_some() && publish_at.is_none() => {
+                publish_at = Some((published + PUBLISH_EVERY).max(Instant::now()));
+            }
+            _ = tokio::time::sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
                 if let Some(control) = &control {
-                    if control.stopping() {
-                        break;
-                    }
                     publish(control);
                 }
+                published = Instant::now();
+                publish_at = None;
             }
             ready = shared.udp.readable() => {
                 ready.map_err(DnsError::Runtime)?;

@@ -197,6 +197,11 @@ pub enum Kind {
         /// Always true: nothing changed.
         unchanged: bool,
     },
+    /// The control socket stopped serving (its wait failed).
+    ControlFailed {
+        /// Why.
+        error: String,
+    },
     /// The metrics endpoint could not be served.
     MetricsFailed {
         /// Where it should listen.
@@ -477,6 +482,7 @@ impl Kind {
             Kind::PrivilegesDropped { .. } => "privileges_dropped",
             Kind::Reloaded { .. } => "reloaded",
             Kind::ReloadFailed { .. } => "reload_failed",
+            Kind::ControlFailed { .. } => "control_failed",
             Kind::MetricsFailed { .. } => "metrics_failed",
             Kind::RulesetRemoved { .. } => "ruleset_removed",
             Kind::AgentStopped => "agent_stopped",
@@ -518,6 +524,7 @@ impl Kind {
     pub fn severity(&self) -> Severity {
         match self {
             Kind::JournalError { .. }
+            | Kind::ControlFailed { .. }
             | Kind::MetricsFailed { .. }
             | Kind::EndpointsUpdateFailed { .. }
             | Kind::EventsUnavailable { .. } => Severity::Error,

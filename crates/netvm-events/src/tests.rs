@@ -157,6 +157,9 @@ fn every_kind() -> Vec<Kind> {
             error: "port 70000".into(),
             unchanged: true,
         },
+        Kind::ControlFailed {
+            error: "poll failed".to_owned(),
+        },
         Kind::MetricsFailed {
             address: "192.168.100.1:9100".into(),
             error: "in use".into(),

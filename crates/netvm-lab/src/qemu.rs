@@ -166,7 +166,7 @@ pub(crate) fn uplink_tap(lab: &Lab) -> Result<std::fs::File, LabError> {
     let tap = netns::inside(&lab.plan.upstream, || {
         netvm_apply::open_tap(&lab.plan.upstream_if)
     })?
-    .map_err(|e| LabError::Lab(netvm_dhcp_server::error_chain(&e)))?;
+    .map_err(|e| LabError::Lab(netvm_runtime::error_chain(&e)))?;
     let flags = nix::fcntl::FdFlag::empty();
     nix::fcntl::fcntl(&tap, nix::fcntl::FcntlArg::F_SETFD(flags))
         .map_err(|e| LabError::Lab(format!("cannot pass the uplink TAP to QEMU: {e}")))?;

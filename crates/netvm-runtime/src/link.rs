@@ -1,4 +1,4 @@
-//! What the server needs to know about its interface, read from sysfs
+//! What a server needs to know about its interface, read from sysfs
 //! (`<root>/class/net/<name>/{ifindex,address}`); the root is a
 //! parameter so tests can use a fake tree.
 
