@@ -198,30 +198,61 @@ fn the_agent_serves_a_vm_with_its_lease_names_and_the_internet() {
     // pool clients may reach the Internet is not described yet: they are
     // in no `internet` set.) The host name it gives reaches the DNS
     // server through the agent's DHCP hook.
-    let said = udhcpc_with(&pool_vm, &["-x", "hostname:pool-box"]);
+    // The client's own script reads the set the moment the ACK is in
+    // (before it even configures the address): the pair must be there
+    // already, with no waiting, since the agent adds it before the ACK
+    // leaves (tests/endpoints.rs proves the ACK waits for the add: one
+    // the kernel refuses gets no ACK). Its first query then passes the
+    // guard at once (one try) and the `spoofed` counter does not move.
+    let seen_at_ack = scratch("endpoints-at-ack.txt", "");
+    let script = scratch(
+        "pool-script.sh",
+        &format!(
+            "#!/bin/sh
+case \"$1\" in bound|renew)
+  ip netns exec {} nft list set inet netvm endpoints > {seen_at_ack}
+  ip addr add \"$ip/$mask\" dev \"$interface\"
+;; esac
+",
+            nv.name()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let spoofed = |nv: &Netns| {
+        let listing = nv.ok(&["nft", "list", "counter", "inet", "netvm", "spoofed"]);
+        listing
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("the spoofed counter")
+    };
+    let spoofed_before = spoofed(&nv);
+    let said = udhcpc_with(&pool_vm, &["-x", "hostname:pool-box", "-s", &script]);
     assert!(said.contains("lease of 192.168.100.2"), "{said}");
     let pool_address = pool_vm.ipv4_addresses("eth0")[0].replace("/24", "");
-    let mut admitted = false;
-    for _ in 0..25 {
-        let set = nv.ok(&["nft", "list", "set", "inet", "netvm", "endpoints"]);
-        if set.contains(&format!("{pool_address} . ")) {
-            admitted = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(admitted, "{pool_address} never joined the endpoints set");
+    let at_ack = std::fs::read_to_string(&seen_at_ack).expect("the script ran");
+    assert!(
+        at_ack.contains(&format!("{pool_address} . ")),
+        "{pool_address} was not in the endpoints set when its ACK arrived: {at_ack}"
+    );
     let out = pool_vm.exec(&[
         "dig",
         "@192.168.100.1",
         "+short",
         "+time=3",
-        "+tries=2",
+        "+tries=1",
         "app-vm.internal",
     ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "192.168.100.101"
+    );
+    assert_eq!(
+        spoofed(&nv),
+        spoofed_before,
+        "a pool client's first packets were taken for spoofing"
     );
     // The DNS server learns the name on its own thread: ask until it
     // answers (the name is fed before the ACK leaves, so this is quick).
