@@ -216,22 +216,7 @@ fn spoof(lab: &Lab, a: &Attacker, victim: &VmNode, victim_ip: Ipv4Addr) -> Check
     }
     // The victim's lease, asked for with its MAC from the attacker's port.
     set_mac(&victim_mac);
-    let said = netns::output_in(
-        ns,
-        &[
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-n",
-            "-q",
-            "-t",
-            "3",
-            "-T",
-            "1",
-            "-s",
-            "/bin/true",
-        ],
-    );
+    let said = netns::udhcpc_once(ns, 3, &["-s", "/bin/true"]);
     set_mac(&a.mac);
     if let Some(lease) = said.lines().find(|l| l.contains("obtained")) {
         problems.push(format!(

@@ -756,22 +756,7 @@ fn rogue_dhcp(lab: &Lab) -> Result<String, String> {
         .map_err(lab_error)?;
         // The rogue's own answer: retried until dnsmasq listens.
         let heard = wait(Duration::from_secs(10), "the rogue DHCP server", || {
-            let said = netns::output_in(
-                &probe_ns,
-                &[
-                    "udhcpc",
-                    "-i",
-                    "eth0",
-                    "-n",
-                    "-q",
-                    "-t",
-                    "2",
-                    "-T",
-                    "1",
-                    "-s",
-                    "/bin/true",
-                ],
-            );
+            let said = netns::udhcpc_once(&probe_ns, 2, &["-s", "/bin/true"]);
             said.lines()
                 .find_map(|l| l.split("lease of ").nth(1))
                 .and_then(|r| r.split_whitespace().next())

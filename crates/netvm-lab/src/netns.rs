@@ -122,6 +122,15 @@ pub fn list(prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs busybox `udhcpc` once on `ns`'s `eth0` (`tries` DISCOVERs a
+/// second apart, then it gives up), with `more` arguments; what it said.
+pub fn udhcpc_once(ns: &str, tries: u32, more: &[&str]) -> String {
+    let tries = tries.to_string();
+    let mut args = vec!["udhcpc", "-i", "eth0", "-n", "-q", "-t", &tries, "-T", "1"];
+    args.extend_from_slice(more);
+    output_in(ns, &args)
+}
+
 /// Makes the veth pair, sets the MACs given and both ends up.
 pub fn veth(v: &Veth) -> Result<(), LabError> {
     run(&[

@@ -177,22 +177,7 @@ fn add_unknown_port(lab: &Lab, ns: &str) -> Result<(), LabError> {
             "up",
         ],
     )?;
-    let said = netns::output_in(
-        ns,
-        &[
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-n",
-            "-q",
-            "-t",
-            "6",
-            "-T",
-            "1",
-            "-x",
-            "hostname:unknown-port",
-        ],
-    );
+    let said = netns::udhcpc_once(ns, 6, &["-x", "hostname:unknown-port"]);
     if netns::ipv4_on(ns, "eth0").is_none() {
         return Err(LabError::Lab(format!(
             "the unknown port's client got no lease: {}",
