@@ -41,6 +41,7 @@ ip netns exec $S dnsmasq -d -k --interface=ds0 --bind-interfaces --no-resolv --n
   --dhcp-range=192.168.100.200,192.168.100.250,255.255.255.0,1h "${HOSTS[@]}" \
   --dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --user=root > "$WORK/dnsmasq.log" 2>&1 &
 DNSMASQ=$!
+disown $DNSMASQ  # bench_cleanup kills it; no "Killed" from bash
 sleep 1
 # The same number of leases, from one client each (udhcpc with each MAC).
 for host in "${HOSTS[@]}"; do
