@@ -709,10 +709,16 @@ fn start_watcher(shared: &Shared, stop: Stop) -> thread::JoinHandle<()> {
         let (mut lost, mut failed) = (0, None::<String>);
         loop {
             let due = last_report + Duration::from_secs(1);
+            // A refusal from any part (the DHCP server's security events
+            // too) rings the hub's bell; then a report is due within 1 s.
+            shared.hub.suppressing().take();
             let deadline = shared.hub.has_unreported().then_some(due);
-            match stop.wait_for(std::os::fd::AsFd::as_fd(&listener), deadline) {
-                Ok(netvm_runtime::Wake::Stopped) => return,
-                Ok(_) => {}
+            let woken = shared.hub.suppressing().fd().and_then(|bell| {
+                stop.wait_any(&[std::os::fd::AsFd::as_fd(&listener), bell], deadline)
+            });
+            match woken {
+                Ok(None) => return,
+                Ok(Some(_)) => {}
                 Err(e) => {
                     failed = Some(e.to_string());
                     // Not a busy loop when waiting itself fails.

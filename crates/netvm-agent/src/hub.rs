@@ -48,6 +48,10 @@ struct Inner {
 /// The event stream (shared by every part of the agent).
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Rung when the first refused security event since the last report
+    /// arrives, so whoever reports ([`Hub::report_suppressed`]) need not
+    /// tick while nothing is refused.
+    suppressing: netvm_runtime::Bell,
 }
 
 impl Default for Hub {
@@ -70,6 +74,7 @@ impl Hub {
                 suppressed: 0,
                 unreported: 0,
             }),
+            suppressing: netvm_runtime::Bell::new(),
         }
     }
 
@@ -83,6 +88,9 @@ impl Hub {
         if event.class == Class::Security && !inner.bucket.take(Instant::now()) {
             inner.suppressed += 1;
             inner.unreported += 1;
+            if inner.unreported == 1 {
+                self.suppressing.ring();
+            }
             return;
         }
         let kept = match event.class {
@@ -110,6 +118,12 @@ impl Hub {
                 true,
             );
         }
+    }
+
+    /// Rung when security events start being refused (see
+    /// [`Hub::has_unreported`]): the reporter waits on it.
+    pub fn suppressing(&self) -> &netvm_runtime::Bell {
+        &self.suppressing
     }
 
     /// Whether security events were refused since the last
@@ -317,5 +331,22 @@ mod tests {
         let received = slow.try_iter().count();
         assert!(received <= FOLLOWER_QUEUE);
         assert!(slow.recv().is_err());
+    }
+
+    #[test]
+    fn the_first_refusal_rings_the_bell_once() {
+        let hub = Hub::new();
+        assert!(!hub.suppressing().take(), "nothing refused yet");
+        for _ in 0..SECURITY_BURST as usize {
+            hub.emit(spoofing(), false);
+        }
+        assert!(!hub.suppressing().take(), "the burst is allowed");
+        hub.emit(spoofing(), false);
+        hub.emit(spoofing(), false);
+        assert!(hub.has_unreported());
+        assert!(hub.suppressing().take(), "rung by the first refusal");
+        assert!(!hub.suppressing().take(), "once");
+        hub.report_suppressed();
+        assert!(!hub.has_unreported());
     }
 }
