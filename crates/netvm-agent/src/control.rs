@@ -155,14 +155,18 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
 }
 
 fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST));
+    let read = reader.read_line(&mut line);
+    // The request is read (at most 4096 bytes, 5 s) before a stranger is
+    // refused, so its client is not still writing when the answer comes
+    // and reads the refusal instead of a broken pipe.
     if let Err(why) = peer_allowed(stream) {
         let _ = answer(stream, &refusal(&why));
         return;
     }
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
-    let mut reader = BufReader::new(stream.take(MAX_REQUEST));
-    if reader.read_line(&mut line).is_err() || !line.ends_with('\n') {
+    if read.is_err() || !line.ends_with('\n') {
         let _ = answer(
             stream,
             &refusal("a request is one JSON line of at most 4096 bytes"),
