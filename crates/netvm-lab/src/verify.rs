@@ -347,6 +347,10 @@ fn measure_rows(
     for i in rows {
         by_source.entry(&table[*i].source).or_default().push(*i);
     }
+    // One socket per probe in flight: every source's batches together
+    // stay within the open-file limit (a large seeded system has tens of
+    // thousands of rows, most from the upstream).
+    let per_batch = (open_files_limit().saturating_sub(256) / by_source.len().max(1)).max(64);
     let mut out = BTreeMap::new();
     std::thread::scope(|scope| {
         let handles: Vec<_> = by_source
@@ -372,15 +376,20 @@ fn measure_rows(
                         }
                     }
                     if let Some(ns) = ns {
-                        let got = netns::inside(ns, || measure::run(&probes, None, &local, WINDOW))
-                            .unwrap_or_else(|e| {
-                                vec![
-                                    Measured::Refused {
-                                        error: e.to_string()
-                                    };
-                                    probes.len()
-                                ]
-                            });
+                        let got = netns::inside(ns, || {
+                            probes
+                                .chunks(per_batch)
+                                .flat_map(|batch| measure::run(batch, None, &local, WINDOW))
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_else(|e| {
+                            vec![
+                                Measured::Refused {
+                                    error: e.to_string()
+                                };
+                                probes.len()
+                            ]
+                        });
                         for ((i, p), m) in probed.into_iter().zip(&probes).zip(got) {
                             found.push((i, (Some(p.ip), m)));
                         }
@@ -396,6 +405,21 @@ fn measure_rows(
         }
     });
     out
+}
+
+/// This process's soft limit of open files (`/proc/self/limits`; 1024,
+/// the usual default, when it cannot be read).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|soft| soft.parse().ok())
+        })
+        .unwrap_or(1024)
 }
 
 /// Measures the whole table of `lab` (port sample from `seed`) and attacks
@@ -674,20 +698,41 @@ fn event_check(
             .map(|(kind, from, to, proto, port)| format!("{kind} {from} → {to} {proto}/{port}"))
             .collect()
     };
+    // Security events pass the agent's rate limit (20/s, burst 100);
+    // what it refuses it counts and reports (`events_suppressed`). A
+    // large seeded system asks for more than the burst at once: those
+    // may be missing only as far as the agent counted them.
+    let suppressed = |events: &[Value]| -> u64 {
+        events
+            .iter()
+            .filter(|e| e["event"] == "events_suppressed")
+            .filter_map(|e| e["count"].as_u64())
+            .sum()
+    };
     let deadline = Instant::now() + Duration::from_secs(6);
-    let mut left = missing(&events(lab, 100_000));
-    while !left.is_empty() && Instant::now() < deadline {
+    let mut seen = events(lab, 100_000);
+    let mut left = missing(&seen);
+    while left.len() as u64 > suppressed(&seen) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(300));
-        left = missing(&events(lab, 100_000));
+        seen = events(lab, 100_000);
+        left = missing(&seen);
     }
+    let counted = suppressed(&seen);
     Check {
         name: "the agent reports allowed and refused VM-to-VM flows".to_owned(),
-        pass: left.is_empty(),
+        pass: left.len() as u64 <= counted,
         detail: if left.is_empty() {
             format!("{} events found", wanted.len())
+        } else if left.len() as u64 <= counted {
+            format!(
+                "{} of {} events found; the other {} within the {counted} the agent's rate limit refused and counted (events_suppressed)",
+                wanted.len() - left.len(),
+                wanted.len(),
+                left.len()
+            )
         } else {
             format!(
-                "{} of {} missing: {}",
+                "{} of {} missing, {counted} counted as suppressed: {}",
                 left.len(),
                 wanted.len(),
                 left.join("; ")
