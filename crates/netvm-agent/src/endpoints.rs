@@ -48,7 +48,7 @@ fn element(change: Change) -> Element {
 /// A netlink handle to nf_tables, opened on first use and opened again
 /// after an error (the next call then starts from a fresh socket).
 #[derive(Default)]
-pub struct Writer {
+struct Writer {
     socket: Option<NfTables>,
 }
 
@@ -93,44 +93,35 @@ pub fn apply_now(change: Change) -> Result<(), String> {
     GRANTS.with(|writer| writer.borrow_mut().apply(add, &[element(change)]))
 }
 
-/// Starts the thread that applies changes; `reserved` pairs are left
-/// alone. `failed` hears of every batch the kernel refused.
+/// Starts the thread that applies removals (grants are applied before
+/// their ACK with [`apply_now`]); `reserved` pairs are left alone.
+/// `failed` hears of every batch the kernel refused.
 pub fn start(
     reserved: HashSet<(Ipv4Addr, MacAddr)>,
     failed: impl Fn(String) + Send + 'static,
 ) -> Sender<Change> {
     let (sender, receiver) = channel();
-    std::thread::spawn(move || apply_forever(&receiver, &reserved, &failed));
+    std::thread::spawn(move || remove_forever(&receiver, &reserved, &failed));
     sender
 }
 
-fn apply_forever(
+fn remove_forever(
     receiver: &Receiver<Change>,
     reserved: &HashSet<(Ipv4Addr, MacAddr)>,
     failed: &dyn Fn(String),
 ) {
     let mut writer = Writer::default();
     while let Ok(first) = receiver.recv() {
-        let mut adds = Vec::new();
-        let mut removals = Vec::new();
-        for change in std::iter::once(first).chain(receiver.try_iter()) {
-            match change {
-                Change::Add(ip, mac) if !reserved.contains(&(ip, mac)) => {
-                    adds.push(element(change));
-                }
-                Change::Remove(ip, mac) if !reserved.contains(&(ip, mac)) => {
-                    removals.push(element(change));
-                }
-                _ => {}
-            }
-        }
-        // Already gone is fine for a removal (the kernel's ENOENT is
-        // not an error here); grants were applied before their ACK and
-        // these are repeats.
-        for (add, batch) in [(false, &removals), (true, &adds)] {
-            if let Err(error) = writer.apply(add, batch) {
-                failed(error);
-            }
+        let removals: Vec<Element> = std::iter::once(first)
+            .chain(receiver.try_iter())
+            .filter_map(|change| match change {
+                Change::Remove(ip, mac) if !reserved.contains(&(ip, mac)) => Some(element(change)),
+                _ => None,
+            })
+            .collect();
+        // Already gone is fine (the kernel's ENOENT is not an error here).
+        if let Err(error) = writer.apply(false, &removals) {
+            failed(error);
         }
     }
 }
