@@ -7,9 +7,9 @@
 //! and a hint.
 
 use crate::source::{FieldPath, Node};
-use crate::values::{Ipv4Cidr, Ipv4Range, MacAddr, PortRange, Seconds};
+use crate::values::{Ipv4Cidr, Ipv4Range, Ipv6Cidr, MacAddr, PortRange, Seconds};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 /// A reason to reject a description.
@@ -68,6 +68,18 @@ pub enum Problem {
         /// What was found, e.g. "none" or "pci and usb".
         found: String,
     },
+    /// Two uplinks are the same device or have the same name.
+    #[error("this uplink is the same device (or interface, or MAC) as uplink {name}")]
+    DuplicateUplink {
+        /// The other uplink's interface name.
+        name: String,
+    },
+    /// IPv6 settings on an uplink other than the first.
+    #[error("`{field}` only applies to the first uplink (IPv6 runs on it alone)")]
+    Ipv6OnPrimaryOnly {
+        /// The field.
+        field: &'static str,
+    },
     /// A PCI-only uplink setting on another kind of uplink.
     #[error("`{field}` only applies to a PCI uplink (`pci`)")]
     PciOnly {
@@ -85,6 +97,64 @@ pub enum Problem {
     StaticNeeds {
         /// The missing field.
         field: &'static str,
+    },
+    /// An IPv6 prefix for the internal network that is not a /64.
+    #[error("the internal IPv6 prefix {prefix} is not a /64")]
+    Ipv6PrefixLength {
+        /// As written.
+        prefix: Ipv6Cidr,
+    },
+    /// An IPv6 prefix with bits set beyond its length.
+    #[error("{prefix} is not a prefix: it has bits set beyond /{len}")]
+    Ipv6PrefixNotNetwork {
+        /// As written.
+        prefix: Ipv6Cidr,
+        /// Its length.
+        len: u8,
+    },
+    /// An internal IPv6 prefix that is neither unique local nor global.
+    #[error("{prefix} is neither a unique local (fc00::/7) nor a global (2000::/3) prefix")]
+    Ipv6PrefixScope {
+        /// As written.
+        prefix: Ipv6Cidr,
+    },
+    /// An IPv6 setting while IPv6 is off.
+    #[error("`{field}` is set but IPv6 is off")]
+    Ipv6Off {
+        /// The field.
+        field: &'static str,
+    },
+    /// A static-only IPv6 uplink setting without static IPv6.
+    #[error("`{field}` only applies to `ipv6 = \"static\"`")]
+    Ipv6StaticOnly {
+        /// The field.
+        field: &'static str,
+    },
+    /// Static IPv6 without a required setting.
+    #[error("static IPv6 needs `{field}`")]
+    Ipv6StaticNeeds {
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A static IPv6 gateway neither link-local nor on the uplink prefix.
+    #[error("IPv6 gateway {gateway} is neither link-local nor inside {network}")]
+    Ipv6GatewayOutside {
+        /// The gateway.
+        gateway: Ipv6Addr,
+        /// The uplink prefix.
+        network: Ipv6Cidr,
+    },
+    /// An address that cannot be an interface's or a server's.
+    #[error("{address} is not a unicast address")]
+    Ipv6NotUnicast {
+        /// As written.
+        address: Ipv6Addr,
+    },
+    /// A NAT64 prefix of a length RFC 6052 does not define.
+    #[error("NAT64 prefix {prefix} must be /32, /40, /48, /56, /64 or /96")]
+    Nat64PrefixLength {
+        /// As written.
+        prefix: Ipv6Cidr,
     },
     /// The static gateway is not in the uplink subnet.
     #[error("gateway {gateway} is not inside the uplink network {network}")]
@@ -358,12 +428,31 @@ impl Problem {
             UplinkDeviceCount { .. } => {
                 "keep one of `pci`, `usb`, `platform` or `interface`".to_owned()
             }
+            DuplicateUplink { .. } => "describe each uplink once".to_owned(),
+            Ipv6OnPrimaryOnly { .. } => {
+                "move the IPv6 settings to the first [[netvm.uplink]], or remove them".to_owned()
+            }
             PciOnly { .. } => {
                 "add `pci = \"…\"`, the NIC's address on the host, or remove it".to_owned()
             }
             StaticOnly { .. } => "set `addressing = \"static\"` or remove it".to_owned(),
             StaticNeeds { field } => format!("add `{field}` to [netvm.uplink]"),
             GatewayOutsideUplink { .. } => "the gateway must be on the uplink's network".to_owned(),
+            Ipv6PrefixLength { .. } => {
+                "write a /64, e.g. `fd12:3456:789a::/64` (VMs' addresses are the prefix and their IPv4 host number)".to_owned()
+            }
+            Ipv6PrefixNotNetwork { prefix, .. } => format!("write {}", prefix.truncated()),
+            Ipv6PrefixScope { .. } => {
+                "use a unique local prefix (fd00::/8) or a global one your network routes to the net-vm".to_owned()
+            }
+            Ipv6Off { .. } => "set IPv6 on, or remove it".to_owned(),
+            Ipv6StaticOnly { .. } => "set `ipv6 = \"static\"` or remove it".to_owned(),
+            Ipv6StaticNeeds { field } => format!("add `{field}` to [netvm.uplink]"),
+            Ipv6GatewayOutside { .. } => {
+                "write the router's link-local address (fe80::…) or one on the uplink prefix".to_owned()
+            }
+            Ipv6NotUnicast { .. } => "write a unicast address".to_owned(),
+            Nat64PrefixLength { .. } => "the well-known prefix is `64:ff9b::/96`".to_owned(),
             UplinkOverlapsInternal { .. } => {
                 "choose another internal subnet, or fix the uplink address".to_owned()
             }

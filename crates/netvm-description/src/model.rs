@@ -7,11 +7,11 @@
 
 pub use crate::raw::{DevUplinkMode, Mode, VmKind};
 use crate::values::{
-    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, MacAddr, MacPrefix,
-    PciAddress, PciId, PlatformDevice, PortRange, Protocol, Seconds, UsbId, VmName,
+    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv4Range, Ipv6Cidr, MacAddr,
+    MacPrefix, PciAddress, PciId, PlatformDevice, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use serde::Serialize;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A whole validated system.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +43,12 @@ pub struct Agent {
     pub scan_ports: u32,
     /// New DHCP clients in 10 s that make a starvation attempt.
     pub starvation_clients: u32,
+    /// Several uplinks: seconds between probes of a working uplink (1 or
+    /// more).
+    pub uplink_probe_every: u32,
+    /// Several uplinks: failed probes in a row that make an uplink
+    /// `failed` (1 or more).
+    pub uplink_probe_failures: u32,
 }
 
 /// Where the agent publishes metrics, and to whom.
@@ -69,6 +75,42 @@ pub struct Network {
     pub mac_prefix: MacPrefix,
     /// The host's bridge.
     pub bridge: IfName,
+    /// IPv6 on the internal network, unless it is off.
+    pub ipv6: Option<InternalIpv6>,
+}
+
+/// The internal network's IPv6 when the uplink delegates no prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct InternalIpv6 {
+    /// A /64: written (`ipv6_prefix`) or derived ([`derived_ula`]).
+    pub prefix: Ipv6Cidr,
+    /// Which of the two.
+    pub origin: Origin,
+}
+
+/// Interface identifiers of the DHCPv6 pool start here: the IPv4 pool's
+/// host number `n` gives `<prefix>::1:0:<n in hex>` (2^32 + n), apart
+/// from every described endpoint's identifier (its IPv4 host number,
+/// below 2^24 as subnets are /8 or longer).
+pub const IPV6_POOL_IID_BASE: u128 = 1 << 32;
+
+/// The unique local /64 derived from the domain and the IPv4 subnet
+/// (RFC 4193 shape: `fd`, a 40-bit global ID, subnet ID 0): stable for a
+/// description, different between systems that differ in either. The
+/// global ID is the top 40 bits of a 64-bit FNV-1a hash, not the RFC's
+/// SHA-1 of a timestamp: the point is a prefix that is the same on every
+/// run, not one that is unique in the world (write `ipv6_prefix` to
+/// choose one).
+pub fn derived_ula(domain: &DomainName, subnet: Ipv4Cidr) -> Ipv6Cidr {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("netvm-ula {domain} {subnet}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let global_id = u128::from(hash >> 24);
+    let bits = (0xfd_u128 << 120) | (global_id << 80);
+    Ipv6Cidr::new(Ipv6Addr::from(bits), 64).unwrap_or_else(|| unreachable!("64 <= 128"))
 }
 
 /// Whether a value was written in the description or derived from it.
@@ -107,14 +149,27 @@ pub struct NetVm {
     pub mode: Mode,
     /// Its internal interface.
     pub endpoint: Endpoint,
-    /// Its uplink.
-    pub uplink: Uplink,
+    /// Its uplinks, as described (at least one; the first is the
+    /// primary: it alone runs IPv6).
+    pub uplinks: Vec<Uplink>,
+}
+
+impl NetVm {
+    /// The primary uplink: the first described.
+    pub fn uplink(&self) -> &Uplink {
+        &self.uplinks[0]
+    }
 }
 
 /// The Net VM's uplink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Uplink {
+    /// Its interface name in the Net VM: `interface` as described, else
+    /// `uplink0`, `uplink1`, ... by its place in the list.
+    pub name: IfName,
+    /// Lower is preferred.
+    pub priority: u32,
     /// Which device it is.
     pub device: UplinkDevice,
     /// A PCI uplink's vendor:device, when the description names it (to
@@ -124,6 +179,31 @@ pub struct Uplink {
     pub mac: Option<MacAddr>,
     /// How it gets its address.
     pub addressing: UplinkAddressing,
+    /// How it gets IPv6.
+    pub ipv6: UplinkIpv6,
+    /// The NAT64 prefix to use when the network announces none.
+    pub nat64_prefix: Option<Ipv6Cidr>,
+}
+
+/// How the uplink gets IPv6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "method")]
+pub enum UplinkIpv6 {
+    /// Router advertisements (SLAAC, default route, RDNSS, PREF64) and a
+    /// DHCPv6 client (an address where the network is stateful, a
+    /// delegated prefix where one is offered).
+    Auto,
+    /// Fixed settings.
+    Static {
+        /// Address with prefix.
+        address: Ipv6Cidr,
+        /// Default gateway (link-local or on `address`'s prefix).
+        gateway: Ipv6Addr,
+        /// DNS servers.
+        dns: Vec<Ipv6Addr>,
+    },
+    /// No IPv6 on the uplink.
+    Off,
 }
 
 /// The device that carries the uplink.
@@ -348,5 +428,73 @@ impl System {
     /// The VM called `name`.
     pub fn vm(&self, name: &VmName) -> Option<&Vm> {
         self.vms.iter().find(|vm| &vm.name == name)
+    }
+
+    /// The interface identifier of `endpoint` in any internal IPv6
+    /// prefix: its IPv4 host number (`192.168.100.10/24` → `::a`).
+    pub fn ipv6_iid(&self, endpoint: &Endpoint) -> u128 {
+        u128::from(self.network.subnet.host_number(endpoint.ip))
+    }
+
+    /// `endpoint`'s IPv6 address in the internal `prefix` (a /64).
+    pub fn ipv6_in(&self, endpoint: &Endpoint, prefix: Ipv6Cidr) -> Ipv6Addr {
+        let iid = self.ipv6_iid(endpoint);
+        prefix
+            .host(iid)
+            .unwrap_or_else(|| Ipv6Addr::from(u128::from(prefix.network()) | iid))
+    }
+
+    /// The DHCPv6 pool's interface identifiers: the IPv4 pool's host
+    /// numbers, offset by [`IPV6_POOL_IID_BASE`]. `None` without a pool.
+    pub fn ipv6_pool_iids(&self) -> Option<std::ops::RangeInclusive<u128>> {
+        let pool = self.dhcp.pool?;
+        let subnet = self.network.subnet;
+        let first = IPV6_POOL_IID_BASE + u128::from(subnet.host_number(pool.first()));
+        let last = IPV6_POOL_IID_BASE + u128::from(subnet.host_number(pool.last()));
+        Some(first..=last)
+    }
+}
+
+#[cfg(test)]
+mod ipv6_tests {
+    use crate::{parse, Format, Origin, IPV6_POOL_IID_BASE};
+
+    #[test]
+    fn every_endpoint_has_its_ipv4_host_number_as_its_ipv6_identifier() {
+        let text =
+            "[netvm.uplink]\ninterface = \"eth0\"\n[[vm]]\nname = \"a\"\nip = \"192.168.100.10\"\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let v6 = system.network.ipv6.expect("on by default");
+        assert_eq!(v6.origin, Origin::Derived);
+        assert!(v6.prefix.is_unique_local() && v6.prefix.prefix() == 64);
+        let a = &system.vms[0].endpoint;
+        assert_eq!(system.ipv6_iid(a), 10);
+        assert_eq!(system.ipv6_in(a, v6.prefix).segments()[7], 10);
+        assert_eq!(
+            system.ipv6_in(&system.netvm.endpoint, v6.prefix).segments()[7],
+            1
+        );
+        let pool = system.ipv6_pool_iids().expect("a pool");
+        assert_eq!(*pool.start(), IPV6_POOL_IID_BASE + 200);
+        assert_eq!(*pool.end(), IPV6_POOL_IID_BASE + 254);
+        // Same description, same prefix; another domain, another prefix.
+        let again = parse("t.toml", text, Format::Toml).expect("valid");
+        assert_eq!(again.network.ipv6, system.network.ipv6);
+        let other = format!("[network]\ndomain = \"other\"\n{text}");
+        let other = parse("t.toml", &other, Format::Toml).expect("valid");
+        assert_ne!(other.network.ipv6.map(|v| v.prefix), Some(v6.prefix));
+    }
+
+    #[test]
+    fn ipv6_can_be_off_or_written() {
+        let off = "[network]\nipv6 = false\n[netvm.uplink]\ninterface = \"eth0\"\nipv6 = \"off\"\n";
+        let system = parse("t.toml", off, Format::Toml).expect("valid");
+        assert!(system.network.ipv6.is_none());
+        assert_eq!(system.netvm.uplink().ipv6, crate::UplinkIpv6::Off);
+        let written = "[network]\nipv6_prefix = \"fd12:3456:789a::/64\"\n[netvm.uplink]\ninterface = \"eth0\"\n";
+        let system = parse("t.toml", written, Format::Toml).expect("valid");
+        let v6 = system.network.ipv6.expect("on");
+        assert_eq!(v6.prefix.to_string(), "fd12:3456:789a::/64");
+        assert_eq!(v6.origin, Origin::Described);
     }
 }

@@ -6,12 +6,12 @@
 //! this crate sees them: `validate` turns them into [`crate::System`].
 
 use crate::values::{
-    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, MacAddr, MacPrefix, PciAddress,
-    PciId, PlatformDevice, PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
+    Account, DnsName, DnsUpstream, DomainName, IfName, Ipv4Cidr, Ipv6Cidr, MacAddr, MacPrefix,
+    PciAddress, PciId, PlatformDevice, PoolSetting, PortRange, Protocol, Seconds, UsbId, VmName,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A whole system: the internal network, the net-vm, the host and the VMs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -60,6 +60,14 @@ pub struct RawAgent {
     /// starvation attempt.
     #[serde(default = "default_starvation_clients")]
     pub starvation_clients: u32,
+    /// With several uplinks: how often a working uplink's path is probed
+    /// (a DNS query to its own resolvers), e.g. `"30s"`.
+    #[serde(default = "default_uplink_probe_every")]
+    pub uplink_probe_every: Seconds,
+    /// With several uplinks: probes failed in a row that make an uplink
+    /// `failed` (the traffic moves away from it).
+    #[serde(default = "default_uplink_probe_failures")]
+    pub uplink_probe_failures: u32,
 }
 
 impl Default for RawAgent {
@@ -69,8 +77,18 @@ impl Default for RawAgent {
             metrics_allow: Vec::new(),
             scan_ports: default_scan_ports(),
             starvation_clients: default_starvation_clients(),
+            uplink_probe_every: default_uplink_probe_every(),
+            uplink_probe_failures: default_uplink_probe_failures(),
         }
     }
+}
+
+fn default_uplink_probe_every() -> Seconds {
+    Seconds(30)
+}
+
+fn default_uplink_probe_failures() -> u32 {
+    3
 }
 
 fn default_scan_ports() -> u32 {
@@ -100,6 +118,19 @@ pub struct RawNetwork {
     /// Name of the host's internal bridge.
     #[serde(default = "default_bridge")]
     pub bridge: IfName,
+    /// IPv6 on the internal network (default true): every VM gets an
+    /// IPv6 address under the same policy as its IPv4 one.
+    #[serde(default = "default_true")]
+    pub ipv6: bool,
+    /// The internal network's IPv6 /64 when the uplink delegates none (a
+    /// unique local or global prefix); derived from the domain and subnet
+    /// when not written.
+    #[serde(default)]
+    pub ipv6_prefix: Option<Ipv6Cidr>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_subnet() -> Ipv4Cidr {
@@ -122,6 +153,8 @@ impl Default for RawNetwork {
             mtu: default_mtu(),
             mac_prefix: MacPrefix::default(),
             bridge: default_bridge(),
+            ipv6: true,
+            ipv6_prefix: None,
         }
     }
 }
@@ -153,9 +186,63 @@ pub struct RawNetVm {
     /// Its internal address; host number 1 of the subnet when left out.
     #[serde(default)]
     pub ip: Option<Ipv4Addr>,
-    /// The uplink (the network card that faces the Internet or LAN).
+    /// The uplink (the network card that faces the Internet or LAN):
+    /// one `[netvm.uplink]` table, or several `[[netvm.uplink]]` (the
+    /// agent carries the Internet on the best one that works).
     #[serde(default)]
-    pub uplink: Option<RawUplink>,
+    pub uplink: Option<RawUplinks>,
+}
+
+/// `[netvm.uplink]` (one) or `[[netvm.uplink]]` (several). Read by hand
+/// (a table is one, an array several) so that a bad field inside keeps
+/// its own message and place, which an untagged enum would lose.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawUplinks {
+    /// One uplink.
+    One(Box<RawUplink>),
+    /// Several, preferred by `priority`.
+    Several(Vec<RawUplink>),
+}
+
+impl<'de> Deserialize<'de> for RawUplinks {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawUplinks;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table [netvm.uplink] or an array of tables [[netvm.uplink]]")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawUplinks, A::Error> {
+                RawUplink::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|one| RawUplinks::One(Box::new(one)))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawUplinks, A::Error> {
+                Vec::<RawUplink>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawUplinks::Several)
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+impl RawUplinks {
+    /// The uplinks as written, and whether they were written as an array.
+    pub fn as_slice(&self) -> (&[RawUplink], bool) {
+        match self {
+            RawUplinks::One(one) => (std::slice::from_ref(one.as_ref()), false),
+            RawUplinks::Several(all) => (all.as_slice(), true),
+        }
+    }
 }
 
 impl std::fmt::Display for Mode {
@@ -203,6 +290,10 @@ pub struct RawUplink {
     /// The NIC's MAC, to find it inside the Net VM.
     #[serde(default)]
     pub mac: Option<MacAddr>,
+    /// With several uplinks: lower is preferred (like a route metric);
+    /// default: 10 times its place in the list (10, 20, ...).
+    #[serde(default)]
+    pub priority: Option<u32>,
     /// `dhcp` (default) or `static`.
     #[serde(default)]
     pub addressing: Addressing,
@@ -215,6 +306,39 @@ pub struct RawUplink {
     /// Static only: DNS servers reachable on the uplink.
     #[serde(default)]
     pub dns: Option<Vec<Ipv4Addr>>,
+    /// IPv6 on the uplink: `auto` (default: router advertisements,
+    /// DHCPv6 for an address and a delegated prefix), `static` or `off`.
+    #[serde(default)]
+    pub ipv6: Ipv6Addressing,
+    /// IPv6 static only: the uplink's IPv6 address with prefix.
+    #[serde(default)]
+    pub ipv6_address: Option<Ipv6Cidr>,
+    /// IPv6 static only: the IPv6 default gateway (link-local or inside
+    /// `ipv6_address`'s prefix).
+    #[serde(default)]
+    pub ipv6_gateway: Option<Ipv6Addr>,
+    /// IPv6 static only: IPv6 DNS servers reachable on the uplink.
+    #[serde(default)]
+    pub ipv6_dns: Option<Vec<Ipv6Addr>>,
+    /// The NAT64 prefix to use when the network announces none (RFC 6052
+    /// lengths /32, /40, /48, /56, /64 or /96), e.g. `64:ff9b::/96`.
+    #[serde(default)]
+    pub nat64_prefix: Option<Ipv6Cidr>,
+}
+
+/// How the uplink gets IPv6.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipv6Addressing {
+    /// Router advertisements (SLAAC, default route, RDNSS, PREF64) and a
+    /// DHCPv6 client (an address where the network is stateful, a
+    /// delegated prefix where one is offered).
+    #[default]
+    Auto,
+    /// Fixed settings (`ipv6_address`, `ipv6_gateway`, `ipv6_dns`).
+    Static,
+    /// No IPv6 on the uplink.
+    Off,
 }
 
 /// How a development host shares its uplink. Only bridging (the ADR's

@@ -9,17 +9,18 @@
 use crate::addressing::{self, Request, Shortage};
 use crate::diagnostic::{Diagnostic, Problem};
 use crate::model::{
-    Agent, DevUplink, Dhcp, Dns, Endpoint, Flow, Host, Metrics, NetVm, Network, Origin,
-    PortForward, Record, Route, System, Uplink, UplinkAddressing, UplinkDevice, Vm, HOST_NAME,
+    derived_ula, Agent, DevUplink, Dhcp, Dns, Endpoint, Flow, Host, InternalIpv6, Metrics, NetVm,
+    Network, Origin, PortForward, Record, Route, System, Uplink, UplinkAddressing, UplinkDevice,
+    UplinkIpv6, Vm, HOST_NAME,
 };
-use crate::raw::{Addressing, DevUplinkMode, Mode, RawSystem, VmKind};
+use crate::raw::{Addressing, DevUplinkMode, Ipv6Addressing, Mode, RawSystem, VmKind};
 use crate::read::closest;
 use crate::source::{FieldPath, Node};
 use crate::values::{
     DnsName, Ipv4Range, MacAddr, PoolSetting, PortRange, Protocol, Seconds, VmName,
 };
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Collects problems with their locations.
 struct Checker<'a> {
@@ -73,7 +74,7 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
         .name
         .clone()
         .unwrap_or_else(|| "net-vm".parse().expect("`net-vm` is a valid VM name"));
-    let uplink = check_uplink(&mut c, &raw, &network);
+    let uplinks = check_uplinks(&mut c, &raw, &network);
     let dev_uplink = check_host(&mut c, &raw);
     let unknown_port_new_macs = check_host_limits(&mut c, &raw);
     let host_has_address = raw
@@ -130,8 +131,8 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
     let agent = check_agent(&mut c, &raw);
 
     // A check that returns nothing has reported why.
-    let (Some(uplink), Some(endpoints), Some(dhcp), true) =
-        (uplink, endpoints, dhcp, c.found.is_empty())
+    let (Some(uplinks), Some(endpoints), Some(dhcp), true) =
+        (uplinks, endpoints, dhcp, c.found.is_empty())
     else {
         return Err(c.found);
     };
@@ -170,7 +171,7 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
             name: netvm_name,
             mode: raw.netvm.mode,
             endpoint: netvm_endpoint,
-            uplink,
+            uplinks,
         },
         host: Host {
             endpoint: host_endpoint,
@@ -208,6 +209,8 @@ fn check_agent(c: &mut Checker<'_>, raw: &RawSystem) -> Agent {
         }),
         scan_ports: raw.agent.scan_ports.max(1),
         starvation_clients: raw.agent.starvation_clients.max(1),
+        uplink_probe_every: raw.agent.uplink_probe_every.0.max(1),
+        uplink_probe_failures: raw.agent.uplink_probe_failures.max(1),
     }
 }
 
@@ -235,7 +238,9 @@ fn check_network(c: &mut Checker<'_>, raw: &RawSystem) -> Network {
     if n.mac_prefix.is_multicast() {
         c.report(Problem::MulticastMacPrefix, at(&["network", "mac_prefix"]));
     }
+    let ipv6 = check_internal_ipv6(c, raw);
     Network {
+        ipv6,
         subnet: n.subnet.truncated(),
         domain: n.domain.clone(),
         mtu: n.mtu,
@@ -244,12 +249,206 @@ fn check_network(c: &mut Checker<'_>, raw: &RawSystem) -> Network {
     }
 }
 
-fn check_uplink(c: &mut Checker<'_>, raw: &RawSystem, network: &Network) -> Option<Uplink> {
-    let Some(u) = &raw.netvm.uplink else {
+/// `[network] ipv6` and `ipv6_prefix`: a /64, unique local or global.
+fn check_internal_ipv6(c: &mut Checker<'_>, raw: &RawSystem) -> Option<InternalIpv6> {
+    let n = &raw.network;
+    let path = at(&["network", "ipv6_prefix"]);
+    if !n.ipv6 {
+        if n.ipv6_prefix.is_some() {
+            c.report(
+                Problem::Ipv6Off {
+                    field: "ipv6_prefix",
+                },
+                path,
+            );
+        }
+        return None;
+    }
+    let Some(prefix) = n.ipv6_prefix else {
+        return Some(InternalIpv6 {
+            prefix: derived_ula(&n.domain, n.subnet.truncated()),
+            origin: Origin::Derived,
+        });
+    };
+    if prefix.prefix() != 64 {
+        c.report(Problem::Ipv6PrefixLength { prefix }, path);
+    } else if !prefix.is_network_address() {
+        c.report(Problem::Ipv6PrefixNotNetwork { prefix, len: 64 }, path);
+    } else if !(prefix.is_unique_local() || prefix.is_global_unicast()) {
+        c.report(Problem::Ipv6PrefixScope { prefix }, path);
+    }
+    Some(InternalIpv6 {
+        prefix: prefix.truncated(),
+        origin: Origin::Described,
+    })
+}
+
+/// True for an address an interface or a server may have.
+fn ipv6_unicast(ip: Ipv6Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+}
+
+/// `[netvm.uplink] ipv6`, its static settings and `nat64_prefix`.
+fn check_uplink_ipv6(
+    c: &mut Checker<'_>,
+    u: &crate::raw::RawUplink,
+    path: &FieldPath,
+) -> Option<UplinkIpv6> {
+    if let Some(prefix) = u.nat64_prefix {
+        if ![32, 40, 48, 56, 64, 96].contains(&prefix.prefix()) {
+            c.report(
+                Problem::Nat64PrefixLength { prefix },
+                path.key("nat64_prefix"),
+            );
+        } else if !prefix.is_network_address() {
+            c.report_key(
+                Problem::Ipv6PrefixNotNetwork {
+                    prefix,
+                    len: prefix.prefix(),
+                },
+                path.key("nat64_prefix"),
+            );
+        }
+    }
+    let statics = [
+        ("ipv6_address", u.ipv6_address.is_some()),
+        ("ipv6_gateway", u.ipv6_gateway.is_some()),
+        ("ipv6_dns", u.ipv6_dns.is_some()),
+    ];
+    match u.ipv6 {
+        Ipv6Addressing::Auto | Ipv6Addressing::Off => {
+            for (field, set) in statics {
+                if set {
+                    c.report_key(Problem::Ipv6StaticOnly { field }, path.key(field));
+                }
+            }
+            if u.ipv6 == Ipv6Addressing::Off && u.nat64_prefix.is_some() {
+                c.report_key(
+                    Problem::Ipv6Off {
+                        field: "nat64_prefix",
+                    },
+                    path.key("nat64_prefix"),
+                );
+            }
+            Some(match u.ipv6 {
+                Ipv6Addressing::Off => UplinkIpv6::Off,
+                _ => UplinkIpv6::Auto,
+            })
+        }
+        Ipv6Addressing::Static => {
+            for (field, set) in &statics[..2] {
+                if !set {
+                    c.report(Problem::Ipv6StaticNeeds { field }, path.clone());
+                }
+            }
+            let (address, gateway) = (u.ipv6_address?, u.ipv6_gateway?);
+            if !ipv6_unicast(address.addr()) || address.addr().is_unicast_link_local() {
+                c.report(
+                    Problem::Ipv6NotUnicast {
+                        address: address.addr(),
+                    },
+                    path.key("ipv6_address"),
+                );
+            }
+            if !ipv6_unicast(gateway) {
+                c.report(
+                    Problem::Ipv6NotUnicast { address: gateway },
+                    path.key("ipv6_gateway"),
+                );
+            } else if !gateway.is_unicast_link_local() && !address.contains(gateway) {
+                c.report(
+                    Problem::Ipv6GatewayOutside {
+                        gateway,
+                        network: address.truncated(),
+                    },
+                    path.key("ipv6_gateway"),
+                );
+            }
+            let dns = u.ipv6_dns.clone().unwrap_or_default();
+            for ip in &dns {
+                if !ipv6_unicast(*ip) {
+                    c.report(
+                        Problem::Ipv6NotUnicast { address: *ip },
+                        path.key("ipv6_dns"),
+                    );
+                }
+            }
+            Some(UplinkIpv6::Static {
+                address,
+                gateway,
+                dns,
+            })
+        }
+    }
+}
+
+/// `[netvm.uplink]` or `[[netvm.uplink]]`: each uplink, its name in the
+/// Net VM, and that no two are the same device.
+fn check_uplinks(c: &mut Checker<'_>, raw: &RawSystem, network: &Network) -> Option<Vec<Uplink>> {
+    let Some(written) = &raw.netvm.uplink else {
         c.report(Problem::MissingUplink, at(&["netvm"]));
         return None;
     };
-    let path = at(&["netvm", "uplink"]);
+    let (all, array) = written.as_slice();
+    if all.is_empty() {
+        c.report(Problem::MissingUplink, at(&["netvm"]));
+        return None;
+    }
+    let mut uplinks = Vec::new();
+    for (i, u) in all.iter().enumerate() {
+        let path = if array {
+            at(&["netvm", "uplink"]).index(i)
+        } else {
+            at(&["netvm", "uplink"])
+        };
+        if i > 0 {
+            for (field, set) in [
+                ("ipv6", u.ipv6 == Ipv6Addressing::Static),
+                ("ipv6_address", u.ipv6_address.is_some()),
+                ("ipv6_gateway", u.ipv6_gateway.is_some()),
+                ("ipv6_dns", u.ipv6_dns.is_some()),
+                ("nat64_prefix", u.nat64_prefix.is_some()),
+            ] {
+                if set {
+                    c.report_key(Problem::Ipv6OnPrimaryOnly { field }, path.key(field));
+                }
+            }
+        }
+        let Some(mut uplink) = check_uplink(c, raw, u, network, &path, i) else {
+            continue;
+        };
+        if i > 0 {
+            uplink.ipv6 = UplinkIpv6::Off;
+            uplink.nat64_prefix = None;
+        }
+        let same = uplinks.iter().find(|o: &&Uplink| {
+            o.name == uplink.name
+                || o.device == uplink.device
+                || (o.mac.is_some() && o.mac == uplink.mac)
+        });
+        if let Some(other) = same {
+            c.report(
+                Problem::DuplicateUplink {
+                    name: other.name.to_string(),
+                },
+                path.clone(),
+            );
+            continue;
+        }
+        uplinks.push(uplink);
+    }
+    (uplinks.len() == all.len()).then_some(uplinks)
+}
+
+fn check_uplink(
+    c: &mut Checker<'_>,
+    raw: &RawSystem,
+    u: &crate::raw::RawUplink,
+    network: &Network,
+    path: &FieldPath,
+    place: usize,
+) -> Option<Uplink> {
+    let path = path.clone();
     let mut devices = Vec::new();
     if let Some(pci) = u.pci {
         devices.push(("pci", UplinkDevice::Pci(pci)));
@@ -312,11 +511,28 @@ fn check_uplink(c: &mut Checker<'_>, raw: &RawSystem, network: &Network) -> Opti
         }
         Addressing::Static => static_addressing(c, u, network, &path),
     };
+    let ipv6 = check_uplink_ipv6(c, u, &path);
+    let device = device?;
+    let name = match &device {
+        UplinkDevice::Interface(name) => name.clone(),
+        _ => format!("uplink{place}")
+            .parse()
+            .expect("uplinkN is a valid interface name"),
+    };
+    let place = u32::try_from(place).unwrap_or(u32::MAX);
     Some(Uplink {
-        device: device?,
+        name,
+        priority: u
+            .priority
+            .unwrap_or_else(|| place.saturating_add(1).saturating_mul(10)),
+        device,
         pci_id: u.pci_id.filter(|_| u.pci.is_some()),
         mac: u.mac,
         addressing: addressing?,
+        ipv6: ipv6?,
+        nat64_prefix: u
+            .nat64_prefix
+            .filter(|p| u.ipv6 != Ipv6Addressing::Off && p.is_network_address()),
     })
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn network(system: &System) -> NetworkSummary {
         domain: n.domain.to_string(),
         mtu: n.mtu,
         bridge: n.bridge.to_string(),
-        uplink: match &system.netvm.uplink.device {
+        uplink: match &system.netvm.uplink().device {
             UplinkDevice::Pci(a) => format!("pci {a}"),
             UplinkDevice::Usb(id) => format!("usb {id}"),
             UplinkDevice::Platform(name) => format!("platform {name}"),

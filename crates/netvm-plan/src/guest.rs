@@ -13,8 +13,9 @@
 //! `pci_id` for real hardware. Among NICs other than the internal one
 //! (neither named like it nor with the net-vm's MAC): the internal NIC is
 //! virtio too, and may share a passed-through virtio NIC's vendor:device.
-//! This decides the renames to `ethint0` and `uplink0`; pure, given what
-//! the guest's sysfs says.
+//! This decides the renames to `ethint0` and `uplink0` (`uplink1`, ... for
+//! further uplinks, which may also appear later: [`uplink_for`]); pure,
+//! given what the guest's sysfs says.
 
 use crate::datapath::interfaces;
 use netvm_description::values::{MacAddr, PciAddress, PciId, UsbId};
@@ -114,11 +115,13 @@ impl std::fmt::Display for Wanted {
     }
 }
 
-/// The renames that give the internal NIC and the uplink the names the
-/// data plane uses; none when they have them already.
+/// The renames that give the internal NIC and the uplinks the names the
+/// data plane uses; none when they have them already. With one uplink,
+/// it must be there; with several, an uplink not plugged in yet is left
+/// for [`uplink_for`] when it appears.
 pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> {
     let names = interfaces(system);
-    let (internal, uplink) = (names.internal.to_string(), names.uplink.to_string());
+    let internal = names.internal.to_string();
     let has = |name: &str| nics.iter().any(|n| n.name == name);
     let mut out = Vec::new();
     let mac = system.netvm.endpoint.mac;
@@ -135,36 +138,74 @@ pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> 
             to: internal.clone(),
         });
     }
-    if has(&uplink) {
-        return Ok(out);
+    let several = system.netvm.uplinks.len() > 1;
+    for up in &system.netvm.uplinks {
+        let uplink = up.name.to_string();
+        if has(&uplink) {
+            continue;
+        }
+        // Not a NIC another rename already takes, nor one already named
+        // as another uplink.
+        let free = |n: &&Nic| {
+            !out.iter().any(|r| r.from == n.name)
+                && !system
+                    .netvm
+                    .uplinks
+                    .iter()
+                    .any(|u| u.name.as_str() == n.name)
+        };
+        let wanted = wanted(up);
+        let what = wanted.to_string();
+        let candidates: Vec<&Nic> = nics
+            .iter()
+            .filter(|n| n.name != internal && n.mac != Some(mac) && wanted.matches(n))
+            .filter(free)
+            .collect();
+        match candidates.as_slice() {
+            [one] => out.push(Rename {
+                from: one.name.clone(),
+                to: uplink,
+            }),
+            [] if several => {}
+            [] => return Err(FindError::NoUplink { name: uplink, what }),
+            [first, second, ..] => {
+                return Err(FindError::Ambiguous {
+                    first: first.name.clone(),
+                    second: second.name.clone(),
+                    what,
+                })
+            }
+        }
     }
-    let up = &system.netvm.uplink;
-    let wanted = match (up.mac, up.pci_id, &up.device) {
+    Ok(out)
+}
+
+/// Which uplink a NIC that appeared at run time is (hot-plug): the name
+/// it must be given, if it is one the description names and no
+/// interface has that name yet.
+pub fn uplink_for(system: &System, nic: &Nic, present: &[String]) -> Option<String> {
+    let internal = interfaces(system).internal;
+    if nic.name == internal.as_str() || nic.mac == Some(system.netvm.endpoint.mac) {
+        return None;
+    }
+    system
+        .netvm
+        .uplinks
+        .iter()
+        .find(|up| {
+            up.name.as_str() == nic.name
+                || (!present.iter().any(|p| p == up.name.as_str()) && wanted(up).matches(nic))
+        })
+        .map(|up| up.name.to_string())
+}
+
+fn wanted(up: &netvm_description::Uplink) -> Wanted {
+    match (up.mac, up.pci_id, &up.device) {
         (Some(m), _, _) => Wanted::Mac(m),
         (None, Some(id), UplinkDevice::Pci(_)) => Wanted::PciId(id),
         (None, _, UplinkDevice::Pci(a)) => Wanted::Pci(*a),
         (None, _, UplinkDevice::Usb(u)) => Wanted::Usb(*u),
         (None, _, UplinkDevice::Platform(name)) => Wanted::Platform(name.to_string()),
         (None, _, UplinkDevice::Interface(name)) => Wanted::Named(name.to_string()),
-    };
-    let what = wanted.to_string();
-    let candidates: Vec<&Nic> = nics
-        .iter()
-        .filter(|n| n.name != internal && n.mac != Some(mac) && wanted.matches(n))
-        .collect();
-    match candidates.as_slice() {
-        [one] => out.push(Rename {
-            from: one.name.clone(),
-            to: uplink,
-        }),
-        [] => return Err(FindError::NoUplink { name: uplink, what }),
-        [first, second, ..] => {
-            return Err(FindError::Ambiguous {
-                first: first.name.clone(),
-                second: second.name.clone(),
-                what,
-            })
-        }
     }
-    Ok(out)
 }

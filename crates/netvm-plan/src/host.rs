@@ -63,6 +63,10 @@ pub struct PortPlan {
     pub mac: MacAddr,
     /// The only IPv4 source the port accepts (besides 0.0.0.0 for DHCP).
     pub ip: Ipv4Addr,
+    /// The interface identifier (low 64 bits) of every IPv6 source the
+    /// port accepts besides link-local ones and `::` (its IPv4 host
+    /// number, whatever the prefix is at the time).
+    pub ipv6_iid: u128,
     /// Bridge port isolation: every port but the net-vm's.
     pub isolated: bool,
 }
@@ -133,6 +137,7 @@ pub fn plan(system: &System) -> Result<HostPlan, HostPlanError> {
             role,
             mac: endpoint.mac,
             ip: endpoint.ip,
+            ipv6_iid: system.ipv6_iid(endpoint),
             isolated: role != Role::NetVm,
         })
         .collect();
@@ -143,8 +148,18 @@ pub fn plan(system: &System) -> Result<HostPlan, HostPlanError> {
     });
     check_names(&ports, uplink_bridge.as_ref())?;
 
+    // No IPv6 on the host's side of the internal network, in either mode:
+    // not even a link-local address (the dev host's internal address is
+    // IPv4 only; the internal prefix can change at run time and the host
+    // never learns it). Written before any of them is brought up.
     let disable_ipv6 = |name: &str| (format!("net/ipv6/conf/{name}/disable_ipv6"), "1".to_owned());
-    let mut sysctls = vec![disable_ipv6(&bridge)];
+    let mut sysctls = Vec::new();
+    if system.netvm.mode == Mode::Secure {
+        // Interfaces made later (a VMM's own TAP, a driver that takes the
+        // uplink back) are born without IPv6 too.
+        sysctls.push(disable_ipv6("default"));
+    }
+    sysctls.push(disable_ipv6(&bridge));
     sysctls.extend(ports.iter().map(|p| disable_ipv6(&p.name)));
     if let Some(up) = &uplink_bridge {
         sysctls.push(disable_ipv6(&up.netvm_port));
@@ -209,7 +224,7 @@ impl HostPlan {
 
 /// The PCI, USB or platform device the host hands to the net-vm, if any.
 pub fn passthrough(system: &System) -> Option<&UplinkDevice> {
-    match &system.netvm.uplink.device {
+    match &system.netvm.uplink().device {
         UplinkDevice::Interface(_) => None,
         device => Some(device),
     }
@@ -249,10 +264,18 @@ mod tests {
         assert!(plan
             .sysctls
             .contains(&("net/ipv4/ip_forward".to_owned(), "0".to_owned())));
-        assert!(plan.sysctls.contains(&(
-            "net/ipv6/conf/vmbr0/disable_ipv6".to_owned(),
-            "1".to_owned()
-        )));
+        // No IPv6 on the bridge, any TAP, or any interface made later.
+        let off = |name: &str| (format!("net/ipv6/conf/{name}/disable_ipv6"), "1".to_owned());
+        assert_eq!(plan.sysctls[0], off("default"));
+        assert!(plan.sysctls.contains(&off("vmbr0")));
+        assert!(plan
+            .ports
+            .iter()
+            .all(|p| plan.sysctls.contains(&off(&p.name))));
+        assert_eq!(
+            plan.ports[1].ipv6_iid,
+            system.ipv6_iid(&system.vms[0].endpoint)
+        );
     }
 
     #[test]
@@ -266,5 +289,12 @@ mod tests {
         assert_eq!(up.host_uplink, "enp0s31f6");
         assert_eq!(up.netvm_port, "tap-net-vm-up");
         assert!(!plan.sysctls.iter().any(|(k, _)| k == "net/ipv4/ip_forward"));
+        // The dev host's internal side has no IPv6 either; its other
+        // interfaces are its own business.
+        assert!(plan.sysctls.contains(&(
+            "net/ipv6/conf/vmbr0/disable_ipv6".to_owned(),
+            "1".to_owned()
+        )));
+        assert!(!plan.sysctls.iter().any(|(k, _)| k.contains("/default/")));
     }
 }

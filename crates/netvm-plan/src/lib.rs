@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod addresses;
+pub mod clat;
 pub mod datapath;
 pub mod guest;
 pub mod host;
@@ -28,7 +29,7 @@ mod table;
 pub mod vmm;
 
 pub use addresses::{AddressRow, NetworkSummary};
-pub use naming::{DnsName as PlannedName, DnsPlan};
+pub use naming::{dns as dns_plan, DnsName as PlannedName, DnsPlan};
 pub use policy::{FlowRow, ForwardRow, PolicyPlan};
 
 use netvm_description::System;
@@ -56,7 +57,7 @@ pub fn plan(system: &System) -> Plan {
         network: addresses::network(system),
         addresses: addresses::rows(system),
         dhcp: naming::dhcp(system),
-        dns: naming::dns(system),
+        dns: naming::dns(system, system.network.ipv6.map(|v| v.prefix)),
         policy: policy::plan(system),
     }
 }

@@ -5,11 +5,16 @@
 //! Rows hold the description's own values (VM names, addresses,
 //! protocols, port ranges), so the ruleset renders them without parsing
 //! text back.
+//!
+//! One policy, both families: with IPv6 on, every row carries the IPv6
+//! twins of its IPv4 addresses (each endpoint's address in the internal
+//! /64, [`System::ipv6_in`]), and the ruleset renders both families from
+//! the same rows, so no grant exists in one family and not the other.
 
-use netvm_description::values::{PortRange, Protocol as FlowProtocol, VmName};
+use netvm_description::values::{Ipv6Cidr, PortRange, Protocol as FlowProtocol, VmName};
 use netvm_description::System;
 use serde::Serialize;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A permitted VM-to-VM flow.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -18,11 +23,17 @@ pub struct FlowRow {
     pub from: VmName,
     /// Source address.
     pub from_ip: Ipv4Addr,
+    /// Source IPv6 address (IPv6 on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_ip6: Option<Ipv6Addr>,
     /// Destination VM.
     pub to: VmName,
     /// Destination address.
     pub to_ip: Ipv4Addr,
-    /// tcp, udp or icmp.
+    /// Destination IPv6 address (IPv6 on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_ip6: Option<Ipv6Addr>,
+    /// tcp, udp or icmp (ICMPv6 for IPv6).
     pub proto: FlowProtocol,
     /// Ports, or `None` for all (always `None` for icmp).
     pub ports: Option<PortRange>,
@@ -39,6 +50,9 @@ pub struct ForwardRow {
     pub to: VmName,
     /// Destination address.
     pub to_ip: Ipv4Addr,
+    /// Destination IPv6 address (IPv6 on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_ip6: Option<Ipv6Addr>,
     /// Destination ports (as many as `uplink_ports`).
     pub to_ports: PortRange,
 }
@@ -52,9 +66,22 @@ pub struct PolicyPlan {
     pub flows: Vec<FlowRow>,
     /// Port forwards, sorted.
     pub forwards: Vec<ForwardRow>,
+    /// The internal IPv6 /64 the rows' IPv6 addresses are in (`None`:
+    /// IPv6 off, no IPv6 addresses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix: Option<Ipv6Cidr>,
 }
 
+/// The policy with IPv6 addresses in the description's own prefix (the
+/// whole-system plan; the Net VM's uses the prefix in force, see
+/// [`plan_in`]).
 pub(crate) fn plan(system: &System) -> PolicyPlan {
+    plan_in(system, system.network.ipv6.map(|v6| v6.prefix))
+}
+
+/// The policy with IPv6 addresses in `prefix6` (`None`: IPv6 off).
+pub(crate) fn plan_in(system: &System, prefix6: Option<Ipv6Cidr>) -> PolicyPlan {
+    let v6 = |e| prefix6.map(|p| system.ipv6_in(e, p));
     let internet = system
         .vms
         .iter()
@@ -72,8 +99,10 @@ pub(crate) fn plan(system: &System) -> PolicyPlan {
             flows.push(FlowRow {
                 from: vm.name.clone(),
                 from_ip: vm.endpoint.ip,
+                from_ip6: v6(&vm.endpoint),
                 to: to.name.clone(),
                 to_ip: to.endpoint.ip,
+                to_ip6: v6(&to.endpoint),
                 proto: flow.proto,
                 ports: flow.ports.filter(|_| flow.proto.has_ports()),
             });
@@ -84,6 +113,7 @@ pub(crate) fn plan(system: &System) -> PolicyPlan {
                 uplink_ports: f.uplink_ports,
                 to: vm.name.clone(),
                 to_ip: vm.endpoint.ip,
+                to_ip6: v6(&vm.endpoint),
                 to_ports: f.vm_ports,
             });
         }
@@ -95,6 +125,7 @@ pub(crate) fn plan(system: &System) -> PolicyPlan {
         internet,
         flows,
         forwards,
+        ipv6_prefix: prefix6,
     }
 }
 
@@ -172,6 +203,19 @@ pub enum Protocol {
     Other,
 }
 
+/// One IPv6 connection as conntrack records its original direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection6 {
+    /// Source address.
+    pub src: Ipv6Addr,
+    /// Destination address.
+    pub dst: Ipv6Addr,
+    /// `tcp`, `udp` or `icmp` (ICMPv6 here).
+    pub proto: Protocol,
+    /// Destination port (tcp/udp).
+    pub dport: Option<u16>,
+}
+
 impl PolicyPlan {
     /// Would the forward policy let a VM open `c` now? Only connections
     /// that start on the internal network are judged (`None` otherwise):
@@ -186,22 +230,52 @@ impl PolicyPlan {
         if !subnet.contains(c.dst) {
             return Some(from.internet);
         }
-        let proto = match c.proto {
+        Some(self.flow_allows(c.proto, c.dport, |f| f.from_ip == c.src && f.to_ip == c.dst))
+    }
+
+    /// [`PolicyPlan::allows`] for IPv6: the same question in the
+    /// internal /64 ([`PolicyPlan::ipv6_prefix`]); `None` with IPv6 off.
+    pub fn allows6(&self, system: &System, c: &Connection6) -> Option<bool> {
+        let prefix = self.ipv6_prefix?;
+        let netvm = system.ipv6_in(&system.netvm.endpoint, prefix);
+        if !prefix.contains(c.src) || c.src == netvm || c.dst == netvm {
+            return None;
+        }
+        let from = system
+            .vms
+            .iter()
+            .find(|vm| system.ipv6_in(&vm.endpoint, prefix) == c.src)?;
+        if !prefix.contains(c.dst) {
+            return Some(from.internet);
+        }
+        Some(self.flow_allows(c.proto, c.dport, |f| {
+            f.from_ip6 == Some(c.src) && f.to_ip6 == Some(c.dst)
+        }))
+    }
+
+    /// Whether a flow between the addresses `ends` accepts allows `proto`
+    /// to `dport`.
+    fn flow_allows(
+        &self,
+        proto: Protocol,
+        dport: Option<u16>,
+        ends: impl Fn(&FlowRow) -> bool,
+    ) -> bool {
+        let proto = match proto {
             Protocol::Tcp => FlowProtocol::Tcp,
             Protocol::Udp => FlowProtocol::Udp,
             Protocol::Icmp => FlowProtocol::Icmp,
-            Protocol::Other => return Some(false),
+            Protocol::Other => return false,
         };
-        Some(self.flows.iter().any(|f| {
-            f.from_ip == c.src
-                && f.to_ip == c.dst
+        self.flows.iter().any(|f| {
+            ends(f)
                 && f.proto == proto
-                && match (f.ports, c.dport) {
+                && match (f.ports, dport) {
                     (None, _) => true,
                     (Some(range), Some(port)) => (range.first()..=range.last()).contains(&port),
                     (Some(_), None) => false,
                 }
-        }))
+        })
     }
 }
 
@@ -261,6 +335,44 @@ mod connection_tests {
                 &system,
                 &c(a, Ipv4Addr::new(192, 168, 100, 1), Protocol::Udp, Some(53))
             ),
+            None
+        );
+    }
+}
+
+#[cfg(test)]
+mod connection6_tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    #[test]
+    fn judges_ipv6_connections_as_their_ipv4_twins() {
+        let text = "[network]\nipv6_prefix = \"fd00:1::/64\"\n[netvm.uplink]\ninterface = \"eth0\"\n\
+            [[vm]]\nname = \"a\"\nallow = [{ to = \"b\", proto = \"tcp\", ports = \"8000-8010\" }, { to = \"b\", proto = \"icmp\" }]\n\
+            [[vm]]\nname = \"b\"\ninternet = false\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let policy = plan(&system);
+        let ip = |text: &str| -> Ipv6Addr { text.parse().expect("address") };
+        let (a, b, outside) = (ip("fd00:1::65"), ip("fd00:1::66"), ip("2001:db8::1"));
+        let c = |src, dst, proto, dport| Connection6 {
+            src,
+            dst,
+            proto,
+            dport,
+        };
+        let judge = |conn| policy.allows6(&system, &conn);
+        assert_eq!(judge(c(a, b, Protocol::Tcp, Some(8005))), Some(true));
+        assert_eq!(judge(c(a, b, Protocol::Tcp, Some(8011))), Some(false));
+        assert_eq!(judge(c(a, b, Protocol::Icmp, None)), Some(true));
+        assert_eq!(judge(c(b, a, Protocol::Icmp, None)), Some(false));
+        assert_eq!(judge(c(a, outside, Protocol::Udp, Some(443))), Some(true));
+        assert_eq!(judge(c(b, outside, Protocol::Udp, Some(443))), Some(false));
+        assert_eq!(judge(c(outside, a, Protocol::Tcp, Some(22))), None);
+        assert_eq!(judge(c(a, ip("fd00:1::1"), Protocol::Udp, Some(53))), None);
+        // Off: nothing to judge.
+        let off = plan_in(&system, None);
+        assert_eq!(
+            off.allows6(&system, &c(a, b, Protocol::Tcp, Some(8005))),
             None
         );
     }

@@ -12,6 +12,12 @@
 //!   intervals) and `icmp_flows`: VM-to-VM permissions.
 //! * Port forwards: DNAT from the uplink, with NAT reflection so a VM can
 //!   use the forwarded public address too.
+//! * IPv6 (with IPv6 on in the description): the twin of every set and
+//!   rule above (`endpoints6`, `internet6`, `flows6`, `icmp_flows6`, the
+//!   `…6` event sets), from the same policy rows, plus neighbour
+//!   discovery, DHCPv6 and the CLAT's hook; see [`ipv6`]. With IPv6 off
+//!   the ruleset is the IPv4 one and every forwarded IPv6 packet is
+//!   dropped.
 //! * Event sets (`ev_*`, dynamic, with timeouts and a size): what the
 //!   agent reports as security events. A packet worth reporting adds its
 //!   key (who, to whom, which port) in a rule of its own, so a full set
@@ -24,7 +30,18 @@
 //!
 //! Pure and deterministic: same description and interface names, same text.
 
+mod events;
+pub mod ipv6;
+
+pub use events::{
+    event_sets, EventKey, EventSet, EVENT_LOG_BURST, EVENT_LOG_GROUP, EVENT_LOG_RATE, EVENT_SETS,
+    EV_ALLOWED, EV_ALLOWED6, EV_POLICY, EV_POLICY6, EV_ROGUE_DHCP, EV_ROGUE_DHCP6, EV_ROGUE_RA,
+    EV_SCAN, EV_SCAN6, EV_SPOOFED, EV_SPOOFED6, IPV4_EVENT_SETS,
+};
+pub use ipv6::{Internal6, Ipv6Rules, Uplink6};
+
 use crate::policy::PolicyPlan;
+use events::{event_rules, nft_duration};
 use netvm_description::values::{IfName, MacAddr, Protocol};
 use netvm_description::System;
 use serde::Serialize;
@@ -36,161 +53,48 @@ use std::net::Ipv4Addr;
 pub struct NetVmInterfaces {
     /// The internal interface (Ghaf names it `ethint0`).
     pub internal: IfName,
-    /// The uplink.
+    /// The primary uplink (the first described; IPv6 runs on it).
     pub uplink: IfName,
+    /// Every uplink, primary first (not shown with just one).
+    #[serde(skip_serializing_if = "at_most_one")]
+    pub uplinks: Vec<IfName>,
+    /// The uplink that carries the Internet (VMs' IPv4 out, port
+    /// forwards in); with several, the `uplink_active` set holds it. A
+    /// run-time choice: the ruleset shows it, the plan's JSON does not.
+    #[serde(skip)]
+    pub active_uplink: Option<IfName>,
 }
+
+fn at_most_one(names: &[IfName]) -> bool {
+    names.len() <= 1
+}
+
+impl NetVmInterfaces {
+    /// `iifname`/`oifname` matching every uplink.
+    fn any_uplink(&self, dir: &str) -> String {
+        match self.uplinks.as_slice() {
+            [one] => format!("{dir} \"{one}\""),
+            _ => format!("{dir} @{UPLINKS_SET}"),
+        }
+    }
+
+    /// `iifname`/`oifname` matching the active uplink.
+    fn active(&self, dir: &str) -> String {
+        match self.uplinks.as_slice() {
+            [one] => format!("{dir} \"{one}\""),
+            _ => format!("{dir} @{ACTIVE_UPLINK_SET}"),
+        }
+    }
+}
+
+/// With several uplinks: the set of their names.
+pub const UPLINKS_SET: &str = "uplinks";
+/// With several uplinks: the set holding the active one's name (the
+/// agent replaces its element when it switches).
+pub const ACTIVE_UPLINK_SET: &str = "uplink_active";
 
 /// The table every rule lives in.
 pub const TABLE: &str = "netvm";
-
-/// What an event set's elements are made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKey {
-    /// Source address and source MAC (`ip saddr . ether saddr`).
-    SourceAddressMac,
-    /// Source, destination, protocol, destination port
-    /// (`ip saddr . ip daddr . meta l4proto . th dport`).
-    Connection,
-    /// Source, protocol, destination port
-    /// (`ip saddr . meta l4proto . th dport`).
-    SourceService,
-}
-
-impl EventKey {
-    /// The set's nftables element type.
-    pub fn nft_type(self) -> &'static str {
-        match self {
-            EventKey::SourceAddressMac => "ipv4_addr . ether_addr",
-            EventKey::Connection => "ipv4_addr . ipv4_addr . inet_proto . inet_service",
-            EventKey::SourceService => "ipv4_addr . inet_proto . inet_service",
-        }
-    }
-
-    /// The expression a rule builds the key with from a packet.
-    pub fn nft_expression(self) -> &'static str {
-        match self {
-            EventKey::SourceAddressMac => "ip saddr . ether saddr",
-            EventKey::Connection => "ip saddr . ip daddr . meta l4proto . th dport",
-            EventKey::SourceService => "ip saddr . meta l4proto . th dport",
-        }
-    }
-}
-
-/// One event set of the ruleset and how its packets are pushed to the
-/// agent. An element lives for `lifetime_secs` from the first packet
-/// (`add` does not refresh it), so one key is reported at most once per
-/// lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct EventSet {
-    /// The set's name in the table (`ev_…`).
-    pub name: &'static str,
-    /// What its elements are made of.
-    pub key: EventKey,
-    /// How long an element lives, in seconds.
-    pub lifetime_secs: u32,
-    /// Most elements at once.
-    pub size: u32,
-    /// The NFLOG group its packets are logged to.
-    pub log_group: u16,
-    /// The NFLOG prefix of its packets (the set's name and a space).
-    pub log_prefix: &'static str,
-    /// Packets logged per second at most (per rule).
-    pub log_rate_per_second: u32,
-    /// Packets logged in a burst above the rate.
-    pub log_burst: u32,
-}
-
-/// The NFLOG group the event rules log to (the agent listens on it).
-pub const EVENT_LOG_GROUP: u16 = 7;
-
-/// Event packets logged per second at most, per rule. A bound on the
-/// agent's work, set above what the agent reports (its own limit, 20
-/// events a second with a burst of 100, counts what it refuses in
-/// `events_suppressed`): a packet this limit stops is never counted, so
-/// it must not be the one that binds.
-pub const EVENT_LOG_RATE: u32 = 1000;
-
-/// Event packets logged in a burst above [`EVENT_LOG_RATE`], per rule.
-pub const EVENT_LOG_BURST: u32 = 1000;
-
-const fn event_set(
-    name: &'static str,
-    log_prefix: &'static str,
-    key: EventKey,
-    lifetime_secs: u32,
-    size: u32,
-) -> EventSet {
-    EventSet {
-        name,
-        key,
-        lifetime_secs,
-        size,
-        log_group: EVENT_LOG_GROUP,
-        log_prefix,
-        log_rate_per_second: EVENT_LOG_RATE,
-        log_burst: EVENT_LOG_BURST,
-    }
-}
-
-/// A packet from the internal side with an address and MAC that are not
-/// a pair in `endpoints`.
-pub const EV_SPOOFED: EventSet = event_set(
-    "ev_spoofed",
-    "ev_spoofed ",
-    EventKey::SourceAddressMac,
-    60,
-    4096,
-);
-
-/// A new VM-to-VM or VM-to-Internet connection the policy refused.
-pub const EV_POLICY: EventSet =
-    event_set("ev_policy", "ev_policy ", EventKey::Connection, 60, 4096);
-
-/// A new VM-to-VM connection the policy allowed.
-pub const EV_ALLOWED: EventSet =
-    event_set("ev_allowed", "ev_allowed ", EventKey::Connection, 60, 4096);
-
-/// A refused new connection from the uplink: source, protocol, port
-/// (many ports from one source in the lifetime is a port scan).
-pub const EV_SCAN: EventSet = event_set("ev_scan", "ev_scan ", EventKey::SourceService, 10, 65536);
-
-/// A DHCP server answer (UDP 67 to 68) seen on the internal side.
-pub const EV_ROGUE_DHCP: EventSet = event_set(
-    "ev_rogue_dhcp",
-    "ev_rogue_dhcp ",
-    EventKey::SourceAddressMac,
-    60,
-    1024,
-);
-
-/// The event sets, in the order the ruleset declares them.
-pub const EVENT_SETS: [EventSet; 5] = [EV_SPOOFED, EV_POLICY, EV_ALLOWED, EV_SCAN, EV_ROGUE_DHCP];
-
-/// `60` seconds as nft writes it (`1m`), others in seconds (`10s`).
-fn nft_duration(secs: u32) -> String {
-    if secs != 0 && secs.is_multiple_of(60) {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
-    }
-}
-
-/// The rules for one event: with `match_` (tabs and all, up to the
-/// statement), first log the packet while its key is new (rate-limited),
-/// then add the key.
-fn event_rules(match_: &str, set: &EventSet) -> String {
-    let key = set.key.nft_expression();
-    format!(
-        "{match_} {key} != @{name} limit rate {rate}/second burst {burst} packets log group {group} prefix \"{prefix}\"\n\
-         {match_} add @{name} {{ {key} }}\n",
-        name = set.name,
-        rate = set.log_rate_per_second,
-        burst = set.log_burst,
-        group = set.log_group,
-        prefix = set.log_prefix,
-    )
-}
 
 /// Drops logged per second at most, per chain.
 const LOG_RATE: &str = "10/second";
@@ -199,17 +103,33 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
+/// A set declaration (as the IPv4 ones are written).
+fn set(name: &str, kind: &str, flags: &str, elements: &[String]) -> String {
+    let mut out = format!("\tset {name} {{\n\t\ttype {kind}\n");
+    if !flags.is_empty() {
+        out += &format!("\t\tflags {flags}\n");
+    }
+    if !elements.is_empty() {
+        out += &format!("\t\telements = {{ {} }}\n", list(elements));
+    }
+    out + "\t}\n\n"
+}
+
 /// Renders the ruleset for `system` with the given policy and interfaces;
 /// `endpoints` is what the `endpoints` set starts with (reservations and
-/// the leases still live), in the same transaction.
+/// the leases still live), in the same transaction; `ipv6` its IPv6 half
+/// (the default: IPv6 off).
 pub fn render(
     system: &System,
     policy: &PolicyPlan,
     names: &NetVmInterfaces,
     endpoints: &[(Ipv4Addr, MacAddr)],
+    ipv6: &Ipv6Rules<'_>,
 ) -> String {
+    let v6 = ipv6::pieces(system, policy, names, ipv6);
     let internal = names.internal.as_str();
-    let uplink = names.uplink.as_str();
+    let (any_in, any_out) = (names.any_uplink("iifname"), names.any_uplink("oifname"));
+    let (active_in, active_out) = (names.active("iifname"), names.active("oifname"));
     let netvm_ip = system.netvm.endpoint.ip;
     let subnet = system.network.subnet;
     let mut endpoints: Vec<String> = endpoints
@@ -218,10 +138,10 @@ pub fn render(
         .collect();
     endpoints.sort();
     endpoints.dedup();
-    let internet: Vec<String> = system
-        .vms
+    let internet: Vec<String> = policy
+        .internet
         .iter()
-        .filter(|vm| vm.internet)
+        .filter_map(|name| system.vm(name))
         .map(|vm| vm.endpoint.ip.to_string())
         .collect();
     let mut flows = Vec::new();
@@ -256,41 +176,25 @@ pub fn render(
     let _ = writeln!(out, "table inet {TABLE} {{");
 
     // Sets.
-    let set = |out: &mut String, name: &str, kind: &str, flags: &str, elements: &[String]| {
-        let _ = writeln!(out, "\tset {name} {{");
-        let _ = writeln!(out, "\t\ttype {kind}");
-        if !flags.is_empty() {
-            let _ = writeln!(out, "\t\tflags {flags}");
-        }
-        if !elements.is_empty() {
-            let _ = writeln!(out, "\t\telements = {{ {} }}", list(elements));
-        }
-        let _ = writeln!(out, "\t}}\n");
-    };
-    set(
-        &mut out,
-        "endpoints",
-        "ipv4_addr . ether_addr",
-        "",
-        &endpoints,
-    );
-    set(&mut out, "internet", "ipv4_addr", "", &internet);
-    set(
-        &mut out,
+    out += &set("endpoints", "ipv4_addr . ether_addr", "", &endpoints);
+    out += &set("internet", "ipv4_addr", "", &internet);
+    out += &set(
         "flows",
         "ipv4_addr . ipv4_addr . inet_proto . inet_service",
         "interval",
         &flows,
     );
-    set(
-        &mut out,
-        "icmp_flows",
-        "ipv4_addr . ipv4_addr",
-        "",
-        &icmp_flows,
-    );
+    out += &set("icmp_flows", "ipv4_addr . ipv4_addr", "", &icmp_flows);
+    if names.uplinks.len() > 1 {
+        let quoted = |n: &IfName| format!("\"{n}\"");
+        let all: Vec<String> = names.uplinks.iter().map(quoted).collect();
+        let active: Vec<String> = names.active_uplink.iter().map(quoted).collect();
+        out += &set(UPLINKS_SET, "ifname", "", &all);
+        out += &set(ACTIVE_UPLINK_SET, "ifname", "", &active);
+    }
     let _ = writeln!(out, "\tset ping_sources {{\n\t\ttype ipv4_addr\n\t\tflags dynamic, timeout\n\t\ttimeout 1m\n\t\tsize 65536\n\t}}\n");
-    for ev in &EVENT_SETS {
+    out += &v6.sets;
+    for ev in event_sets(ipv6.internal.is_some()) {
         let _ = writeln!(
             out,
             "\tset {} {{\n\t\ttype {}\n\t\tflags dynamic, timeout\n\t\ttimeout {}\n\t\tsize {}\n\t}}\n",
@@ -323,8 +227,10 @@ pub fn render(
 {spoofed}\
          \t\tiifname \"{internal}\" meta nfproto ipv4 limit rate {LOG_RATE} log prefix \"netvm spoofed: \"\n\
          \t\tiifname \"{internal}\" meta nfproto ipv4 counter name spoofed drop\n\
-         \t\tiifname \"{uplink}\" ip saddr {{ {subnet}, 127.0.0.0/8 }} counter name spoofed drop comment \"internal sources from outside\"\n\
-         \t}}\n"
+         \t\t{any_in} ip saddr {{ {subnet}, 127.0.0.0/8 }} counter name spoofed drop comment \"internal sources from outside\"\n\
+{guard6}\
+         \t}}\n",
+        guard6 = v6.guard,
     );
 
     // Metrics: only the VMs the description names may read them.
@@ -351,7 +257,7 @@ pub fn render(
         &EV_ROGUE_DHCP,
     );
     let scan = event_rules(
-        &format!("\t\tiifname \"{uplink}\" ct state new meta l4proto {{ tcp, udp }}"),
+        &format!("\t\t{any_in} ct state new meta l4proto {{ tcp, udp }}"),
         &EV_SCAN,
     );
     let _ = writeln!(
@@ -366,16 +272,30 @@ pub fn render(
          \t\tiif \"lo\" accept\n\
 {rogue_dhcp}\
          \t\tiifname \"{internal}\" udp sport 67 udp dport 68 drop comment \"another DHCP server\"\n\
+{rogue6}\
          \t\tiifname \"{internal}\" udp dport 67 accept comment \"DHCP\"\n\
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} meta l4proto {{ tcp, udp }} th dport 53 accept comment \"DNS\"\n\
+{services6}\
          \t\ticmp type echo-request add @ping_sources {{ ip saddr limit rate over 5/second burst 10 packets }} drop comment \"ping flood\"\n\
+{ping_flood6}\
          \t\tiifname \"{internal}\" ip daddr {netvm_ip} icmp type echo-request accept\n\
-         \t\tiifname \"{uplink}\" fib daddr . iif type local icmp type echo-request accept comment \"the uplink's own address\"\n\
-         \t\tiifname \"{uplink}\" udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
-{metrics}{scan}\
+{echo_internal6}\
+         \t\t{any_in} fib daddr . iif type local icmp type echo-request accept comment \"the uplink's own address\"\n\
+{echo_uplink6}\
+         \t\t{any_in} udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
+{uplink_client6}\
+{metrics}{metrics6}{scan}{scan6}\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm input drop: \"\n\
          \t\tcounter name input_dropped\n\
-         \t}}\n"
+         \t}}\n",
+        rogue6 = v6.input_rogue,
+        services6 = v6.input_services,
+        ping_flood6 = v6.ping_flood,
+        echo_internal6 = v6.echo_internal,
+        echo_uplink6 = v6.echo_uplink,
+        uplink_client6 = v6.uplink_client,
+        metrics6 = v6.metrics,
+        scan6 = v6.scan,
     );
 
     // Forward: the policy.
@@ -391,19 +311,30 @@ pub fn render(
         out,
         "\tchain forward {{\n\
          \t\ttype filter hook forward priority filter; policy drop;\n\
-         \t\tmeta nfproto ipv6 counter name ipv6_dropped drop comment \"no IPv6 around the IPv4 policy\"\n\
+{forward_head6}\
          \t\tct state invalid drop\n\
          \t\tct state established,related accept\n\
-         \t\tiifname \"{internal}\" oifname \"{uplink}\" ip saddr @internet accept\n\
+         \t\tiifname \"{internal}\" {active_out} ip saddr @internet accept\n\
+{forward_out6}\
 {allowed}\
          \t\tiifname \"{internal}\" oifname \"{internal}\" ip saddr . ip daddr . meta l4proto . th dport @flows accept\n\
          \t\tiifname \"{internal}\" oifname \"{internal}\" icmp type echo-request ip saddr . ip daddr @icmp_flows accept\n\
-         \t\tiifname \"{uplink}\" oifname \"{internal}\" ct status dnat accept comment \"port forwards\"\n\
-{refused}{scan}\
+{flows6}\
+         \t\t{active_in} oifname \"{internal}\" ct status dnat accept comment \"port forwards\"\n\
+{routed6}\
+{refused}{refused6}{scan}{scan6}{tail6}\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm forward drop: \"\n\
          \t\tcounter name forward_dropped\n\
-         \t}}\n"
+         \t}}\n",
+        forward_head6 = v6.forward_head,
+        forward_out6 = v6.forward_out,
+        flows6 = v6.forward_flows,
+        routed6 = v6.forward_routed,
+        refused6 = v6.refused,
+        scan6 = v6.scan,
+        tail6 = v6.forward_tail,
     );
+    out += &v6.output_chain;
 
     // NAT.
     let _ = writeln!(
@@ -433,136 +364,31 @@ pub fn render(
         // host routing other addresses through the net-vm gets nothing.
         let _ = writeln!(
             out,
-            "\t\tiifname \"{uplink}\" fib daddr . iif type local {match_} {target}"
+            "\t\t{active_in} fib daddr . iif type local {match_} {target}"
         );
         // Reflection: a VM using the uplink's address reaches the VM too.
         let _ = writeln!(
             out,
             "\t\tiifname \"{internal}\" ip daddr != {netvm_ip} fib daddr type local {match_} {target}"
         );
+        out += &ipv6::nat_in(ipv6, names, f);
     }
     let _ = writeln!(out, "\t}}\n");
     let _ = writeln!(
         out,
         "\tchain nat_out {{\n\
          \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\toifname \"{uplink}\" ip saddr {subnet} masquerade\n\
+         \t\t{any_out} ip saddr {subnet} masquerade\n\
+{nat_out6}\
          \t\toifname \"{internal}\" ip saddr {subnet} ct status dnat masquerade comment \"NAT reflection\"\n\
-         \t}}"
+{reflection6}\
+         \t}}",
+        nat_out6 = v6.nat_out,
+        reflection6 = v6.nat_reflection,
     );
     let _ = writeln!(out, "}}");
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use netvm_description::{parse, Format};
-
-    fn ruleset() -> String {
-        let text = "[netvm.uplink]\ninterface = \"eth0\"\n\
-            [[vm]]\nname = \"a\"\nforward = [{ proto = \"tcp\", port = 8443, to_port = 443 }]\n\
-            [[vm]]\nname = \"b\"\nallow = [{ to = \"a\", proto = \"tcp\", ports = 443 }]\n";
-        let system = parse("t.toml", text, Format::Toml).expect("valid");
-        let policy = crate::policy::plan(&system);
-        let names = NetVmInterfaces {
-            internal: "ethint0".parse().expect("name"),
-            uplink: "eth0".parse().expect("name"),
-        };
-        render(&system, &policy, &names, &[])
-    }
-
-    #[test]
-    fn a_forward_answers_on_the_uplinks_own_address_only() {
-        let text = ruleset();
-        let dnat: Vec<&str> = text.lines().filter(|l| l.contains("dnat ip to")).collect();
-        assert_eq!(dnat.len(), 2, "{text}");
-        assert!(
-            dnat[0].contains(
-                "iifname \"eth0\" fib daddr . iif type local meta l4proto tcp th dport 8443"
-            ),
-            "{}",
-            dnat[0]
-        );
-    }
-
-    #[test]
-    fn reflected_flows_pass_the_vm_to_vm_policy() {
-        let text = ruleset();
-        // Only connections from the uplink are accepted for being DNATed;
-        // a reflected one (internal to internal) meets `flows`.
-        let forward: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("ct status dnat accept"))
-            .collect();
-        assert_eq!(forward, ["\t\tiifname \"eth0\" oifname \"ethint0\" ct status dnat accept comment \"port forwards\""]);
-    }
-
-    #[test]
-    fn echo_is_answered_on_the_net_vms_own_addresses_only() {
-        let text = ruleset();
-        let accepts: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.contains("echo-request") && l.ends_with("accept")
-                    || l.contains("echo-request accept comment")
-            })
-            .collect();
-        assert!(
-            accepts.iter().all(|l| l.contains("ip daddr 192.168.100.1")
-                || l.contains("fib daddr . iif type local")
-                || l.contains("@icmp_flows")),
-            "{accepts:?}"
-        );
-    }
-
-    #[test]
-    fn every_event_is_logged_once_per_key_before_it_is_added() {
-        let text = ruleset();
-        let lines: Vec<&str> = text.lines().collect();
-        let mut adds = 0;
-        for (i, line) in lines.iter().enumerate() {
-            let Some(set) = EVENT_SETS
-                .iter()
-                .find(|s| line.contains(&format!(" add @{} {{", s.name)))
-            else {
-                continue;
-            };
-            adds += 1;
-            let (match_, _) = line.split_once(" add @").expect("an add rule");
-            let key = set.key.nft_expression();
-            assert_eq!(
-                lines[i - 1],
-                format!(
-                    "{match_} {key} != @{} limit rate {}/second burst {} packets log group {} prefix \"{}\"",
-                    set.name, EVENT_LOG_RATE, EVENT_LOG_BURST, EVENT_LOG_GROUP, set.log_prefix
-                ),
-                "the rule before {line}"
-            );
-            assert_eq!(set.log_prefix, format!("{} ", set.name));
-        }
-        // ev_scan is added in input and in forward.
-        assert_eq!(adds, EVENT_SETS.len() + 1, "{text}");
-    }
-
-    #[test]
-    fn the_endpoints_seed_is_rendered_into_the_set() {
-        let text = "[netvm.uplink]\ninterface = \"eth0\"\n[[vm]]\nname = \"a\"\n";
-        let system = parse("t.toml", text, Format::Toml).expect("valid");
-        let policy = crate::policy::plan(&system);
-        let names = NetVmInterfaces {
-            internal: "ethint0".parse().expect("name"),
-            uplink: "eth0".parse().expect("name"),
-        };
-        let seed = [(
-            Ipv4Addr::new(192, 168, 100, 201),
-            "02:00:00:00:00:01".parse().expect("mac"),
-        )];
-        let text = render(&system, &policy, &names, &seed);
-        assert!(
-            text.contains("elements = { 192.168.100.201 . 02:00:00:00:00:01 }"),
-            "{text}"
-        );
-        assert!(!text.contains("add element"), "{text}");
-    }
-}
+mod tests;

@@ -90,25 +90,29 @@ pub fn args(system: &System, host: &HostPlan, vm: &str, vmm: Vmm) -> Result<Vec<
         nics.push(Nic {
             id: "netvm-up",
             tap: &up.netvm_port,
-            mac: system.netvm.uplink.mac,
+            mac: system.netvm.uplink().mac,
         });
     }
-    let device = if is_netvm {
-        Some(&system.netvm.uplink.device)
+    // Every uplink's device goes to the net-vm (several uplinks: a
+    // backup, a dongle the agent finds when it is plugged in).
+    let devices: Vec<&UplinkDevice> = if is_netvm {
+        system.netvm.uplinks.iter().map(|u| &u.device).collect()
     } else {
-        None
+        Vec::new()
     };
     let mut out = Vec::new();
-    if let (Some(UplinkDevice::Platform(name)), Some(why)) = (device, no_platform(vmm)) {
-        return Err(VmmError::NoPlatform {
-            vmm,
-            name: name.to_string(),
-            why,
-        });
+    for device in &devices {
+        if let (UplinkDevice::Platform(name), Some(why)) = (device, no_platform(vmm)) {
+            return Err(VmmError::NoPlatform {
+                vmm,
+                name: name.to_string(),
+                why,
+            });
+        }
     }
     match vmm {
-        Vmm::Qemu => qemu(&mut out, &nics, device),
-        Vmm::CloudHypervisor | Vmm::Crosvm => other(&mut out, vmm, &nics, device)?,
+        Vmm::Qemu => qemu(&mut out, &nics, &devices),
+        Vmm::CloudHypervisor | Vmm::Crosvm => other(&mut out, vmm, &nics, &devices)?,
     }
     Ok(out)
 }
@@ -132,7 +136,7 @@ fn mac_option(mac: Option<MacAddr>) -> String {
     mac.map(|m| format!(",mac={m}")).unwrap_or_default()
 }
 
-fn qemu(out: &mut Vec<String>, nics: &[Nic<'_>], device: Option<&UplinkDevice>) {
+fn qemu(out: &mut Vec<String>, nics: &[Nic<'_>], devices: &[&UplinkDevice]) {
     for nic in nics {
         out.push("-netdev".into());
         out.push(format!(
@@ -146,22 +150,28 @@ fn qemu(out: &mut Vec<String>, nics: &[Nic<'_>], device: Option<&UplinkDevice>) 
             mac_option(nic.mac)
         ));
     }
-    match device {
-        Some(UplinkDevice::Pci(address)) => {
-            out.push("-device".into());
-            out.push(format!("vfio-pci,host={address}"));
+    let mut xhci = false;
+    for device in devices {
+        match device {
+            UplinkDevice::Pci(address) => {
+                out.push("-device".into());
+                out.push(format!("vfio-pci,host={address}"));
+            }
+            UplinkDevice::Usb(id) => {
+                if !xhci {
+                    out.push("-device".into());
+                    out.push("qemu-xhci,id=netvm-xhci".into());
+                    xhci = true;
+                }
+                out.push("-device".into());
+                out.push(format!(
+                    "usb-host,bus=netvm-xhci.0,vendorid=0x{:04x},productid=0x{:04x}",
+                    id.vendor, id.product
+                ));
+            }
+            // Refused before: see `no_platform`.
+            UplinkDevice::Platform(_) | UplinkDevice::Interface(_) => {}
         }
-        Some(UplinkDevice::Usb(id)) => {
-            out.push("-device".into());
-            out.push("qemu-xhci,id=netvm-xhci".into());
-            out.push("-device".into());
-            out.push(format!(
-                "usb-host,bus=netvm-xhci.0,vendorid=0x{:04x},productid=0x{:04x}",
-                id.vendor, id.product
-            ));
-        }
-        // Refused before: see `no_platform`.
-        Some(UplinkDevice::Platform(_) | UplinkDevice::Interface(_)) | None => {}
     }
 }
 
@@ -169,7 +179,7 @@ fn other(
     out: &mut Vec<String>,
     vmm: Vmm,
     nics: &[Nic<'_>],
-    device: Option<&UplinkDevice>,
+    devices: &[&UplinkDevice],
 ) -> Result<(), VmmError> {
     let crosvm = vmm == Vmm::Crosvm;
     if !crosvm {
@@ -184,32 +194,34 @@ fn other(
             out.push(format!("tap={}{}", nic.tap, mac_option(nic.mac)));
         }
     }
-    match device {
-        Some(UplinkDevice::Pci(address)) => {
-            let path = format!("/sys/bus/pci/devices/{address}/");
-            if crosvm {
-                out.push("--vfio".into());
-                out.push(path);
-            } else {
-                out.push("--device".into());
-                out.push(format!("path={path}"));
+    for device in devices {
+        match device {
+            UplinkDevice::Pci(address) => {
+                let path = format!("/sys/bus/pci/devices/{address}/");
+                if crosvm {
+                    out.push("--vfio".into());
+                    out.push(path);
+                } else {
+                    out.push("--device".into());
+                    out.push(format!("path={path}"));
+                }
             }
+            UplinkDevice::Usb(id) => {
+                return Err(VmmError::NoUsb {
+                    vmm,
+                    id: id.to_string(),
+                })
+            }
+            UplinkDevice::Platform(name) => {
+                // crosvm tells a platform device from a PCI one by what
+                // VFIO reports (`--vfio-platform` is its older, deprecated
+                // spelling); the guest's device-tree node comes from the
+                // integrator's `--device-tree-overlay`.
+                out.push("--vfio".into());
+                out.push(format!("/sys/bus/platform/devices/{name}/"));
+            }
+            UplinkDevice::Interface(_) => {}
         }
-        Some(UplinkDevice::Usb(id)) => {
-            return Err(VmmError::NoUsb {
-                vmm,
-                id: id.to_string(),
-            })
-        }
-        Some(UplinkDevice::Platform(name)) => {
-            // crosvm tells a platform device from a PCI one by what VFIO
-            // reports (`--vfio-platform` is its older, deprecated spelling);
-            // the guest's device-tree node comes from the integrator's
-            // `--device-tree-overlay`.
-            out.push("--vfio".into());
-            out.push(format!("/sys/bus/platform/devices/{name}/"));
-        }
-        Some(UplinkDevice::Interface(_)) | None => {}
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! review the diff).
 
 use netvm_description::{load, parse, Format};
+use netvm_testsupport::nft_check;
 use std::path::{Path, PathBuf};
 
 fn examples_dir() -> PathBuf {
@@ -76,6 +77,27 @@ fn example_plans_match_their_golden_files() {
     }
 }
 
+/// With IPv6 off in the description, the Net VM's plan is exactly what
+/// it was before IPv6: its JSON and ruleset match the IPv4-only golden
+/// files kept in `golden/ipv6-off/` (never regenerated).
+#[test]
+fn with_ipv6_off_the_net_vm_plan_is_the_ipv4_one() {
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ipv6-off");
+    for name in ["ghaf-laptop", "dev-mode", "minimal", "orin-platform"] {
+        let mut system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
+        system.network.ipv6 = None;
+        let netvm = netvm_plan::datapath::plan(&system, &[]);
+        let json = serde_json::to_string_pretty(&netvm).expect("json") + "\n";
+        for (file, actual) in [
+            (format!("{name}.netvm.nft"), &netvm.ruleset),
+            (format!("{name}.netvm.json"), &json),
+        ] {
+            let expected = std::fs::read_to_string(golden_dir.join(&file)).expect("golden");
+            assert_eq!(actual, &expected, "ipv6-off/{file}");
+        }
+    }
+}
+
 /// Every VM's arguments under every VMM, one line each (or the error).
 fn vmm_table(system: &netvm_description::System, host: &netvm_plan::host::HostPlan) -> String {
     use netvm_plan::vmm::{self, Vmm};
@@ -94,12 +116,47 @@ fn vmm_table(system: &netvm_description::System, host: &netvm_plan::host::HostPl
 
 /// The kernel's own parser accepts every example's rulesets, the Net
 /// VM's and the host's (`nft -c` checks without changing anything; needs
-/// root and the nftables package).
+/// root and the nftables package): IPv6 masqueraded (the default),
+/// routed in a delegated prefix, with a CLAT, and off.
 #[test]
 fn example_rulesets_pass_nft_check() {
+    use netvm_plan::datapath::{ClatHook, Ipv6Uplink};
+    let clat = ClatHook {
+        tun: "clat0".parse().expect("name"),
+        clat6: "2001:db8:1:ff::c1a7".parse().expect("address"),
+    };
+    let lease6 = (
+        "2001:db8:1:f0::1:0:de".parse().expect("address"),
+        "02:00:00:00:00:df".parse().expect("mac"),
+    );
     for name in ["ghaf-laptop", "dev-mode", "minimal", "orin-platform"] {
         let system = load(&examples_dir().join(format!("{name}.toml"))).expect("valid");
         nft_check(name, &netvm_plan::datapath::plan(&system, &[]).ruleset);
+        let routed = Ipv6Uplink {
+            delegated: Some("2001:db8:1:f0::/60".parse().expect("prefix")),
+            clat: Some(clat.clone()),
+        };
+        let plan = netvm_plan::datapath::plan_with(&system, &[], &[lease6], &routed);
+        assert_eq!(
+            plan.ipv6.as_ref().expect("on").leases6_admitted,
+            1,
+            "{name}"
+        );
+        nft_check(name, &plan.ruleset);
+        let nat66_clat = Ipv6Uplink {
+            delegated: None,
+            clat: Some(clat.clone()),
+        };
+        nft_check(
+            name,
+            &netvm_plan::datapath::plan_with(&system, &[], &[], &nat66_clat).ruleset,
+        );
+        let mut off = system.clone();
+        off.network.ipv6 = None;
+        nft_check(
+            name,
+            &netvm_plan::datapath::plan_with(&off, &[], &[], &nat66_clat).ruleset,
+        );
         // With pool leases seeding `endpoints` too.
         let lease = (
             std::net::Ipv4Addr::new(192, 168, 100, 222),
@@ -111,30 +168,6 @@ fn example_rulesets_pass_nft_check() {
         nft_check(
             name,
             &netvm_plan::host::plan(&system).expect("host plan").ruleset,
-        );
-    }
-}
-
-fn nft_check(name: &str, ruleset: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    {
-        let mut nft = Command::new("nft")
-            .args(["-c", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nft (Debian package nftables) runs");
-        nft.stdin
-            .take()
-            .expect("stdin")
-            .write_all(ruleset.as_bytes())
-            .expect("write");
-        let output = nft.wait_with_output().expect("nft finishes");
-        assert!(
-            output.status.success(),
-            "{name}: nft -c rejected the ruleset:\n{}\n{ruleset}",
-            String::from_utf8_lossy(&output.stderr)
         );
     }
 }

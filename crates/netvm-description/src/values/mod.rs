@@ -8,6 +8,7 @@
 mod device;
 mod duration;
 mod ipv4;
+mod ipv6;
 mod mac;
 mod names;
 mod ports;
@@ -15,6 +16,7 @@ mod ports;
 pub use device::{PciAddress, PciId, PlatformDevice, UsbId};
 pub use duration::Seconds;
 pub use ipv4::{DnsUpstream, Ipv4Cidr, Ipv4Range, PoolSetting};
+pub use ipv6::Ipv6Cidr;
 pub use mac::{MacAddr, MacPrefix};
 pub use names::{Account, DnsName, DomainName, IfName, VmName};
 pub use ports::{PortRange, Protocol};
