@@ -2,6 +2,11 @@
 //! as its port (isolated where planned), and in dev mode the bridge that
 //! carries the host's uplink and the net-vm's uplink TAP.
 //!
+//! None of these links gets an IPv6 address: [`create`] makes them down,
+//! the plan's `disable_ipv6` sysctls are written for them next (by
+//! `apply_host`), and only then [`wire`] brings them up; a link that was
+//! already up loses its IPv6 addresses when the sysctl is written.
+//!
 //! Links netvm creates carry the alias [`MADE_BY_NETVM`]; `down` deletes
 //! exactly those and only detaches the rest (an interface that existed
 //! before `up`, such as a test's veth standing in for a TAP).

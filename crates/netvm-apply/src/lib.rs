@@ -17,12 +17,18 @@
 //! The host's plan (`netvm_plan::host::HostPlan`) is applied the same way
 //! by [`apply_host`] (links, sysctls, the guard ruleset, then the links wired and up) and
 //! undone by [`remove_host`].
+//!
+//! The CLAT of an IPv6-only uplink ([`clat`]: TUN, addresses, routes,
+//! proxy NDP, tayga) is applied and removed on its own, when the uplink
+//! calls for it.
 
 mod accounts;
-mod conntrack;
+pub mod clat;
+pub mod conntrack;
 pub mod guest;
 mod host_links;
 pub mod inspect;
+pub mod link_watch;
 mod links;
 mod nft;
 mod sysctl;
@@ -32,11 +38,11 @@ mod uplink;
 pub use accounts::AccountError;
 pub use conntrack::ConntrackError;
 pub use host_links::{Removed, MADE_BY_NETVM};
-pub use links::LinkError;
+pub use links::{uplink_address6, LinkError};
 pub use nft::NftError;
 pub use sysctl::SysctlError;
 pub use tap::{open as open_tap, TapError};
-pub use uplink::set_uplink;
+pub use uplink::{move_default_route, set_active_uplink, set_uplink, set_uplink_at};
 
 use netvm_plan::datapath::NetVmPlan;
 use std::path::Path;
@@ -68,18 +74,38 @@ pub struct Applied {
     pub connections_cut: usize,
 }
 
-/// Applies `plan`; `proc_sys` is normally `/proc/sys`; `forbidden` says
-/// which tracked connections the new policy no longer allows.
+/// Applies `plan`; `proc_sys` is normally `/proc/sys`; `forbidden4` and
+/// `forbidden6` say which tracked IPv4 and IPv6 connections the new
+/// policy no longer allows.
 pub fn apply_netvm(
     plan: &NetVmPlan,
     proc_sys: &Path,
-    forbidden: &dyn Fn(&netvm_plan::policy::Connection) -> bool,
+    forbidden4: &dyn Fn(&netvm_plan::policy::Connection) -> bool,
+    forbidden6: &dyn Fn(&netvm_plan::policy::Connection6) -> bool,
 ) -> Result<Applied, ApplyError> {
-    links::apply_links(plan)?;
-    sysctl::apply(proc_sys, &plan.sysctls)?;
+    // With several uplinks, one not plugged in is configured when it
+    // appears (the agent applies the plan again then).
+    let absent: Vec<String> = if plan.names.uplinks.len() > 1 {
+        plan.names
+            .uplinks
+            .iter()
+            .filter(|n| !proc_sys.join("net/ipv4/conf").join(n.as_str()).exists())
+            .map(|n| n.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    links::apply_links(plan, &absent)?;
+    let sysctls: Vec<(String, String)> = plan
+        .sysctls
+        .iter()
+        .filter(|(key, _)| !absent.iter().any(|a| key.contains(&format!("/conf/{a}/"))))
+        .cloned()
+        .collect();
+    sysctl::apply(proc_sys, &sysctls)?;
     nft::apply(&plan.ruleset)?;
     links::apply_routes(plan)?;
-    let connections_cut = conntrack::cut(forbidden)?;
+    let connections_cut = conntrack::cut(forbidden4, forbidden6)?;
     Ok(Applied { connections_cut })
 }
 

@@ -3,10 +3,13 @@
 //! changes nothing.
 
 use futures::TryStreamExt;
-use netvm_plan::datapath::{InterfaceAddress, NetVmPlan};
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use netvm_plan::datapath::{InterfaceAddress, InterfaceRole, NetVmPlan, Route6Plan};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A netlink step failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,14 +115,32 @@ pub(crate) fn parse_cidr(name: &str, text: &str) -> Result<(Ipv4Addr, u8), LinkE
     ))
 }
 
-/// MTU, up and addresses of every interface in the plan.
-pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
+/// MTU, up and addresses of every interface in the plan but the `absent`
+/// uplinks.
+pub fn apply_links(plan: &NetVmPlan, absent: &[String]) -> Result<(), LinkError> {
     runtime()?.block_on(async {
         let handle = connect()?;
         for interface in &plan.interfaces {
             let name = interface.name.as_str();
+            if interface.role == InterfaceRole::Uplink && absent.iter().any(|a| a == name) {
+                continue;
+            }
             let index = index_of(&handle, name).await?;
             set_up(&handle, name, index, interface.mtu, None).await?;
+            for address in &interface.addresses6 {
+                add_ipv6(&handle, index, name, address.addr(), address.prefix()).await?;
+            }
+            // The internal side's global IPv6 is ours alone: an address of
+            // an earlier prefix goes. The uplink's are the kernel's (SLAAC)
+            // or the DHCPv6 client's.
+            if interface.role == InterfaceRole::Internal {
+                let keep: Vec<(Ipv6Addr, u8)> = interface
+                    .addresses6
+                    .iter()
+                    .map(|a| (a.addr(), a.prefix()))
+                    .collect();
+                remove_other_global_ipv6(&handle, index, name, &keep).await?;
+            }
             let InterfaceAddress::Static(address) = interface.address else {
                 continue; // the uplink's DHCP client sets it
             };
@@ -128,6 +149,53 @@ pub fn apply_links(plan: &NetVmPlan) -> Result<(), LinkError> {
         }
         Ok(())
     })
+}
+
+/// `ip -6 addr replace IP/PREFIX dev NAME nodad`: usable at once (the
+/// address is the plan's; nobody else on the link may claim it).
+pub(crate) async fn add_ipv6(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    ip: Ipv6Addr,
+    prefix: u8,
+) -> Result<(), LinkError> {
+    let mut request = handle
+        .address()
+        .add(index, IpAddr::V6(ip), prefix)
+        .replace();
+    request.message_mut().header.flags = AddressHeaderFlags::Nodad;
+    request.execute().await.map_err(refused(
+        format!("ip -6 addr replace {ip}/{prefix} dev {name}"),
+        name,
+    ))
+}
+
+/// Every global IPv6 address on link `index` but `keep` goes.
+async fn remove_other_global_ipv6(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    keep: &[(Ipv6Addr, u8)],
+) -> Result<(), LinkError> {
+    for (ip, message) in addresses_of(handle, index, name).await? {
+        let IpAddr::V6(address) = ip else {
+            continue;
+        };
+        if message.header.scope != AddressScope::Universe
+            || keep.contains(&(address, message.header.prefix_len))
+        {
+            continue;
+        }
+        let shown = format!("{address}/{}", message.header.prefix_len);
+        handle
+            .address()
+            .del(message)
+            .execute()
+            .await
+            .map_err(refused(format!("ip -6 addr del {shown} dev {name}"), name))?;
+    }
+    Ok(())
 }
 
 /// The addresses on link `index` (`ip addr show dev NAME`), each with
@@ -211,10 +279,25 @@ pub(crate) async fn replace_default_route(
     name: &str,
     gateway: Ipv4Addr,
 ) -> Result<(), LinkError> {
-    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+    replace_default_route_at(handle, index, name, gateway, 0).await
+}
+
+/// `ip route replace default via GATEWAY dev NAME metric METRIC` (no
+/// metric attribute at 0, the kernel's default).
+pub(crate) async fn replace_default_route_at(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    gateway: Ipv4Addr,
+    metric: u32,
+) -> Result<(), LinkError> {
+    let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(gateway)
-        .output_interface(index)
-        .build();
+        .output_interface(index);
+    if metric != 0 {
+        builder = builder.priority(metric);
+    }
+    let route = builder.build();
     handle
         .route()
         .add(route)
@@ -253,13 +336,16 @@ pub(crate) async fn remove_other_ipv4(
     Ok(())
 }
 
-/// Routes of the plan (`ip route replace …`).
+/// Routes of the plan (`ip route replace …`, `ip -6 route replace …`).
 pub fn apply_routes(plan: &NetVmPlan) -> Result<(), LinkError> {
-    if plan.routes.is_empty() {
+    if plan.routes.is_empty() && plan.routes6.is_empty() {
         return Ok(());
     }
     runtime()?.block_on(async {
         let handle = connect()?;
+        for route in &plan.routes6 {
+            apply_route6(&handle, route).await?;
+        }
         for route in &plan.routes {
             let name = route.device.as_str();
             let index = index_of(&handle, name).await?;
@@ -283,6 +369,75 @@ pub fn apply_routes(plan: &NetVmPlan) -> Result<(), LinkError> {
                     ),
                     name,
                 ))?;
+        }
+        Ok(())
+    })
+}
+
+/// One IPv6 route of the plan.
+async fn apply_route6(handle: &Handle, route: &Route6Plan) -> Result<(), LinkError> {
+    let (message, step, name) = match route {
+        Route6Plan::Via {
+            destination,
+            gateway,
+            device,
+        } => {
+            let name = device.as_str();
+            let index = index_of(handle, name).await?;
+            let message = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(destination.addr(), destination.prefix())
+                .gateway(*gateway)
+                .output_interface(index)
+                .build();
+            (
+                message,
+                format!("ip -6 route replace {destination} via {gateway} dev {name}"),
+                name.to_owned(),
+            )
+        }
+        Route6Plan::Unreachable { destination } => {
+            let message = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(destination.addr(), destination.prefix())
+                .kind(RouteType::Unreachable)
+                .build();
+            (
+                message,
+                format!("ip -6 route replace unreachable {destination}"),
+                "lo".to_owned(),
+            )
+        }
+    };
+    handle
+        .route()
+        .add(message)
+        .replace()
+        .execute()
+        .await
+        .map_err(refused(step, &name))
+}
+
+/// Puts `address/128` on `interface` (`present`), or takes it off: the
+/// uplink's DHCPv6 (IA_NA) address. Taking off an address that is not
+/// there is fine.
+pub fn uplink_address6(interface: &str, address: Ipv6Addr, present: bool) -> Result<(), LinkError> {
+    runtime()?.block_on(async {
+        let handle = connect()?;
+        let index = index_of(&handle, interface).await?;
+        if present {
+            return add_ipv6(&handle, index, interface, address, 128).await;
+        }
+        for (ip, message) in addresses_of(&handle, index, interface).await? {
+            if ip == IpAddr::V6(address) {
+                handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(refused(
+                        format!("ip -6 addr del {address}/128 dev {interface}"),
+                        interface,
+                    ))?;
+            }
         }
         Ok(())
     })

@@ -3,6 +3,7 @@
 //! one [`Event`] line per event as it happens.
 //!
 //! Requests: `{"command":"status"}`, `{"command":"leases"}`,
+//! `{"command":"uplinks"}`,
 //! `{"command":"events","last":N,"follow":BOOL,"security":BOOL}`,
 //! `{"command":"reload"}`. Answers: `{"ok":true,"status":{…}}` (or
 //! `leases`, `events`, `reload`), or `{"ok":false,"error":"…"}`.
@@ -30,6 +31,8 @@ pub enum Request {
     Status,
     /// `netvm leases`: the live DHCP leases.
     Leases,
+    /// `netvm uplinks`: each uplink's state, and which is active.
+    Uplinks,
     /// `netvm events`: past events, then (with `follow`) new ones.
     Events {
         /// How many past events.
@@ -61,6 +64,9 @@ pub struct Response {
     /// The answer to `leases`, in address order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leases: Option<Vec<LeaseInfo>>,
+    /// The answer to `uplinks`, in the description's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplinks: Option<Vec<UplinkInfo>>,
     /// The answer to `events`, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<Event>>,
@@ -92,6 +98,15 @@ impl Response {
         Response {
             ok: true,
             leases: Some(leases),
+            ..Response::default()
+        }
+    }
+
+    /// The answer to `uplinks`.
+    pub fn uplinks(uplinks: Vec<UplinkInfo>) -> Response {
+        Response {
+            ok: true,
+            uplinks: Some(uplinks),
             ..Response::default()
         }
     }
@@ -274,4 +289,26 @@ enum Line {
 /// under `$defs`.
 pub fn control_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Line)).unwrap_or_default()
+}
+
+/// One uplink (`netvm uplinks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UplinkInfo {
+    /// Its interface in the net-vm.
+    pub name: String,
+    /// Lower is preferred.
+    pub priority: u32,
+    /// `absent`, `no_carrier`, `associating`, `addressing`, `up` or
+    /// `failed`.
+    pub state: String,
+    /// Whether it carries the Internet now.
+    pub active: bool,
+    /// Whether it passed a probe since it was addressed.
+    pub proven: bool,
+    /// Probes failed in a row.
+    pub failures: u32,
+    /// Its IPv4 address, if it has one.
+    pub address: Option<Ipv4Addr>,
+    /// Its gateway, if any.
+    pub router: Option<Ipv4Addr>,
 }

@@ -19,7 +19,7 @@ pub mod control;
 use netvm_description::values::MacAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -139,24 +139,98 @@ pub enum Kind {
     // --- The uplink's DHCP client.
     /// A lease (new or renewed) was put on the uplink.
     UplinkBound {
+        /// The uplink's interface.
+        uplink: String,
         /// The lease.
         lease: netvm_uplink::Lease,
     },
     /// The lease ended or was refused; the address was taken off.
-    UplinkLost,
+    UplinkLost {
+        /// The uplink's interface.
+        uplink: String,
+    },
     /// The client stopped (the address stays).
-    UplinkStopped,
+    UplinkStopped {
+        /// The uplink's interface.
+        uplink: String,
+    },
 
     // --- The agent.
-    /// The uplink's address changed.
+    /// An uplink is up (addressed, and with several uplinks passing its
+    /// probes), or its address changed.
     UplinkUp {
+        /// The uplink's interface.
+        uplink: String,
         /// The address.
         address: Ipv4Addr,
         /// The default gateway, if any.
         router: Option<Ipv4Addr>,
     },
-    /// The uplink lost its lease.
-    UplinkDown,
+    /// An uplink is no longer up.
+    UplinkDown {
+        /// The uplink's interface.
+        uplink: String,
+        /// Its state now: `absent`, `no_carrier`, `associating`,
+        /// `addressing` (its lease was lost), `failed` (its probes fail).
+        state: String,
+    },
+    /// Something the agent does for an uplink failed (configuring one
+    /// that appeared, moving the default route or the ruleset's active
+    /// uplink, a rename); it goes on and tries again on the next change.
+    UplinkFailed {
+        /// The uplink's interface.
+        uplink: String,
+        /// What failed, and why.
+        error: String,
+    },
+    /// The uplink that carries the Internet changed (several uplinks).
+    UplinkSwitched {
+        /// The one that did (none at start).
+        from: Option<String>,
+        /// The one that does now (none: no uplink is up).
+        to: Option<String>,
+        /// Why: `first_up`, `preferred` (fail-back), or the state the
+        /// old one left `up` for.
+        reason: String,
+    },
+    /// What the uplink's IPv6 decides changed: the internal prefix (and
+    /// whether it is routed), the NAT64 prefix, the CLAT, the IPv6 DNS
+    /// servers. The data plane was planned and applied again.
+    Ipv6Uplink {
+        /// The internal network's /64 now, if IPv6 is on.
+        internal_prefix: Option<String>,
+        /// The prefix delegated to the uplink, if any (then the internal
+        /// prefix is its first /64, routed).
+        delegated: Option<String>,
+        /// The NAT64 prefix in use, if any.
+        nat64: Option<String>,
+        /// The CLAT's IPv6 address, while it runs.
+        clat: Option<String>,
+        /// The uplink's IPv6 DNS servers.
+        dns: Vec<String>,
+    },
+    /// The uplink's DHCPv6 address could not be put on or taken off, or
+    /// another IPv6 step on the uplink failed.
+    UplinkIpv6Failed {
+        /// Why.
+        error: String,
+    },
+    /// A DHCPv6 lease on the internal network changed (or the pool ran
+    /// out for a client).
+    Lease6 {
+        /// `granted`, `renewed`, `released`, `expired`, `declined`,
+        /// `revoked` or `pool_exhausted`.
+        change: String,
+        /// The address, when the change is about one.
+        ip: Option<std::net::Ipv6Addr>,
+        /// The client's MAC.
+        mac: MacAddr,
+    },
+    /// The CLAT could not be started, changed or stopped.
+    ClatFailed {
+        /// Why.
+        error: String,
+    },
     /// Interfaces were given the names the data plane uses.
     InterfacesRenamed {
         /// Each rename.
@@ -246,10 +320,10 @@ pub enum Kind {
         window_secs: u64,
     },
     /// A packet from the internal side whose (address, MAC) pair is not
-    /// in `endpoints`.
+    /// in `endpoints` (IPv4) or `endpoints6` (IPv6).
     Spoofing {
         /// The source address it used.
-        source_ip: Ipv4Addr,
+        source_ip: IpAddr,
         /// The source MAC it used.
         source_mac: MacAddr,
         /// Whose MAC that is (a VM, or a lease's host name).
@@ -257,11 +331,21 @@ pub enum Kind {
         /// Whose address that is.
         ip_of: Option<String>,
     },
-    /// A DHCP answer (UDP 67 to 68) arrived from the internal side; the
-    /// envelope's `vm` names the sender when known.
+    /// A DHCP answer (UDP 67 to 68) or DHCPv6 server message (UDP 547
+    /// to 546) arrived from the internal side; the envelope's `vm` names
+    /// the sender when known.
     RogueDhcpServer {
         /// Its source address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
+        /// Its source MAC.
+        mac: MacAddr,
+    },
+    /// A router advertisement arrived from the internal side, where only
+    /// the net-vm advertises; the envelope's `vm` names the sender when
+    /// known.
+    RogueRouterAdvert {
+        /// Its source address (link-local, normally).
+        ip: Ipv6Addr,
         /// Its source MAC.
         mac: MacAddr,
     },
@@ -272,7 +356,7 @@ pub enum Kind {
     /// One uplink source tried many refused ports within a window.
     PortScan {
         /// The source.
-        source: Ipv4Addr,
+        source: IpAddr,
         /// Distinct ports it tried.
         ports: u64,
         /// The window.
@@ -357,15 +441,16 @@ pub struct Changes {
     pub uplink_changed: bool,
 }
 
-/// A connection between two addresses (`policy_drop`, `flow_allowed`).
+/// A connection between two addresses (`policy_drop`, `flow_allowed`),
+/// both IPv4 or both IPv6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Flow {
     /// Its source.
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     /// The VM (or lease host name) with that address.
     pub from_vm: Option<String>,
     /// Its destination.
-    pub to: Ipv4Addr,
+    pub to: IpAddr,
     /// The VM with that address.
     pub to_vm: Option<String>,
     /// The protocol.
@@ -375,11 +460,11 @@ pub struct Flow {
 }
 
 /// A transport protocol: its name when it has one (`tcp`, `udp`,
-/// `icmp`), otherwise its number.
+/// `icmp`, `icmpv6`), otherwise its number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Proto {
-    /// `tcp`, `udp`, `icmp`.
+    /// `tcp`, `udp`, `icmp`, `icmpv6`.
     Name(String),
     /// Another protocol's number.
     Number(u8),
@@ -392,6 +477,7 @@ impl Proto {
             6 => Proto::Name("tcp".to_owned()),
             17 => Proto::Name("udp".to_owned()),
             1 => Proto::Name("icmp".to_owned()),
+            58 => Proto::Name("icmpv6".to_owned()),
             other => Proto::Number(other),
         }
     }
@@ -473,10 +559,16 @@ impl Kind {
             Kind::EventsSuppressed { .. } => "events_suppressed",
             Kind::DnsUpstreams { .. } => "dns_upstreams",
             Kind::UplinkBound { .. } => "uplink_bound",
-            Kind::UplinkLost => "uplink_lost",
-            Kind::UplinkStopped => "uplink_stopped",
+            Kind::UplinkLost { .. } => "uplink_lost",
+            Kind::UplinkStopped { .. } => "uplink_stopped",
             Kind::UplinkUp { .. } => "uplink_up",
-            Kind::UplinkDown => "uplink_down",
+            Kind::UplinkDown { .. } => "uplink_down",
+            Kind::UplinkSwitched { .. } => "uplink_switched",
+            Kind::UplinkFailed { .. } => "uplink_failed",
+            Kind::Ipv6Uplink { .. } => "ipv6_uplink",
+            Kind::ClatFailed { .. } => "clat_failed",
+            Kind::Lease6 { .. } => "lease6",
+            Kind::UplinkIpv6Failed { .. } => "uplink_ipv6_failed",
             Kind::InterfacesRenamed { .. } => "interfaces_renamed",
             Kind::DataPlaneApplied { .. } => "data_plane_applied",
             Kind::PrivilegesDropped { .. } => "privileges_dropped",
@@ -492,6 +584,7 @@ impl Kind {
             Kind::DhcpStarvation { .. } => "dhcp_starvation",
             Kind::Spoofing { .. } => "spoofing",
             Kind::RogueDhcpServer { .. } => "rogue_dhcp_server",
+            Kind::RogueRouterAdvert { .. } => "rogue_router_advert",
             Kind::PolicyDrop(_) => "policy_drop",
             Kind::FlowAllowed(_) => "flow_allowed",
             Kind::PortScan { .. } => "port_scan",
@@ -506,6 +599,7 @@ impl Kind {
             Kind::DhcpStarvation { .. }
             | Kind::Spoofing { .. }
             | Kind::RogueDhcpServer { .. }
+            | Kind::RogueRouterAdvert { .. }
             | Kind::PolicyDrop(_)
             | Kind::FlowAllowed(_)
             | Kind::PortScan { .. }
@@ -531,16 +625,21 @@ impl Kind {
             Kind::DhcpStarvation { .. }
             | Kind::Spoofing { .. }
             | Kind::RogueDhcpServer { .. }
+            | Kind::RogueRouterAdvert { .. }
             | Kind::PortScan { .. }
             | Kind::Lease(netvm_dhcp::Event::PoolExhausted { .. })
             | Kind::LeaseRefused { .. }
+            | Kind::ClatFailed { .. }
+            | Kind::UplinkFailed { .. }
+            | Kind::UplinkIpv6Failed { .. }
             | Kind::EventsLost { .. }
             | Kind::ReloadFailed { .. } => Severity::Warning,
             Kind::PolicyDrop(_)
             | Kind::Lease(netvm_dhcp::Event::AddressDeclined { .. })
             | Kind::EventsSuppressed { .. }
-            | Kind::UplinkLost
-            | Kind::UplinkDown
+            | Kind::UplinkLost { .. }
+            | Kind::UplinkDown { .. }
+            | Kind::UplinkSwitched { .. }
             | Kind::RulesetRemoved { .. } => Severity::Notice,
             _ => Severity::Info,
         }

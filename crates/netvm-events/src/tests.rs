@@ -10,13 +10,14 @@ fn mac(last: u8) -> MacAddr {
 }
 
 const IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 101);
+const IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x65);
 
 /// One of every kind.
 fn every_kind() -> Vec<Kind> {
     let flow = Flow {
-        from: IP,
+        from: IP.into(),
         from_vm: Some("app-vm".into()),
-        to: Ipv4Addr::new(192, 168, 100, 102),
+        to: Ipv4Addr::new(192, 168, 100, 102).into(),
         to_vm: None,
         proto: Proto::from_number(6),
         port: Some(7001),
@@ -106,6 +107,7 @@ fn every_kind() -> Vec<Kind> {
             upstreams: vec!["10.9.0.1:53".into()],
         },
         Kind::UplinkBound {
+            uplink: "wan0".into(),
             lease: netvm_uplink::Lease {
                 address: Ipv4Addr::new(10, 9, 0, 120),
                 prefix: 24,
@@ -117,13 +119,48 @@ fn every_kind() -> Vec<Kind> {
                 rebind_secs: 105,
             },
         },
-        Kind::UplinkLost,
-        Kind::UplinkStopped,
+        Kind::UplinkLost {
+            uplink: "wan0".into(),
+        },
+        Kind::UplinkStopped {
+            uplink: "wan0".into(),
+        },
         Kind::UplinkUp {
+            uplink: "wan0".into(),
             address: Ipv4Addr::new(10, 9, 0, 120),
             router: None,
         },
-        Kind::UplinkDown,
+        Kind::UplinkDown {
+            uplink: "wan0".into(),
+            state: "addressing".into(),
+        },
+        Kind::UplinkFailed {
+            uplink: "uplink1".into(),
+            error: "ip route replace default via 10.9.0.1 dev uplink1".into(),
+        },
+        Kind::UplinkSwitched {
+            from: Some("wan0".into()),
+            to: Some("uplink1".into()),
+            reason: "no_carrier".into(),
+        },
+        Kind::Ipv6Uplink {
+            internal_prefix: Some("2001:db8:100:ab00::/64".into()),
+            delegated: Some("2001:db8:100:ab00::/56".into()),
+            nat64: None,
+            clat: None,
+            dns: vec!["2001:db8:10::1".into()],
+        },
+        Kind::ClatFailed {
+            error: "tayga exited".into(),
+        },
+        Kind::Lease6 {
+            change: "granted".into(),
+            ip: Some("fd00:1::a".parse().expect("ip")),
+            mac: "02:ad:00:00:00:0a".parse().expect("mac"),
+        },
+        Kind::UplinkIpv6Failed {
+            error: "ip -6 addr replace".into(),
+        },
         Kind::InterfacesRenamed {
             renamed: vec![Renamed {
                 from: "br-int".into(),
@@ -175,11 +212,19 @@ fn every_kind() -> Vec<Kind> {
         },
         Kind::EventsLost { count: 3 },
         Kind::FlowAllowed(Flow {
-            from: IP,
+            from: IP.into(),
             from_vm: None,
-            to: IP,
+            to: IP.into(),
             to_vm: None,
             proto: Proto::from_number(132),
+            port: None,
+        }),
+        Kind::FlowAllowed(Flow {
+            from: IP6.into(),
+            from_vm: Some("app-vm".into()),
+            to: "fd00:1::66".parse().expect("address"),
+            to_vm: None,
+            proto: Proto::from_number(58),
             port: None,
         }),
         Kind::DhcpStarvation {
@@ -188,19 +233,38 @@ fn every_kind() -> Vec<Kind> {
             window_secs: 10,
         },
         Kind::Spoofing {
-            source_ip: IP,
+            source_ip: IP.into(),
             source_mac: mac(0x99),
             mac_of: None,
             ip_of: Some("app-vm".into()),
         },
+        Kind::Spoofing {
+            source_ip: IP6.into(),
+            source_mac: mac(0x99),
+            mac_of: Some("app-vm".into()),
+            ip_of: None,
+        },
         Kind::RogueDhcpServer {
-            ip: IP,
+            ip: IP.into(),
+            mac: mac(1),
+        },
+        Kind::RogueDhcpServer {
+            ip: "fe80::2".parse().expect("address"),
+            mac: mac(1),
+        },
+        Kind::RogueRouterAdvert {
+            ip: "fe80::1".parse().expect("address"),
             mac: mac(1),
         },
         Kind::PolicyDrop(flow.clone()),
         Kind::FlowAllowed(flow),
         Kind::PortScan {
-            source: Ipv4Addr::new(203, 0, 113, 9),
+            source: Ipv4Addr::new(203, 0, 113, 9).into(),
+            ports: 20,
+            window_secs: 10,
+        },
+        Kind::PortScan {
+            source: "2001:db8::9".parse().expect("address"),
             ports: 20,
             window_secs: 10,
         },
@@ -280,7 +344,7 @@ fn the_wire_format_stays_what_readers_read() {
     let event = Event::at(
         5,
         Kind::Spoofing {
-            source_ip: IP,
+            source_ip: IP.into(),
             source_mac: mac(0x99),
             mac_of: None,
             ip_of: Some("app-vm".into()),
@@ -306,11 +370,40 @@ fn the_wire_format_stays_what_readers_read() {
     assert_eq!(value["severity"], "notice");
     // The subject VM is the envelope's `vm` (a rogue server's too).
     let rogue = Event::new(Kind::RogueDhcpServer {
-        ip: IP,
+        ip: IP.into(),
         mac: mac(1),
     })
     .about(Some("db-vm".into()));
     assert_eq!(serde_json::to_value(rogue).expect("json")["vm"], "db-vm");
+    // IPv6 addresses are strings in the same fields; a rogue router is
+    // a security warning of its own kind.
+    let v6 = Event::at(
+        6,
+        Kind::Spoofing {
+            source_ip: IP6.into(),
+            source_mac: mac(0x99),
+            mac_of: None,
+            ip_of: None,
+        },
+    );
+    let value = serde_json::to_value(&v6).expect("json");
+    assert_eq!(value["source_ip"], "fd00:1::65");
+    let ra = Event::at(
+        7,
+        Kind::RogueRouterAdvert {
+            ip: "fe80::1".parse().expect("address"),
+            mac: mac(1),
+        },
+    );
+    let value = serde_json::to_value(&ra).expect("json");
+    assert_eq!(
+        value,
+        json!({
+            "time_ms": 7, "class": "security", "severity": "warning",
+            "event": "rogue_router_advert", "ip": "fe80::1", "mac": "02:ad:00:00:00:01",
+        })
+    );
+    assert_eq!(Proto::from_number(58), Proto::Name("icmpv6".into()));
 }
 
 #[test]

@@ -32,14 +32,30 @@ pub struct Facts {
     pub host_table: Option<String>,
     /// `net/ipv4/ip_forward`.
     pub ip_forward: Option<String>,
+    /// Each described uplink's device as the host sees it, in the
+    /// description's order.
+    pub uplinks: Vec<UplinkFacts>,
+    /// IPv6 addresses (link-local included), `ip/prefix`, of the bridge,
+    /// every port on it or planned, and the uplink's host interfaces; an
+    /// interface that does not exist is not listed.
+    pub ipv6_addresses: BTreeMap<String, Vec<String>>,
+    /// `net/ipv6/conf/<name>/disable_ipv6` of every name the plan sets it
+    /// for (`default` included); `None` when it cannot be read (no such
+    /// interface).
+    pub ipv6_disabled: BTreeMap<String, Option<String>>,
+}
+
+/// What the host shows of one uplink's device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UplinkFacts {
     /// The PCI or platform uplink's driver (`None` when unbound or USB).
-    pub uplink_driver: Option<String>,
+    pub driver: Option<String>,
     /// Host interfaces of the uplink device (it should have none).
-    pub uplink_interfaces: Vec<String>,
+    pub interfaces: Vec<String>,
     /// Whether the uplink device was found on the host.
-    pub uplink_found: bool,
+    pub found: bool,
     /// The PCI uplink's vendor:device as the host sees it.
-    pub uplink_pci_id: Option<netvm_description::values::PciId>,
+    pub pci_id: Option<netvm_description::values::PciId>,
 }
 
 /// One port as the host has it.
@@ -92,41 +108,77 @@ pub fn gather(root: &HostRoot, system: &System, plan: &HostPlan) -> Facts {
         });
         facts.ports.insert(port.name.clone(), found);
     }
-    gather_uplink(root, system, &mut facts);
+    facts.uplinks = system
+        .netvm
+        .uplinks
+        .iter()
+        .map(|up| gather_uplink(root, up))
+        .collect();
+    gather_ipv6(root, plan, &mut facts);
     facts
 }
 
-fn gather_uplink(root: &HostRoot, system: &System, facts: &mut Facts) {
+/// The IPv6 side: addresses through netlink, `disable_ipv6` from procfs.
+fn gather_ipv6(root: &HostRoot, plan: &HostPlan, facts: &mut Facts) {
+    let mut names: BTreeSet<&str> = BTreeSet::from([plan.bridge.name.as_str()]);
+    names.extend(plan.ports.iter().map(|p| p.name.as_str()));
+    names.extend(facts.bridge_ports.iter().map(String::as_str));
+    for up in &facts.uplinks {
+        names.extend(up.interfaces.iter().map(String::as_str));
+    }
+    for name in names {
+        if let Ok(Some(addresses)) = netvm_apply::inspect::addresses(name) {
+            let ipv6 = addresses.into_iter().filter(|a| a.contains(':')).collect();
+            facts.ipv6_addresses.insert(name.to_owned(), ipv6);
+        }
+    }
+    for (key, _) in &plan.sysctls {
+        if let Some(name) = disable_ipv6_of(key) {
+            let value = root.read(&root.proc(&format!("sys/{key}")));
+            facts.ipv6_disabled.insert(name.to_owned(), value);
+        }
+    }
+}
+
+/// The interface of a planned `net/ipv6/conf/<name>/disable_ipv6`.
+fn disable_ipv6_of(key: &str) -> Option<&str> {
+    key.strip_prefix("net/ipv6/conf/")?
+        .strip_suffix("/disable_ipv6")
+}
+
+fn gather_uplink(root: &HostRoot, up: &netvm_description::Uplink) -> UplinkFacts {
+    let mut facts = UplinkFacts::default();
     let Ok(listed) = devices::list(root) else {
-        return;
+        return facts;
     };
-    let wanted = |device: &devices::NetDevice| match (&system.netvm.uplink.device, &device.bus) {
+    let wanted = |device: &devices::NetDevice| match (&up.device, &device.bus) {
         (UplinkDevice::Pci(address), devices::Bus::Pci(pci)) => pci.address == *address,
         (UplinkDevice::Usb(id), devices::Bus::Usb(usb)) => usb.id == Some(*id),
         (UplinkDevice::Platform(name), devices::Bus::Platform(p)) => p.name == *name,
         _ => false,
     };
     if let Some(device) = listed.iter().find(|d| wanted(d)) {
-        facts.uplink_found = true;
-        facts.uplink_driver = device.driver.clone();
-        facts.uplink_interfaces = device.interfaces.clone();
+        facts.found = true;
+        facts.driver = device.driver.clone();
+        facts.interfaces = device.interfaces.clone();
         if let devices::Bus::Pci(pci) = &device.bus {
-            facts.uplink_pci_id = pci.id;
+            facts.pci_id = pci.id;
         }
-    } else if let UplinkDevice::Pci(address) = &system.netvm.uplink.device {
+    } else if let UplinkDevice::Pci(address) = &up.device {
         // Bound to vfio-pci, a NIC is still listed by class; a missing
         // one is reported by the check.
         let dir = devices::pci_dir(root, *address);
-        facts.uplink_found = root.exists(&dir);
-        facts.uplink_driver = root.link_name(&dir.join("driver"));
-        facts.uplink_pci_id = devices::pci_id(root, &dir);
-    } else if let UplinkDevice::Platform(name) = &system.netvm.uplink.device {
+        facts.found = root.exists(&dir);
+        facts.driver = root.link_name(&dir.join("driver"));
+        facts.pci_id = devices::pci_id(root, &dir);
+    } else if let UplinkDevice::Platform(name) = &up.device {
         // Bound to vfio-platform and with an unusual node name, it is not
         // listed as a NIC.
         let dir = crate::platform::platform_dir(root, name.as_str());
-        facts.uplink_found = root.exists(&dir);
-        facts.uplink_driver = root.link_name(&dir.join("driver"));
+        facts.found = root.exists(&dir);
+        facts.driver = root.link_name(&dir.join("driver"));
     }
+    facts
 }
 
 fn list_table(family: &str, name: &str) -> Option<String> {
@@ -273,6 +325,7 @@ pub fn check(system: &System, plan: &HostPlan, facts: &Facts) -> Vec<Finding> {
             },
         );
     }
+    check_ipv6_off(plan, facts, &mut finding);
     if secure {
         check_secure(system, facts, &mut finding);
         if let Some(table) = guard {
@@ -311,7 +364,62 @@ fn on_off(flag: bool) -> &'static str {
     }
 }
 
+/// `disable_ipv6` where the plan sets it (both modes: the host has no
+/// IPv6 on the internal network in either).
+fn check_ipv6_off(plan: &HostPlan, facts: &Facts, finding: &mut impl FnMut(String, bool, String)) {
+    let planned: Vec<&str> = plan
+        .sysctls
+        .iter()
+        .filter_map(|(key, _)| disable_ipv6_of(key))
+        .collect();
+    // A missing port has its own failing line; `default` always exists.
+    let on: Vec<String> = planned
+        .iter()
+        .filter_map(|name| match facts.ipv6_disabled.get(*name) {
+            Some(Some(value)) if value == "1" => None,
+            Some(Some(value)) => Some(format!("{name} (disable_ipv6 = {value})")),
+            Some(None) if *name == "default" => Some("default (unreadable)".to_owned()),
+            Some(None) | None => None,
+        })
+        .collect();
+    finding(
+        format!(
+            "IPv6 off on {} and its TAPs (disable_ipv6 = 1)",
+            plan.bridge.name
+        ),
+        on.is_empty(),
+        if on.is_empty() {
+            format!("off on {}", planned.join(", "))
+        } else {
+            format!("on for {}", on.join(", "))
+        },
+    );
+}
+
 fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String, bool, String)) {
+    let with_ipv6: Vec<String> = facts
+        .ipv6_addresses
+        .iter()
+        .filter(|(_, addresses)| !addresses.is_empty())
+        .map(|(name, addresses)| format!("{} on {name}", addresses.join(", ")))
+        .collect();
+    finding(
+        "no IPv6 address on the bridge, its ports or the uplink (secure mode)".into(),
+        with_ipv6.is_empty(),
+        if with_ipv6.is_empty() {
+            format!(
+                "none on {}",
+                facts
+                    .ipv6_addresses
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!("has {}", with_ipv6.join("; "))
+        },
+    );
     finding(
         "no default route (secure mode)".into(),
         facts.default_routes.is_empty(),
@@ -338,76 +446,75 @@ fn check_secure(system: &System, facts: &Facts, finding: &mut impl FnMut(String,
             facts.ip_forward.as_deref().unwrap_or("unknown")
         ),
     );
-    match &system.netvm.uplink.device {
-        UplinkDevice::Pci(address) => {
-            let bound = facts.uplink_driver.as_deref() == Some("vfio-pci");
-            let seen = facts
-                .uplink_pci_id
-                .map_or_else(String::new, |id| format!(", id {id}"));
-            finding(
-                format!("uplink NIC {address} bound to vfio-pci"),
-                bound,
-                driver_seen(facts, &seen),
-            );
-            if let (Some(described), true) = (system.netvm.uplink.pci_id, facts.uplink_found) {
-                let same = facts.uplink_pci_id == Some(described);
+    let none = UplinkFacts::default();
+    for (i, up) in system.netvm.uplinks.iter().enumerate() {
+        let up_facts = facts.uplinks.get(i).unwrap_or(&none).clone();
+        match &up.device {
+            UplinkDevice::Pci(address) => {
+                let bound = up_facts.driver.as_deref() == Some("vfio-pci");
+                let seen = up_facts
+                    .pci_id
+                    .map_or_else(String::new, |id| format!(", id {id}"));
                 finding(
-                    format!("uplink NIC {address} is the described card {described}"),
-                    same,
-                    match facts.uplink_pci_id {
-                        Some(id) if same => format!("id {id}"),
-                        Some(id) => format!(
-                            "id {id}: the description names another card (the Net VM looks for {described})"
-                        ),
-                        None => "its vendor:device cannot be read".into(),
+                    format!("uplink NIC {address} bound to vfio-pci"),
+                    bound,
+                    driver_seen(&up_facts, &seen),
+                );
+                if let (Some(described), true) = (up.pci_id, up_facts.found) {
+                    let same = up_facts.pci_id == Some(described);
+                    finding(
+                        format!("uplink NIC {address} is the described card {described}"),
+                        same,
+                        match up_facts.pci_id {
+                            Some(id) if same => format!("id {id}"),
+                            Some(id) => format!(
+                                "id {id}: the description names another card (the Net VM looks for {described})"
+                            ),
+                            None => "its vendor:device cannot be read".into(),
+                        },
+                    );
+                }
+            }
+            UplinkDevice::Usb(id) => {
+                let free = up_facts.interfaces.is_empty();
+                finding(
+                    format!("uplink USB NIC {id} has no host interface"),
+                    free,
+                    if free {
+                        "no interface".into()
+                    } else {
+                        format!("host interface {}", up_facts.interfaces.join(", "))
                     },
                 );
             }
+            UplinkDevice::Platform(name) => {
+                let vfio = devices::VFIO_PLATFORM_DRIVER;
+                finding(
+                    format!("uplink platform NIC {name} bound to {vfio}"),
+                    up_facts.driver.as_deref() == Some(vfio),
+                    driver_seen(&up_facts, ""),
+                );
+            }
+            UplinkDevice::Interface(_) => {}
         }
-        UplinkDevice::Usb(id) => {
-            let free = facts.uplink_interfaces.is_empty();
+        if matches!(up.device, UplinkDevice::Pci(_) | UplinkDevice::Platform(_))
+            && !up_facts.interfaces.is_empty()
+        {
             finding(
-                format!("uplink USB NIC {id} has no host interface"),
-                free,
-                if free {
-                    "no interface".into()
-                } else {
-                    format!("host interface {}", facts.uplink_interfaces.join(", "))
-                },
+                "uplink NIC has no host interface".into(),
+                false,
+                format!("host interface {}", up_facts.interfaces.join(", ")),
             );
         }
-        UplinkDevice::Platform(name) => {
-            let vfio = devices::VFIO_PLATFORM_DRIVER;
-            finding(
-                format!("uplink platform NIC {name} bound to {vfio}"),
-                facts.uplink_driver.as_deref() == Some(vfio),
-                driver_seen(facts, ""),
-            );
-        }
-        UplinkDevice::Interface(_) => {}
-    }
-    if matches!(
-        system.netvm.uplink.device,
-        UplinkDevice::Pci(_) | UplinkDevice::Platform(_)
-    ) && !facts.uplink_interfaces.is_empty()
-    {
-        finding(
-            "uplink NIC has no host interface".into(),
-            false,
-            format!("host interface {}", facts.uplink_interfaces.join(", ")),
-        );
     }
 }
 
 /// What the audit saw of a PCI or platform uplink's driver, and `more`.
-fn driver_seen(facts: &Facts, more: &str) -> String {
-    if !facts.uplink_found {
+fn driver_seen(facts: &UplinkFacts, more: &str) -> String {
+    if !facts.found {
         return "not found on this host".into();
     }
-    format!(
-        "driver {}{more}",
-        facts.uplink_driver.as_deref().unwrap_or("none")
-    )
+    format!("driver {}{more}", facts.driver.as_deref().unwrap_or("none"))
 }
 
 /// The findings as text: `PASS check: detail` / `FAIL check: detail`.
@@ -436,9 +543,12 @@ mod tests {
 
     fn bound_uplink(id: &str) -> Facts {
         Facts {
-            uplink_found: true,
-            uplink_driver: Some("vfio-pci".into()),
-            uplink_pci_id: Some(id.parse().expect("id")),
+            uplinks: vec![UplinkFacts {
+                found: true,
+                driver: Some("vfio-pci".into()),
+                pci_id: Some(id.parse().expect("id")),
+                ..UplinkFacts::default()
+            }],
             ..Facts::default()
         }
     }
@@ -474,11 +584,76 @@ mod tests {
     }
 
     #[test]
+    fn every_uplink_is_audited_a_backup_dongle_with_a_host_interface_fails() {
+        let text = "[[netvm.uplink]]\npci = \"0000:03:00.0\"\n[[netvm.uplink]]\nusb = \"0bda:8153\"\nmac = \"02:00:00:00:99:01\"\n[[vm]]\nname = \"a\"\n";
+        let system = parse("two.toml", text, Format::Toml).expect("valid");
+        let plan = netvm_plan::host::plan(&system).expect("plan");
+        let mut facts = bound_uplink("8086:15f3");
+        facts.uplinks.push(UplinkFacts {
+            found: true,
+            interfaces: vec!["enx020000009901".into()],
+            ..UplinkFacts::default()
+        });
+        let findings = check(&system, &plan, &facts);
+        assert!(line(&findings, "uplink NIC 0000:03:00.0 bound").is_some_and(|f| f.passed));
+        let dongle = line(&findings, "uplink USB NIC 0bda:8153 has no host interface")
+            .expect("the backup is audited");
+        assert!(!dongle.passed);
+        assert_eq!(dongle.detail, "host interface enx020000009901");
+    }
+
+    #[test]
+    fn the_secure_host_fails_on_any_ipv6_address_link_local_included() {
+        let (system, plan) = secure("interface = \"eth0\"");
+        let mut facts = Facts::default();
+        for name in ["vmbr0", "tap-net-vm", "tap-a"] {
+            facts.ipv6_addresses.insert(name.into(), Vec::new());
+        }
+        for (key, _) in &plan.sysctls {
+            if let Some(name) = disable_ipv6_of(key) {
+                facts.ipv6_disabled.insert(name.into(), Some("1".into()));
+            }
+        }
+        let clean = check(&system, &plan, &facts);
+        let none = line(&clean, "no IPv6 address").expect("IPv6 line");
+        assert!(none.passed, "{none:?}");
+        assert_eq!(none.detail, "none on tap-a, tap-net-vm, vmbr0");
+        let off = line(&clean, "IPv6 off on vmbr0").expect("disable_ipv6 line");
+        assert!(off.passed, "{off:?}");
+        assert_eq!(off.detail, "off on default, vmbr0, tap-net-vm, tap-a");
+
+        facts
+            .ipv6_addresses
+            .insert("tap-a".into(), vec!["fe80::ff:fe00:65/64".into()]);
+        facts.ipv6_disabled.insert("tap-a".into(), Some("0".into()));
+        let broken = check(&system, &plan, &facts);
+        let none = line(&broken, "no IPv6 address").expect("IPv6 line");
+        assert!(!none.passed);
+        assert_eq!(none.detail, "has fe80::ff:fe00:65/64 on tap-a");
+        let off = line(&broken, "IPv6 off on vmbr0").expect("disable_ipv6 line");
+        assert!(!off.passed);
+        assert_eq!(off.detail, "on for tap-a (disable_ipv6 = 0)");
+    }
+
+    #[test]
+    fn the_dev_host_checks_disable_ipv6_but_not_every_address() {
+        let text = "[netvm]\nmode = \"dev\"\n[netvm.uplink]\ninterface = \"eth0\"\n[host]\nuplink = \"eth9\"\n[[vm]]\nname = \"a\"\n";
+        let system = parse("dev.toml", text, Format::Toml).expect("valid");
+        let plan = netvm_plan::host::plan(&system).expect("plan");
+        let findings = check(&system, &plan, &Facts::default());
+        assert!(line(&findings, "no IPv6 address").is_none());
+        assert!(line(&findings, "IPv6 off on vmbr0").is_some_and(|f| f.passed));
+    }
+
+    #[test]
     fn a_platform_uplink_must_be_on_vfio_platform_with_no_host_interface() {
         let (system, plan) = secure("platform = \"6800000.ethernet\"");
         let bound = Facts {
-            uplink_found: true,
-            uplink_driver: Some("vfio-platform".into()),
+            uplinks: vec![UplinkFacts {
+                found: true,
+                driver: Some("vfio-platform".into()),
+                ..UplinkFacts::default()
+            }],
             ..Facts::default()
         };
         let findings = check(&system, &plan, &bound);
@@ -491,9 +666,12 @@ mod tests {
         assert!(line(&findings, "uplink NIC has no host interface").is_none());
 
         let host_keeps_it = Facts {
-            uplink_found: true,
-            uplink_driver: Some("tegra-mgbe".into()),
-            uplink_interfaces: vec!["mgbe0_0".into()],
+            uplinks: vec![UplinkFacts {
+                found: true,
+                driver: Some("tegra-mgbe".into()),
+                interfaces: vec!["mgbe0_0".into()],
+                ..UplinkFacts::default()
+            }],
             ..Facts::default()
         };
         let findings = check(&system, &plan, &host_keeps_it);

@@ -41,7 +41,8 @@ fn uplink_of(text: &str) -> netvm_description::Uplink {
     parse("described.toml", &full, Format::Toml)
         .unwrap_or_else(|e| panic!("{e}\n---\n{full}"))
         .netvm
-        .uplink
+        .uplink()
+        .clone()
 }
 
 #[test]

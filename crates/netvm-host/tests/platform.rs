@@ -314,7 +314,7 @@ fn describe_prints_a_platform_stanza() {
     let system = netvm_description::parse("d.toml", &full, netvm_description::Format::Toml)
         .unwrap_or_else(|e| panic!("{e}\n{full}"));
     assert_eq!(
-        system.netvm.uplink.device,
+        system.netvm.uplink().device,
         netvm_description::UplinkDevice::Platform(MGBE.parse().expect("name"))
     );
 }

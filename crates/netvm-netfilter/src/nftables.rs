@@ -19,7 +19,7 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProto
 use netvm_description::values::MacAddr;
 use nix::errno::Errno;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// `NFNL_SUBSYS_NFTABLES`: the batch's `res_id`.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -43,6 +43,8 @@ const RECEIVE_BUFFER: usize = 2 << 20;
 pub enum Part {
     /// `ipv4_addr`: 4 bytes, network order.
     Ipv4(Ipv4Addr),
+    /// `ipv6_addr`: 16 bytes, network order.
+    Ipv6(Ipv6Addr),
     /// `ether_addr`: 6 bytes.
     Mac(MacAddr),
     /// `inet_proto`: 1 byte.
@@ -55,6 +57,7 @@ impl Part {
     fn bytes(&self, out: &mut Vec<u8>) {
         match self {
             Part::Ipv4(ip) => out.extend_from_slice(&ip.octets()),
+            Part::Ipv6(ip) => out.extend_from_slice(&ip.octets()),
             Part::Mac(mac) => out.extend_from_slice(&mac.0),
             Part::Proto(p) => out.push(*p),
             Part::Port(p) => out.extend_from_slice(&p.to_be_bytes()),
@@ -66,6 +69,7 @@ impl fmt::Display for Part {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Part::Ipv4(ip) => write!(f, "{ip}"),
+            Part::Ipv6(ip) => write!(f, "{ip}"),
             Part::Mac(mac) => {
                 let m = mac.0;
                 write!(
@@ -89,6 +93,11 @@ impl Element {
     /// An element of `ipv4_addr . ether_addr`.
     pub fn ipv4_mac(ip: Ipv4Addr, mac: MacAddr) -> Element {
         Element(vec![Part::Ipv4(ip), Part::Mac(mac)])
+    }
+
+    /// An element of `ipv6_addr . ether_addr`.
+    pub fn ipv6_mac(ip: Ipv6Addr, mac: MacAddr) -> Element {
+        Element(vec![Part::Ipv6(ip), Part::Mac(mac)])
     }
 
     /// The key bytes the kernel expects (`NFTA_DATA_VALUE` of the key):

@@ -10,7 +10,7 @@ use netvm_testsupport::Netns;
 use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Runs `f` on a thread that entered `ns`'s network namespace; sockets it
@@ -61,6 +61,7 @@ table inet t {
     counter c1 { }
     counter c2 { }
     set s { type ipv4_addr . ether_addr; }
+    set s6 { type ipv6_addr . ether_addr; }
     set p { type ipv4_addr . inet_proto . inet_service; }
     chain out {
         type filter hook output priority 0; policy accept;
@@ -96,6 +97,16 @@ fn set_elements_are_added_and_removed_in_one_batch_each() {
         ])
     );
     assert_eq!(listed(&ns, "p"), set(&[r#"["10.0.0.2","udp",53]"#]));
+    let v6 = Element::ipv6_mac("fd00:1::a".parse().expect("ip"), mac(3));
+    nft.add("t", "s6", std::slice::from_ref(&v6))
+        .expect("add v6");
+    assert_eq!(
+        listed(&ns, "s6"),
+        set(&[r#"["fd00:1::a","02:00:00:00:00:03"]"#])
+    );
+    nft.remove("t", "s6", std::slice::from_ref(&v6))
+        .expect("remove v6");
+    assert!(listed(&ns, "s6").is_empty());
 
     // One absent element neither fails nor keeps the others.
     nft.remove("t", "s", &[gone.clone(), a.clone()])
@@ -201,6 +212,39 @@ fn a_logged_packet_arrives_as_a_record() {
     assert!(err.is_some(), "group 7 is taken");
 }
 
+/// IPv6 packets logged by a rule of an `inet` table reach the same
+/// group's listener, summarized with their IPv6 addresses.
+#[test]
+fn a_logged_ipv6_packet_arrives_as_a_record() {
+    let a = Netns::new("nfl6a");
+    let b = Netns::new("nfl6b");
+    netvm_testsupport::veth(&a, "va", &b, "vb");
+    a.ok(&["ip", "addr", "add", "fd77::1/64", "dev", "va", "nodad"]);
+    b.ok(&["ip", "addr", "add", "fd77::2/64", "dev", "vb", "nodad"]);
+    nft_load(
+        &b,
+        r#"table inet t {
+            chain input {
+                type filter hook input priority 0; policy accept;
+                udp dport 5353 log prefix "ev_test6" group 7
+            }
+        }"#,
+    );
+    let mut listener = in_netns(&b, || LogListener::bind(7).expect("bind"));
+    let sender = in_netns(&a, || UdpSocket::bind("[fd77::1]:40001").expect("bind"));
+    let record = receive(&mut listener, "ev_test6", || {
+        sender.send_to(b"hello", "[fd77::2]:5353").expect("send");
+    });
+    let packet = record.packet.expect("an IPv6 packet");
+    let ip = |text: &str| -> IpAddr { text.parse().expect("address") };
+    assert_eq!((packet.src, packet.dst), (ip("fd77::1"), ip("fd77::2")));
+    assert_eq!(
+        (packet.proto, packet.sport, packet.dport),
+        (17, Some(40001), Some(5353))
+    );
+    assert!(record.hw_source.is_some());
+}
+
 #[test]
 fn a_flood_is_counted_not_fatal() {
     let ns = Netns::new("nflood");
@@ -279,7 +323,11 @@ fn tracked_connections_are_listed_and_deleted() {
         .unwrap_or_else(|| panic!("the UDP flow in {entries:?}"));
     assert_eq!(
         (udp.src, udp.dst, udp.sport),
-        (Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, Some(40002))
+        (
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            Some(40002)
+        )
     );
     let icmp = *entries
         .iter()
@@ -296,6 +344,80 @@ fn tracked_connections_are_listed_and_deleted() {
     // The one-shot functions use a socket of the caller thread's namespace.
     let again = in_netns(&ns, || conntrack::delete(&icmp)).expect("delete");
     assert!(!again, "already gone");
+}
+
+#[test]
+fn tracked_ipv6_connections_are_listed_and_deleted() {
+    let ns = Netns::new("n6tnfct");
+    nft_load(
+        &ns,
+        r#"table inet t {
+            chain out {
+                type filter hook output priority 0; policy accept;
+                ct state new counter
+            }
+        }"#,
+    );
+    let mut ct = in_netns(&ns, || Conntrack::open().expect("open"));
+    let (_listener, _client, _server) = in_netns(&ns, || {
+        let socket = UdpSocket::bind("[::1]:40002").expect("bind");
+        socket.send_to(b"x", "[::1]:40003").expect("send");
+        let listener = TcpListener::bind("[::1]:40004").expect("listen");
+        let client = TcpStream::connect("[::1]:40004").expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (listener, client, server)
+    });
+    ns.ok(&["ping", "-6", "-c", "1", "-W", "5", "::1"]);
+    // An IPv4 flow too: the IPv6 table must not list it.
+    in_netns(&ns, || {
+        let socket = UdpSocket::bind("127.0.0.1:40002").expect("bind");
+        socket.send_to(b"x", "127.0.0.1:40003").expect("send");
+    });
+
+    let entries = ct.dump_ipv6().expect("dump");
+    assert!(entries.iter().all(|t| t.src.is_ipv6() && t.dst.is_ipv6()));
+    let localhost = IpAddr::from(Ipv6Addr::LOCALHOST);
+    let udp = *entries
+        .iter()
+        .find(|t| t.proto == 17 && t.dport == Some(40003))
+        .unwrap_or_else(|| panic!("the UDP flow in {entries:?}"));
+    assert_eq!(
+        (udp.src, udp.dst, udp.sport),
+        (localhost, localhost, Some(40002))
+    );
+    let tcp = *entries
+        .iter()
+        .find(|t| t.proto == 6 && t.dport == Some(40004))
+        .unwrap_or_else(|| panic!("the TCP connection in {entries:?}"));
+    assert_eq!((tcp.src, tcp.dst), (localhost, localhost));
+    let icmp = *entries
+        .iter()
+        .find(|t| t.proto == 58)
+        .unwrap_or_else(|| panic!("the ping in {entries:?}"));
+    assert_eq!((icmp.sport, icmp.dport), (None, None));
+    assert_eq!(icmp.icmp.map(|i| i.kind), Some(128));
+    let all = ct.dump_all().expect("dump all");
+    assert!(all.contains(&udp) && all.contains(&tcp) && all.contains(&icmp));
+    assert!(
+        all.iter()
+            .any(|t| t.src.is_ipv4() && t.dport == Some(40003)),
+        "the IPv4 flow in {all:?}"
+    );
+
+    assert!(ct.delete(&udp).expect("delete"), "deleted");
+    assert!(ct.delete(&tcp).expect("delete tcp"), "deleted");
+    assert!(ct.delete(&icmp).expect("delete icmpv6"), "deleted");
+    let after = ct.dump_ipv6().expect("dump");
+    assert!(
+        !after.contains(&udp) && !after.contains(&tcp) && !after.contains(&icmp),
+        "{after:?}"
+    );
+    assert!(!ct.delete(&udp).expect("delete again"), "already gone");
+    let again = in_netns(&ns, || conntrack::delete(&icmp)).expect("delete");
+    assert!(!again, "already gone");
+    // The IPv4 flow is still there.
+    let v4 = in_netns(&ns, conntrack::dump_ipv4).expect("dump");
+    assert!(v4.iter().any(|t| t.dport == Some(40003)), "{v4:?}");
 }
 
 #[test]

@@ -6,8 +6,12 @@ use std::io::Write;
 /// Writes `value` as one line to `out` (not flushed: a loop that writes
 /// many flushes once per batch).
 pub fn emit(out: &mut dyn Write, value: &impl serde::Serialize) {
-    if serde_json::to_writer(&mut *out, value).is_ok() {
-        let _ = out.write_all(b"\n");
+    // The whole line in one write: parts on other threads write to the
+    // same stdout, and std locks it per call, so a line written in
+    // pieces could be cut by another part's.
+    if let Ok(mut line) = serde_json::to_vec(value) {
+        line.push(b'\n');
+        let _ = out.write_all(&line);
     }
 }
 
