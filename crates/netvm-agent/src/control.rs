@@ -38,6 +38,8 @@ pub trait Handler: Send + Sync {
     fn status(&self) -> Result<Status, String>;
     /// `netvm leases`, or why they cannot be read.
     fn leases(&self) -> Result<Vec<LeaseInfo>, String>;
+    /// Each uplink's state.
+    fn uplinks(&self) -> Result<Vec<netvm_events::control::UplinkInfo>, String>;
     /// `netvm reload`: the `reloaded` event, or why nothing changed.
     fn reload(&self) -> Result<Event, String>;
     /// The event stream.
@@ -179,7 +181,7 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
             let _ = answer(
                 stream,
                 &refusal(&format!(
-                    "not a request ({e}): use status, leases, events or reload"
+                    "not a request ({e}): use status, leases, uplinks, events or reload"
                 )),
             );
             return;
@@ -196,6 +198,9 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
         Request::Leases => handler
             .leases()
             .map_or_else(|why| refusal(&why), Response::leases),
+        Request::Uplinks => handler
+            .uplinks()
+            .map_or_else(|why| refusal(&why), Response::uplinks),
         Request::Reload => handler
             .reload()
             .map_or_else(|why| refusal(&why), Response::reload),

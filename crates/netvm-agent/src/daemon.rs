@@ -25,6 +25,7 @@
 
 use crate::control::Handler;
 use crate::hub::Hub;
+use crate::ipv6_uplink::{Decision, Learned};
 use crate::parts::{self, Part, Shared};
 use crate::state::{Lease, State};
 use netvm_description::values::MacAddr;
@@ -34,10 +35,11 @@ use netvm_events::control::{
 };
 use netvm_events::{Changes, Event, Kind, Ready, Renamed};
 use netvm_plan::datapath::NetVmPlan;
+use netvm_plan::datapath::{ClatHook, Ipv6Uplink};
 use netvm_runtime::{error_chain, Bell, PartControl, Stop};
 use serde_json::Value;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
@@ -171,12 +173,33 @@ fn find_interfaces(system: &System) -> Result<Vec<netvm_plan::guest::Rename>, Ag
 fn apply(
     system: &System,
     leases: &[(Ipv4Addr, MacAddr)],
+    leases6: &[(Ipv6Addr, MacAddr)],
+    uplink6: &Ipv6Uplink,
+    active: Option<&netvm_description::values::IfName>,
 ) -> Result<(netvm_apply::Applied, NetVmPlan), netvm_apply::ApplyError> {
-    let plan = netvm_plan::datapath::plan(system, leases);
+    let plan = netvm_plan::datapath::plan_for(system, leases, leases6, uplink6, active);
     let forbidden =
         |c: &netvm_plan::policy::Connection| plan.policy.allows(system, c) == Some(false);
-    let applied = netvm_apply::apply_netvm(&plan, Path::new("/proc/sys"), &forbidden)?;
+    let forbidden6 =
+        |c: &netvm_plan::policy::Connection6| plan.policy.allows6(system, c) == Some(false);
+    let applied = netvm_apply::apply_netvm(&plan, Path::new("/proc/sys"), &forbidden, &forbidden6)?;
     Ok((applied, plan))
+}
+
+/// With several uplinks, the one that carries the Internet now.
+fn active_uplink(shared: &Shared) -> Option<netvm_description::values::IfName> {
+    shared
+        .state
+        .lock()
+        .ok()
+        .and_then(|s| s.active_uplink.clone())
+}
+
+fn lease6_pairs(state: &Mutex<State>) -> Vec<(Ipv6Addr, MacAddr)> {
+    state
+        .lock()
+        .map(|s| s.leases6.iter().map(|(ip, mac)| (*ip, *mac)).collect())
+        .unwrap_or_default()
 }
 
 fn lease_pairs(state: &Mutex<State>) -> Vec<(Ipv4Addr, MacAddr)> {
@@ -238,7 +261,7 @@ fn differences(old: &System, new: &System) -> Changes {
         vms_changed: changed,
         dhcp_changed: old.dhcp != new.dhcp,
         dns_changed: old.dns != new.dns,
-        uplink_changed: old.netvm.uplink != new.netvm.uplink,
+        uplink_changed: old.netvm.uplinks != new.netvm.uplinks,
     }
 }
 
@@ -328,6 +351,15 @@ impl Handler for Control {
             .map_err(|_| "the agent's state is unreadable".to_owned())
     }
 
+    fn uplinks(&self) -> Result<Vec<netvm_events::control::UplinkInfo>, String> {
+        let state = self
+            .shared
+            .state
+            .lock()
+            .map_err(|_| "the agent's state is unreadable".to_owned())?;
+        Ok(crate::uplinks::info(&state))
+    }
+
     fn reload(&self) -> Result<Event, String> {
         let (reply, answer) = channel();
         self.reloads
@@ -351,9 +383,36 @@ struct Running {
     /// The plan they run.
     plan: NetVmPlan,
     dhcp: Option<Part>,
+    /// The internal side's DHCPv6 server, while IPv6 is on.
+    dhcp6: Option<Part>,
     dns: Option<Part>,
     uplink: Option<Part>,
+    /// The uplink's router advertisement listener (IPv6 `auto`).
+    router_listener: Option<Part>,
+    /// The uplink's DHCPv6 client (IPv6 `auto`).
+    dhcp6_client: Option<Part>,
+    /// The internal side's router advertisements, while IPv6 is on.
+    advertiser: Option<(netvm_ra::AdvertHandle, Part)>,
+    /// The CLAT, while the uplink needs one.
+    clat: Option<netvm_apply::clat::Clat>,
+    /// What the uplink's IPv6 decided, as applied.
+    decision: Decision,
+    /// The uplink's IPv6 as given to the plan.
+    uplink6: Ipv6Uplink,
+    /// The RFC 7050 probe, while it runs, and the DNS servers it asked.
+    probe: Option<(thread::JoinHandle<()>, Vec<Ipv6Addr>)>,
+    /// The agent's stop (for the probe).
+    stop: Stop,
+    /// Until when the internal side's IPv6 service (DHCPv6, router
+    /// advertisements) waits at start for the uplink to say whether it
+    /// delegates a prefix, so VMs are not first given addresses in a
+    /// prefix that is replaced a second later. `None`: serving.
+    ipv6_settle: Option<Instant>,
     metrics: Option<(Stop, thread::JoinHandle<()>)>,
+    /// Several uplinks: their manager.
+    multi: Option<crate::uplinks::Multi>,
+    /// Rung by the manager's threads (kept across reloads).
+    uplinks_bell: Bell,
 }
 
 impl Running {
@@ -361,9 +420,24 @@ impl Running {
     /// they run).
     fn start(&mut self, system: &System, shared: &Shared, control: &Arc<Control>) {
         self.dhcp = Some(parts::start_dhcp(system, &self.plan, shared));
+        if self.ipv6_settle.is_none() {
+            self.dhcp6 = parts::start_dhcp6(system, &self.plan, shared);
+        }
         self.dns = Some(parts::start_dns(&self.plan, shared));
-        if self.uplink.is_none() {
+        if system.netvm.uplinks.len() > 1 {
+            if self.multi.is_none() {
+                self.multi = Some(crate::uplinks::Multi::start(
+                    system,
+                    shared,
+                    &self.uplinks_bell,
+                ));
+            }
+        } else if self.uplink.is_none() {
             self.uplink = parts::start_uplink(system, shared);
+        }
+        self.start_uplink6(system, shared);
+        if self.ipv6_settle.is_none() {
+            self.advertise(shared);
         }
         if self.metrics.is_none() {
             self.metrics = start_metrics(system, control);
@@ -375,20 +449,88 @@ impl Running {
         }
     }
 
+    /// Starts the primary uplink's IPv6 parts (router listener, DHCPv6
+    /// client) unless they run. With several uplinks, only while the
+    /// primary is plugged in (it may come later).
+    fn start_uplink6(&mut self, system: &System, shared: &Shared) {
+        if system.netvm.uplinks.len() > 1 {
+            let primary = &system.netvm.uplink().name;
+            if !Path::new("/sys/class/net").join(primary.as_str()).exists() {
+                return;
+            }
+        }
+        if self.router_listener.is_none() {
+            self.router_listener = parts::start_router_listener(system, shared);
+        }
+        if self.dhcp6_client.is_none() {
+            self.dhcp6_client = parts::start_dhcp6_client(system, shared);
+        }
+    }
+
+    /// With several uplinks the primary's IPv6 parts end when it is
+    /// unplugged: reported, not fatal; they start again when it is back.
+    fn tend_uplink6(&mut self, system: &System, shared: &Shared) {
+        for slot in [&mut self.router_listener, &mut self.dhcp6_client] {
+            if slot.as_ref().is_some_and(|p| p.is_finished()) {
+                if let Some(part) = slot.take() {
+                    let name = part.name;
+                    let why = part.stop().err().unwrap_or_else(|| "it ended".to_owned());
+                    shared.hub.emit(
+                        Event::new(Kind::UplinkIpv6Failed {
+                            error: format!("{name}: {why}"),
+                        }),
+                        true,
+                    );
+                }
+            }
+        }
+        self.start_uplink6(system, shared);
+    }
+
+    /// Starts the internal side's IPv6 service (after the settle time).
+    fn start_ipv6(&mut self, system: &System, shared: &Shared) {
+        if self.dhcp6.is_none() {
+            self.dhcp6 = parts::start_dhcp6(system, &self.plan, shared);
+        }
+        self.advertise(shared);
+    }
+
     fn any_finished(&self) -> Option<&'static str> {
-        [self.dhcp.as_ref(), self.dns.as_ref(), self.uplink.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|p| p.is_finished())
-            .map(|p| p.name)
+        // With several uplinks, the primary's IPv6 parts may end with it
+        // (see `tend_uplink6`).
+        let several = self.multi.is_some();
+        [
+            self.dhcp.as_ref(),
+            self.dhcp6.as_ref(),
+            self.dns.as_ref(),
+            self.uplink.as_ref(),
+            self.router_listener.as_ref().filter(|_| !several),
+            self.dhcp6_client.as_ref().filter(|_| !several),
+            self.advertiser.as_ref().map(|(_, part)| part),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_finished())
+        .map(|p| p.name)
     }
 
     /// Stops the servers; the uplink client and the metrics too when
     /// `all`. The errors of parts that had failed.
     fn stop(&mut self, all: bool) -> Vec<(&'static str, String)> {
-        let mut parts = vec![self.dhcp.take(), self.dns.take()];
+        let mut parts = vec![self.dhcp.take(), self.dhcp6.take(), self.dns.take()];
         if all {
+            if let Some(mut multi) = self.multi.take() {
+                multi.stop();
+            }
             parts.push(self.uplink.take());
+            parts.push(self.router_listener.take());
+            parts.push(self.dhcp6_client.take());
+            parts.push(self.advertiser.take().map(|(_, part)| part));
+            if let Some(clat) = self.clat.take() {
+                if let Err(e) = clat.remove() {
+                    errors_clat(&e);
+                }
+            }
             self.stop_metrics();
         }
         parts
@@ -399,6 +541,56 @@ impl Running {
                 p.stop().err().map(|e| (name, e))
             })
             .collect()
+    }
+
+    /// The internal side's router advertisements follow the plan: started
+    /// when IPv6 is on, told of a new prefix's settings, stopped (with a
+    /// last advertisement of router lifetime zero) when IPv6 goes.
+    fn advertise(&mut self, shared: &Shared) {
+        let Some(ipv6) = &self.plan.ipv6 else {
+            if let Some((_, part)) = self.advertiser.take() {
+                let _ = part.stop();
+            }
+            return;
+        };
+        let config = netvm_ra::AdvertConfig::internal(
+            ipv6.ra.rdnss,
+            Some(ipv6.ra.dnssl.as_str()),
+            u32::from(ipv6.ra.mtu),
+            None,
+        );
+        if let Some((handle, _)) = &self.advertiser {
+            if let Err(e) = handle.update(config) {
+                shared.hub.emit(
+                    Event::new(Kind::UplinkIpv6Failed {
+                        error: format!("router advertisement: {e}"),
+                    }),
+                    true,
+                );
+            }
+            return;
+        }
+        match netvm_ra::Advertiser::open(&self.plan.names.internal, config) {
+            Ok(advertiser) => {
+                let handle = advertiser.handle();
+                let part = Part::spawn("router-advertiser", &shared.ended, move |control| {
+                    advertiser
+                        .run(&control.stop)
+                        .map(|_| ())
+                        .map_err(|e| error_chain(&e))
+                });
+                self.advertiser = Some((handle, part));
+            }
+            Err(e) => shared.hub.emit(
+                Event::new(Kind::UplinkIpv6Failed {
+                    error: format!(
+                        "router advertisements on the internal side: {}",
+                        error_chain(&e)
+                    ),
+                }),
+                true,
+            ),
+        }
     }
 
     fn stop_metrics(&mut self) {
@@ -431,7 +623,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     }
     let leases = journal_leases(&options.journal);
     let pairs: Vec<(Ipv4Addr, MacAddr)> = leases.iter().map(|(ip, l)| (*ip, l.mac)).collect();
-    let (applied, plan) = apply(system, &pairs)?;
+    let (applied, plan) = apply(system, &pairs, &[], &Ipv6Uplink::default(), None)?;
     hub.emit(
         Event::new(Kind::DataPlaneApplied {
             connections_cut: applied.connections_cut as u64,
@@ -458,7 +650,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     names.replace(
         leases
             .iter()
-            .filter_map(|(ip, l)| Some((l.hostname.clone()?, *ip, l.until))),
+            .filter_map(|(ip, l)| Some((l.hostname.clone()?, *ip, Some(l.mac), l.until))),
     );
     let shared = Shared {
         state: Arc::new(Mutex::new(State::new(system.clone(), leases))),
@@ -467,6 +659,8 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         names,
         journal: options.journal.clone(),
         ended: Bell::new(),
+        learned6: Arc::new(Mutex::new(Learned::default())),
+        learned6_changed: Bell::new(),
     };
     let (reload_sender, reload_requests) = channel::<ReloadRequest>();
     let control = Arc::new(Control {
@@ -493,9 +687,22 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let mut running = Running {
         plan,
         dhcp: None,
+        dhcp6: None,
         dns: None,
         uplink: None,
+        router_listener: None,
+        dhcp6_client: None,
+        advertiser: None,
+        clat: None,
+        decision: Decision::default(),
+        uplink6: Ipv6Uplink::default(),
+        probe: None,
+        stop: stop.clone(),
+        ipv6_settle: (system.netvm.uplink().ipv6 == netvm_description::UplinkIpv6::Auto)
+            .then(|| Instant::now() + IPV6_SETTLE),
         metrics: None,
+        multi: None,
+        uplinks_bell: Bell::new(),
     };
     running.start(system, &shared, &control);
 
@@ -517,15 +724,32 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     let mut failure = None;
     // Wakes for a signal, a reload request, a part's end, the stop, or
     // the watchdog's next ping.
+    let uplinks_bell = running.uplinks_bell.clone();
     let woken = |next_ping: Option<Instant>| {
-        let fds = [hup.fd()?, shared.ended.fd()?, control.reload_asked.fd()?];
+        let fds = [
+            hup.fd()?,
+            shared.ended.fd()?,
+            control.reload_asked.fd()?,
+            shared.learned6_changed.fd()?,
+            uplinks_bell.fd()?,
+        ];
         stop.wait_any(&fds, next_ping)
     };
     loop {
         let next_ping = watchdog.map(|(_, every)| last_ping + every);
-        let Some(_) = woken(next_ping).map_err(AgentError::Wait)? else {
+        let probe = running.multi.as_ref().and_then(|m| m.deadline());
+        let next = [next_ping, running.ipv6_settle, probe]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(_) = woken(next).map_err(AgentError::Wait)? else {
             break;
         };
+        uplinks_step(&shared, &mut running, system);
+        if running.ipv6_settle.is_some_and(|t| Instant::now() >= t) {
+            running.ipv6_settle = None;
+            running.start_ipv6(&system_now(&shared, system), &shared);
+        }
         if control.reload_asked.take() {
             while let Ok(reply) = reload_requests.try_recv() {
                 let _ = reply.send(reload(options, &shared, &mut running, &control));
@@ -533,6 +757,9 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         }
         if hup.take() {
             let _ = reload(options, &shared, &mut running, &control);
+        }
+        if shared.learned6_changed.take() {
+            ipv6_changed(options, &shared, &mut running, &control);
         }
         // A part that ended without being asked to (an error or a panic)
         // stops the agent; while all are alive, systemd's watchdog is fed.
@@ -577,6 +804,40 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
     }
     hub.emit(Event::new(Kind::AgentStopped), true);
     Ok(())
+}
+
+/// Several uplinks: what their threads reported; an uplink that appeared
+/// (and was renamed) gets the plan applied again.
+fn uplinks_step(shared: &Shared, running: &mut Running, started: &System) {
+    let system = system_now(shared, started);
+    let Some(multi) = running.multi.as_mut() else {
+        return;
+    };
+    let next = multi.step(&system, shared);
+    running.tend_uplink6(&system, shared);
+    if next == crate::uplinks::Next::Apply {
+        let (leases, leases6) = (lease_pairs(&shared.state), lease6_pairs(&shared.state));
+        let active = active_uplink(shared);
+        match apply(
+            &system,
+            &leases,
+            &leases6,
+            &running.uplink6,
+            active.as_ref(),
+        ) {
+            Ok((_, plan)) => running.plan = plan,
+            Err(e) => shared.hub.emit(
+                Event::new(Kind::UplinkFailed {
+                    uplink: "*".to_owned(),
+                    error: format!("applying the plan to a new uplink: {}", error_chain(&e)),
+                }),
+                true,
+            ),
+        }
+        if let Some(multi) = running.multi.as_mut() {
+            let _ = multi.step(&system, shared);
+        }
+    }
 }
 
 /// Reads the description again and applies the difference; on any
@@ -630,15 +891,34 @@ fn reload(
     // The servers stop first, so no lease changes while the ruleset is
     // replaced with every live lease in it.
     let errors = running.stop(false);
-    if old.netvm.uplink != new.netvm.uplink {
-        if let Some(part) = running.uplink.take() {
+    if old.netvm.uplinks != new.netvm.uplinks {
+        if let Some(mut multi) = running.multi.take() {
+            multi.stop();
+        }
+        for part in [
+            running.uplink.take(),
+            running.router_listener.take(),
+            running.dhcp6_client.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let _ = part.stop();
         }
     }
     if old.agent.metrics != new.agent.metrics || old.netvm.endpoint != new.netvm.endpoint {
         running.stop_metrics();
     }
-    let (system, result) = match apply(&new, &lease_pairs(&shared.state)) {
+    let uplink6 = running.uplink6.clone();
+    let leases6 = lease6_pairs(&shared.state);
+    let active = active_uplink(shared);
+    let (system, result) = match apply(
+        &new,
+        &lease_pairs(&shared.state),
+        &leases6,
+        &uplink6,
+        active.as_ref(),
+    ) {
         Ok((applied, plan)) => {
             running.plan = plan;
             (&new, Ok(applied.connections_cut))
@@ -673,6 +953,239 @@ fn reload(
             "the new data plane could not be applied, the old description stays: {why}"
         )),
     }
+}
+
+/// How long the internal IPv6 service waits at start for the uplink's
+/// delegated prefix (a DHCPv6 server on the uplink answers in well under
+/// a second; without one, VMs get the internal ULA after this).
+const IPV6_SETTLE: Duration = Duration::from_secs(4);
+
+/// The description in force.
+fn system_now(shared: &Shared, started: &System) -> System {
+    shared
+        .state
+        .lock()
+        .map(|s| s.system.clone())
+        .unwrap_or_else(|_| started.clone())
+}
+
+/// Reports a CLAT that failed to go.
+fn errors_clat(e: &netvm_apply::clat::ClatError) {
+    eprintln!(
+        "netvm agent: the CLAT could not be removed: {}",
+        error_chain(e)
+    );
+}
+
+/// The uplink taught something about IPv6: the DNS server hears of its
+/// IPv6 resolvers; the RFC 7050 probe runs when the router names no
+/// NAT64 prefix and the uplink has no IPv4; when what follows changed
+/// (the delegated prefix, the NAT64 prefix, the CLAT), the data plane is
+/// planned and applied again, the CLAT started, changed or stopped, and
+/// the servers restarted with the new plan.
+fn ipv6_changed(
+    options: &AgentOptions,
+    shared: &Shared,
+    running: &mut Running,
+    control: &Arc<Control>,
+) {
+    parts::refresh_upstreams(shared);
+    let Ok(system) = shared.state.lock().map(|s| s.system.clone()) else {
+        return;
+    };
+    let learned = shared
+        .learned6
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    start_probe(&system, &learned, shared, running);
+    let decision = crate::ipv6_uplink::decide(&system, &learned);
+    if decision == running.decision {
+        return;
+    }
+    let clat_plan = decision.clat.and_then(|source| {
+        let plan = clat_plan(&system, &decision, source, options);
+        if let Err(e) = &plan {
+            shared
+                .hub
+                .emit(Event::new(Kind::ClatFailed { error: e.clone() }), true);
+        }
+        plan.ok()
+    });
+    let uplink6 = Ipv6Uplink {
+        delegated: decision.delegated,
+        clat: clat_plan.as_ref().map(|p| ClatHook {
+            tun: p.tun.clone(),
+            clat6: p.clat6,
+        }),
+    };
+    // The servers stop first, so no lease changes while the ruleset is
+    // replaced with every live lease in it.
+    let _ = running.stop(false);
+    let leases = lease_pairs(&shared.state);
+    let leases6 = lease6_pairs(&shared.state);
+    match apply(
+        &system,
+        &leases,
+        &leases6,
+        &uplink6,
+        active_uplink(shared).as_ref(),
+    ) {
+        Ok((_, plan)) => {
+            running.plan = plan;
+            running.uplink6 = uplink6;
+        }
+        Err(e) => shared.hub.emit(
+            Event::new(Kind::UplinkIpv6Failed {
+                error: format!("the data plane for the uplink's IPv6: {}", error_chain(&e)),
+            }),
+            true,
+        ),
+    }
+    set_clat(shared, running, clat_plan, options);
+    if decision.delegated.is_some() {
+        running.ipv6_settle = None;
+    }
+    running.start(&system, shared, control);
+    shared.hub.emit(
+        Event::new(Kind::Ipv6Uplink {
+            internal_prefix: running.plan.ipv6.as_ref().map(|v| v.prefix.to_string()),
+            delegated: decision.delegated.map(|p| p.to_string()),
+            nat64: decision.nat64.map(|p| p.to_string()),
+            clat: running.clat.as_ref().map(|c| c.plan().clat6.to_string()),
+            dns: decision.dns.iter().map(ToString::to_string).collect(),
+        }),
+        true,
+    );
+    running.decision = decision;
+}
+
+/// The CLAT's plan for `decision` (its NAT64 prefix and address source).
+fn clat_plan(
+    system: &System,
+    decision: &Decision,
+    source: netvm_plan::clat::Clat6Source,
+    options: &AgentOptions,
+) -> Result<netvm_plan::clat::ClatPlan, String> {
+    let nat64 = decision.nat64.ok_or("no NAT64 prefix")?;
+    let names = netvm_plan::datapath::interfaces(system);
+    let link =
+        netvm_runtime::Link::read(Path::new("/sys"), &names.uplink).map_err(|e| error_chain(&e))?;
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", names.uplink))
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok())
+        .unwrap_or(1500);
+    let data_dir = clat_dir(options);
+    netvm_plan::clat::plan(&netvm_plan::clat::ClatInput {
+        nat64_prefix: (nat64.network(), nat64.prefix()),
+        uplink: names.uplink,
+        uplink_mac: link.mac,
+        uplink_mtu: mtu,
+        source,
+        internal: names.internal,
+        subnet: system.network.subnet,
+        data_dir: data_dir.display().to_string(),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// tayga's directory: beside the lease journal.
+fn clat_dir(options: &AgentOptions) -> std::path::PathBuf {
+    options
+        .journal
+        .parent()
+        .unwrap_or(Path::new("/var/lib/netvm"))
+        .join("clat")
+}
+
+/// Starts, changes or stops the CLAT to match `plan`.
+fn set_clat(
+    shared: &Shared,
+    running: &mut Running,
+    plan: Option<netvm_plan::clat::ClatPlan>,
+    options: &AgentOptions,
+) {
+    let failed = |e: netvm_apply::clat::ClatError| {
+        shared.hub.emit(
+            Event::new(Kind::ClatFailed {
+                error: error_chain(&e),
+            }),
+            true,
+        );
+    };
+    match (plan, running.clat.take()) {
+        (None, None) => {}
+        (None, Some(clat)) => {
+            if let Err(e) = clat.remove() {
+                failed(e);
+            }
+        }
+        (Some(plan), Some(mut clat)) => {
+            if *clat.plan() != plan {
+                if let Err(e) = clat.reapply(&plan) {
+                    failed(e);
+                    return;
+                }
+            }
+            running.clat = Some(clat);
+        }
+        (Some(plan), None) => {
+            let dir = clat_dir(options);
+            let clat_options = netvm_apply::clat::ClatOptions {
+                config: dir.join("tayga.conf"),
+                log: dir.join("tayga.log"),
+                proc_sys: std::path::PathBuf::from("/proc/sys"),
+                // tayga's own sandbox (-u -g -r) needs privileges the
+                // agent has dropped by now (docs/ipv6.md).
+                sandbox: None,
+                ready_timeout: Duration::from_secs(5),
+            };
+            match netvm_apply::clat::apply(&plan, &clat_options) {
+                Ok(clat) => running.clat = Some(clat),
+                Err(e) => failed(e),
+            }
+        }
+    }
+}
+
+/// Starts the RFC 7050 probe when the router names no NAT64 prefix, the
+/// uplink has no IPv4 and its IPv6 DNS servers were not asked yet; what
+/// it finds goes to what the agent learned.
+fn start_probe(system: &System, learned: &Learned, shared: &Shared, running: &mut Running) {
+    if let Some((thread, _)) = &running.probe {
+        if !thread.is_finished() {
+            return;
+        }
+    }
+    let Some(router) = &learned.router else {
+        return;
+    };
+    let has_ipv4 = learned.has_ipv4 || crate::ipv6_uplink::static_ipv4(system);
+    if router.nat64.is_some() || has_ipv4 || router.dns.is_empty() {
+        return;
+    }
+    if running
+        .probe
+        .as_ref()
+        .is_some_and(|(_, asked)| *asked == router.dns)
+    {
+        return;
+    }
+    let servers: Vec<std::net::SocketAddr> = router
+        .dns
+        .iter()
+        .map(|ip| std::net::SocketAddr::from((*ip, 53)))
+        .collect();
+    let (shared, stop) = (shared.clone(), running.stop.clone());
+    let thread = thread::spawn(move || {
+        let id = (std::process::id() & 0xffff) as u16;
+        let answers = crate::nat64_probe::probe(&servers, &stop, id).unwrap_or_default();
+        let found = netvm_ndp::nat64_prefixes_from_aaaa(&answers)
+            .first()
+            .and_then(|(prefix, len)| netvm_description::values::Ipv6Cidr::new(*prefix, *len));
+        shared.learn6(|learned| learned.probed_nat64 = found);
+    });
+    running.probe = Some((thread, router.dns.clone()));
 }
 
 /// Listens to the event rules' NFLOG group and reports what the

@@ -1,5 +1,6 @@
-//! Keeps the ruleset's `endpoints` set (who may send from the internal
-//! side: address and MAC) in step with the DHCP leases of clients the
+//! Keeps the ruleset's `endpoints` and `endpoints6` sets (who may send
+//! from the internal side: address and MAC) in step with the DHCP and
+//! DHCPv6 leases of clients the
 //! description does not name: a granted lease adds its pair, a released
 //! or expired one removes it. Reserved pairs are in the ruleset itself
 //! and are never removed. A grant is applied at once, before the DHCP
@@ -15,33 +16,54 @@ use netvm_netfilter::{Element, NfTables};
 use netvm_runtime::error_chain;
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// One change to the set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// A client may now send as (address, MAC).
-    Add(Ipv4Addr, MacAddr),
+    Add(IpAddr, MacAddr),
     /// It may not any more.
-    Remove(Ipv4Addr, MacAddr),
+    Remove(IpAddr, MacAddr),
+}
+
+/// The set that holds pairs of `ip`'s family.
+fn set_of(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "endpoints",
+        IpAddr::V6(_) => "endpoints6",
+    }
 }
 
 /// The change a DHCP event asks for, if any.
 pub fn change_for(event: &Event) -> Option<Change> {
     match event {
-        Event::LeaseGranted { ip, mac, .. } => Some(Change::Add(*ip, *mac)),
+        Event::LeaseGranted { ip, mac, .. } => Some(Change::Add(IpAddr::V4(*ip), *mac)),
         Event::LeaseReleased { ip, mac } | Event::LeaseExpired { ip, mac } => {
-            Some(Change::Remove(*ip, *mac))
+            Some(Change::Remove(IpAddr::V4(*ip), *mac))
         }
         _ => None,
     }
 }
 
-/// The set element a change is about.
-fn element(change: Change) -> Element {
+/// The set element a change is about, and its set.
+fn element(change: Change) -> (&'static str, Element) {
     match change {
-        Change::Add(ip, mac) | Change::Remove(ip, mac) => Element::ipv4_mac(ip, mac),
+        Change::Add(ip, mac) | Change::Remove(ip, mac) => (
+            set_of(ip),
+            match ip {
+                IpAddr::V4(ip) => Element::ipv4_mac(ip, mac),
+                IpAddr::V6(ip) => Element::ipv6_mac(ip, mac),
+            },
+        ),
+    }
+}
+
+/// Whether a change is about `ip`'s pair in general (either family).
+fn pair(change: Change) -> (IpAddr, MacAddr) {
+    match change {
+        Change::Add(ip, mac) | Change::Remove(ip, mac) => (ip, mac),
     }
 }
 
@@ -55,7 +77,7 @@ struct Writer {
 impl Writer {
     /// Adds (`add`) or removes the elements; the kernel's refusal, in
     /// words, when it said no.
-    fn apply(&mut self, add: bool, elements: &[Element]) -> Result<(), String> {
+    fn apply(&mut self, add: bool, set: &str, elements: &[Element]) -> Result<(), String> {
         if elements.is_empty() {
             return Ok(());
         }
@@ -67,9 +89,9 @@ impl Writer {
                 .insert(NfTables::open().map_err(|e| error_chain(&e))?),
         };
         let done = if add {
-            socket.add(table, "endpoints", elements)
+            socket.add(table, set, elements)
         } else {
-            socket.remove(table, "endpoints", elements)
+            socket.remove(table, set, elements)
         };
         done.map_err(|e| {
             if matches!(e, netvm_netfilter::Error::Io { .. }) {
@@ -90,14 +112,15 @@ thread_local! {
 /// taken for spoofing); why, when the kernel refused it.
 pub fn apply_now(change: Change) -> Result<(), String> {
     let add = matches!(change, Change::Add(..));
-    GRANTS.with(|writer| writer.borrow_mut().apply(add, &[element(change)]))
+    let (set, element) = element(change);
+    GRANTS.with(|writer| writer.borrow_mut().apply(add, set, &[element]))
 }
 
 /// Starts the thread that applies removals (grants are applied before
 /// their ACK with [`apply_now`]); `reserved` pairs are left alone.
 /// `failed` hears of every batch the kernel refused.
 pub fn start(
-    reserved: HashSet<(Ipv4Addr, MacAddr)>,
+    reserved: HashSet<(IpAddr, MacAddr)>,
     failed: impl Fn(String) + Send + 'static,
 ) -> Sender<Change> {
     let (sender, receiver) = channel();
@@ -107,21 +130,29 @@ pub fn start(
 
 fn remove_forever(
     receiver: &Receiver<Change>,
-    reserved: &HashSet<(Ipv4Addr, MacAddr)>,
+    reserved: &HashSet<(IpAddr, MacAddr)>,
     failed: &dyn Fn(String),
 ) {
     let mut writer = Writer::default();
     while let Ok(first) = receiver.recv() {
-        let removals: Vec<Element> = std::iter::once(first)
+        let mut removals: Vec<(&'static str, Element)> = std::iter::once(first)
             .chain(receiver.try_iter())
-            .filter_map(|change| match change {
-                Change::Remove(ip, mac) if !reserved.contains(&(ip, mac)) => Some(element(change)),
-                _ => None,
-            })
+            .filter(|change| matches!(change, Change::Remove(..)))
+            .filter(|change| !reserved.contains(&pair(*change)))
+            .map(element)
             .collect();
-        // Already gone is fine (the kernel's ENOENT is not an error here).
-        if let Err(error) = writer.apply(false, &removals) {
-            failed(error);
+        removals.sort_by_key(|(set, _)| *set);
+        // One batch per set. Already gone is fine (the kernel's ENOENT
+        // is not an error here).
+        for set in ["endpoints", "endpoints6"] {
+            let batch: Vec<Element> = removals
+                .iter()
+                .filter(|(s, _)| *s == set)
+                .map(|(_, e)| e.clone())
+                .collect();
+            if let Err(error) = writer.apply(false, set, &batch) {
+                failed(error);
+            }
         }
     }
 }
@@ -129,16 +160,24 @@ fn remove_forever(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn lease_events_become_set_elements() {
         let mac: MacAddr = "02:aa:00:00:00:07".parse().expect("mac");
         let ip = Ipv4Addr::new(192, 168, 100, 200);
         let granted = Event::LeaseReleased { ip, mac };
-        assert_eq!(change_for(&granted), Some(Change::Remove(ip, mac)));
+        assert_eq!(change_for(&granted), Some(Change::Remove(ip.into(), mac)));
+        let (set, e) = element(Change::Add(ip.into(), mac));
         assert_eq!(
-            element(Change::Add(ip, mac)).to_string(),
-            "192.168.100.200 . 02:aa:00:00:00:07"
+            (set, e.to_string().as_str()),
+            ("endpoints", "192.168.100.200 . 02:aa:00:00:00:07")
+        );
+        let ip6: std::net::Ipv6Addr = "fd00:1::1:0:c8".parse().expect("ip");
+        let (set, e) = element(Change::Add(ip6.into(), mac));
+        assert_eq!(
+            (set, e.to_string().as_str()),
+            ("endpoints6", "fd00:1::1:0:c8 . 02:aa:00:00:00:07")
         );
         assert_eq!(change_for(&Event::PoolExhausted { mac }), None);
     }

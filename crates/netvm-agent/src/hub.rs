@@ -243,7 +243,7 @@ mod tests {
 
     fn spoofing() -> Event {
         Event::new(Kind::Spoofing {
-            source_ip: Ipv4Addr::new(192, 168, 100, 9),
+            source_ip: Ipv4Addr::new(192, 168, 100, 9).into(),
             source_mac: MacAddr([2, 0, 0, 0, 0, 9]),
             mac_of: None,
             ip_of: None,
@@ -252,7 +252,7 @@ mod tests {
 
     fn port_scan() -> Event {
         Event::new(Kind::PortScan {
-            source: Ipv4Addr::new(203, 0, 113, 9),
+            source: Ipv4Addr::new(203, 0, 113, 9).into(),
             ports: 20,
             window_secs: 10,
         })

@@ -9,12 +9,16 @@
 
 pub mod control;
 pub mod daemon;
+pub mod dns_exchange;
 pub mod endpoints;
 pub mod hub;
+pub mod ipv6_uplink;
 pub mod metrics;
+pub mod nat64_probe;
 pub mod parts;
 pub mod privileges;
 pub mod starvation;
 pub mod state;
 pub mod uplink;
+pub mod uplinks;
 pub mod watch;

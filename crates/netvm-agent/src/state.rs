@@ -10,7 +10,7 @@ use netvm_description::{System, UplinkAddressing};
 use netvm_dhcp::{Event, Timestamp};
 use netvm_events::control::{LastReload, LeaseInfo, LeaseState, UplinkStatus, VmStatus, Vms};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A live lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +41,19 @@ pub enum Uplink {
 pub struct State {
     /// The description in force.
     pub system: System,
-    /// The uplink.
+    /// The uplink (with several: the active one's lease).
     pub uplink: Uplink,
+    /// With several uplinks: the one that carries the Internet.
+    pub active_uplink: Option<netvm_description::values::IfName>,
+    /// With several uplinks: each addressed one's lease (static ones as
+    /// described), by interface.
+    pub uplink_leases: BTreeMap<String, netvm_uplink::Lease>,
+    /// With several uplinks: each one's state, for `netvm uplinks`.
+    pub uplinks: Vec<netvm_uplink::choice::Status>,
     /// Live leases by address.
     pub leases: BTreeMap<Ipv4Addr, Lease>,
+    /// Live DHCPv6 leases (pool and reserved) by address: the holder's MAC.
+    pub leases6: BTreeMap<Ipv6Addr, MacAddr>,
     /// Successful reloads so far.
     pub reloads: u64,
     /// The last reload's outcome, if any.
@@ -54,14 +63,19 @@ pub struct State {
 impl State {
     /// The state at start, with the journal's live leases.
     pub fn new(system: System, leases: impl IntoIterator<Item = (Ipv4Addr, Lease)>) -> State {
-        let uplink = match system.netvm.uplink.addressing {
+        let uplink = match system.netvm.uplink().addressing {
+            _ if system.netvm.uplinks.len() > 1 => Uplink::Waiting,
             UplinkAddressing::Dhcp => Uplink::Waiting,
             _ => Uplink::Static,
         };
         State {
             system,
             uplink,
+            active_uplink: None,
+            uplink_leases: BTreeMap::new(),
+            uplinks: Vec::new(),
             leases: leases.into_iter().collect(),
+            leases6: BTreeMap::new(),
             reloads: 0,
             last_reload: None,
         }
@@ -168,6 +182,13 @@ impl State {
 
 impl Names for State {
     fn of_ip(&self, ip: &str) -> Option<String> {
+        if let Ok(ip6) = ip.parse::<Ipv6Addr>() {
+            // A DHCPv6 lease's holder (reserved or pool), by its MAC.
+            let mac = self.leases6.get(&ip6)?;
+            return self
+                .of_mac(&mac.to_string())
+                .or_else(|| Some(format!("pool client {mac}")));
+        }
         let ip: Ipv4Addr = ip.parse().ok()?;
         self.system
             .endpoints()
@@ -195,5 +216,30 @@ impl Names for State {
                     .unwrap_or_else(|| format!("pool client {mac}")),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netvm_description::{parse, Format};
+
+    #[test]
+    fn an_ipv6_address_is_named_by_its_dhcpv6_lease() {
+        let text = "[netvm.uplink]\ninterface = \"eth0\"\n[[vm]]\nname = \"a\"\n";
+        let system = parse("t.toml", text, Format::Toml).expect("valid");
+        let a_mac = system.vms[0].endpoint.mac;
+        let mut state = State::new(system, Vec::new());
+        let a6: Ipv6Addr = "fd00:1::65".parse().expect("ip");
+        let guest6: Ipv6Addr = "fd00:1::1:0:c8".parse().expect("ip");
+        let guest_mac: MacAddr = "02:ee:00:00:00:01".parse().expect("mac");
+        state.leases6.insert(a6, a_mac);
+        state.leases6.insert(guest6, guest_mac);
+        assert_eq!(state.of_ip(&a6.to_string()).as_deref(), Some("a"));
+        assert_eq!(
+            state.of_ip(&guest6.to_string()).as_deref(),
+            Some("pool client 02:ee:00:00:00:01")
+        );
+        assert_eq!(state.of_ip("fd00:1::99"), None);
     }
 }

@@ -68,6 +68,19 @@ pub fn run(
     events: &mut dyn Write,
     on_lease: &mut dyn FnMut(Option<&Lease>),
 ) -> Result<(), UplinkError> {
+    run_at(interface, 0, stop, events, on_lease)
+}
+
+/// [`run`], with the lease's default route at `metric` (several uplinks:
+/// each has its own; the agent moves the metric-0 one). `on_lease` is
+/// told of a lease once it is on the interface.
+pub fn run_at(
+    interface: &IfName,
+    metric: u32,
+    stop: &Stop,
+    events: &mut dyn Write,
+    on_lease: &mut dyn FnMut(Option<&Lease>),
+) -> Result<(), UplinkError> {
     let mac = netvm_runtime::Link::read(Path::new("/sys"), interface)
         .map_err(|source| UplinkError::Mac {
             interface: interface.clone(),
@@ -87,12 +100,15 @@ pub fn run(
     let mut buf = [0u8; 1500];
     loop {
         for action in actions.drain(..) {
-            match &action {
-                Action::Configure(lease) => on_lease(Some(lease)),
-                Action::Deconfigure => on_lease(None),
-                _ => {}
+            let told = match &action {
+                Action::Configure(lease) => Some(Some(lease.clone())),
+                Action::Deconfigure => Some(None),
+                _ => None,
+            };
+            perform(interface, metric, &socket, action, events)?;
+            if let Some(lease) = told {
+                on_lease(lease.as_ref());
             }
-            perform(interface, &socket, action, events)?;
         }
         // A time too far to represent is no deadline.
         let due = started.checked_add(Duration::from_millis(client.due()));
@@ -111,12 +127,18 @@ pub fn run(
         }
         actions.extend(client.poll(now()));
     }
-    event(events, Kind::UplinkStopped);
+    event(
+        events,
+        Kind::UplinkStopped {
+            uplink: interface.to_string(),
+        },
+    );
     Ok(())
 }
 
 fn perform(
     interface: &IfName,
+    metric: u32,
     socket: &UdpSocket,
     action: Action,
     events: &mut dyn Write,
@@ -130,16 +152,28 @@ fn perform(
         Action::Broadcast(bytes) => send(&bytes, Ipv4Addr::BROADCAST),
         Action::Unicast { server, bytes } => send(&bytes, server),
         Action::Configure(lease) => {
-            netvm_apply::set_uplink(
+            netvm_apply::set_uplink_at(
                 interface.as_str(),
                 Some((lease.address, lease.prefix)),
                 lease.router,
+                metric,
             )?;
-            event(events, Kind::UplinkBound { lease });
+            event(
+                events,
+                Kind::UplinkBound {
+                    uplink: interface.to_string(),
+                    lease,
+                },
+            );
         }
         Action::Deconfigure => {
             netvm_apply::set_uplink(interface.as_str(), None, None)?;
-            event(events, Kind::UplinkLost);
+            event(
+                events,
+                Kind::UplinkLost {
+                    uplink: interface.to_string(),
+                },
+            );
         }
     }
     Ok(())

@@ -7,19 +7,25 @@
 //! so one key is reported once per lifetime and a flood costs no more
 //! than the limit; the agent never polls the sets.
 //!
-//! * `ev_spoofed` → `spoofing` (address, MAC, and whose they are)
-//! * `ev_policy` → `policy_drop`; `ev_allowed` → `flow_allowed`
-//! * `ev_scan` → `port_scan` when one source tried `scan_ports` distinct
-//!   ports within the set's 10 s lifetime (once a minute per source)
-//! * `ev_rogue_dhcp` → `rogue_dhcp_server`
+//! * `ev_spoofed`, `ev_spoofed6` → `spoofing` (address, MAC, and whose
+//!   they are)
+//! * `ev_policy`, `ev_policy6` → `policy_drop`; `ev_allowed`,
+//!   `ev_allowed6` → `flow_allowed`
+//! * `ev_scan`, `ev_scan6` → `port_scan` when one source tried
+//!   `scan_ports` distinct ports within the set's 10 s lifetime (once a
+//!   minute per source)
+//! * `ev_rogue_dhcp`, `ev_rogue_dhcp6` → `rogue_dhcp_server`
+//! * `ev_rogue_ra` → `rogue_router_advert`
 //!
+//! A set's twin ending in `6` (and `ev_rogue_ra`) logs IPv6 packets, the
+//! others IPv4 ones; a record of the other family makes no event.
 //! Memory is bounded: [`SCAN_SOURCES`] sources with at most `scan_ports`
 //! ports each.
 
 use netvm_events::{Event, Flow, Kind, Proto};
 use netvm_netfilter::{LogRecord, PacketSummary};
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Seconds a source stays quiet after a `port_scan` report.
 pub const SCAN_REPORT_EVERY: u64 = 60;
@@ -31,7 +37,8 @@ pub const SCAN_SOURCES: usize = 4096;
 
 /// Who an address or MAC belongs to (described VMs and leases).
 pub trait Names {
-    /// The VM (or lease host name) with this address.
+    /// The VM (or lease host name) with this address (IPv4 or IPv6, as
+    /// text).
     fn of_ip(&self, ip: &str) -> Option<String>;
     /// The VM (or lease host name) with this MAC.
     fn of_mac(&self, mac: &str) -> Option<String>;
@@ -48,7 +55,7 @@ struct Source {
 #[derive(Debug, Default)]
 pub struct Watcher {
     scan_ports: u32,
-    sources: HashMap<Ipv4Addr, Source>,
+    sources: HashMap<IpAddr, Source>,
 }
 
 impl Watcher {
@@ -66,7 +73,18 @@ impl Watcher {
     pub fn observe(&mut self, now: u64, record: &LogRecord, names: &dyn Names) -> Option<Event> {
         let set = record.prefix.trim_end();
         let packet = record.packet?;
-        match set {
+        let (kind, ipv6) = match set {
+            "ev_scan" | "ev_spoofed" | "ev_policy" | "ev_allowed" | "ev_rogue_dhcp" => (set, false),
+            "ev_scan6" | "ev_spoofed6" | "ev_policy6" | "ev_allowed6" | "ev_rogue_dhcp6" => {
+                (set.trim_end_matches('6'), true)
+            }
+            "ev_rogue_ra" => (set, true),
+            _ => return None,
+        };
+        if packet.src.is_ipv6() != ipv6 {
+            return None;
+        }
+        match kind {
             "ev_scan" => self.scan(now, &packet),
             "ev_spoofed" => {
                 let (ip, mac) = (packet.src, record.hw_source?);
@@ -77,12 +95,16 @@ impl Watcher {
                     ip_of: names.of_ip(&ip.to_string()),
                 }))
             }
-            "ev_rogue_dhcp" => {
+            "ev_rogue_dhcp" | "ev_rogue_ra" => {
                 let (ip, mac) = (packet.src, record.hw_source?);
                 let vm = names
                     .of_mac(&mac.to_string())
                     .or_else(|| names.of_ip(&ip.to_string()));
-                Some(Event::new(Kind::RogueDhcpServer { ip, mac }).about(vm))
+                let kind = match (kind, ip) {
+                    ("ev_rogue_ra", IpAddr::V6(ip)) => Kind::RogueRouterAdvert { ip, mac },
+                    _ => Kind::RogueDhcpServer { ip, mac },
+                };
+                Some(Event::new(kind).about(vm))
             }
             "ev_policy" | "ev_allowed" => {
                 let flow = Flow {
@@ -93,7 +115,7 @@ impl Watcher {
                     proto: Proto::from_number(packet.proto),
                     port: packet.dport,
                 };
-                Some(Event::new(if set == "ev_policy" {
+                Some(Event::new(if kind == "ev_policy" {
                     Kind::PolicyDrop(flow)
                 } else {
                     Kind::FlowAllowed(flow)
@@ -166,7 +188,7 @@ mod tests {
     struct Two;
     impl Names for Two {
         fn of_ip(&self, ip: &str) -> Option<String> {
-            (ip == "192.168.100.101").then(|| "chrome-vm".to_owned())
+            (ip == "192.168.100.101" || ip == "fd00:1::65").then(|| "chrome-vm".to_owned())
         }
         fn of_mac(&self, mac: &str) -> Option<String> {
             (mac == "02:ad:00:00:00:65").then(|| "chrome-vm".to_owned())
@@ -184,6 +206,7 @@ mod tests {
                 proto,
                 sport: Some(40000),
                 dport: Some(dport),
+                icmp_type: None,
             }),
         }
     }
@@ -285,31 +308,125 @@ mod tests {
         assert!(w.observe(1, &other, &Two).is_none());
     }
 
+    #[test]
+    fn ipv6_twins_make_the_same_events_with_ipv6_addresses() {
+        let mut w = Watcher::new(2);
+        let spoofed = record(
+            "ev_spoofed6 ",
+            "fd00:1::65",
+            "fd00:1::1",
+            17,
+            53,
+            "02:ad:00:00:00:99",
+        );
+        let event = json(w.observe(1, &spoofed, &Two));
+        assert_eq!(event["event"], "spoofing");
+        assert_eq!(event["source_ip"], "fd00:1::65");
+        assert_eq!(event["ip_of"], "chrome-vm");
+
+        let drop = record("ev_policy6 ", "fd00:1::65", "fd00:1::66", 6, 22, "");
+        let event = json(w.observe(1, &drop, &Two));
+        assert_eq!(
+            (event["event"].as_str(), event["from"].as_str()),
+            (Some("policy_drop"), Some("fd00:1::65"))
+        );
+        assert_eq!(event["from_vm"], "chrome-vm");
+        let allowed = record("ev_allowed6 ", "fd00:1::65", "fd00:1::66", 17, 53, "");
+        assert_eq!(json(w.observe(1, &allowed, &Two))["event"], "flow_allowed");
+
+        let probe = |port| record("ev_scan6 ", "2001:db8::9", "2001:db8::1", 6, port, "");
+        assert!(w.observe(1, &probe(1), &Two).is_none());
+        let event = json(w.observe(1, &probe(2), &Two));
+        assert_eq!(
+            (event["event"].as_str(), event["source"].as_str()),
+            (Some("port_scan"), Some("2001:db8::9"))
+        );
+
+        let ra = record(
+            "ev_rogue_ra ",
+            "fe80::1",
+            "ff02::1",
+            58,
+            0,
+            "02:ad:00:00:00:65",
+        );
+        let event = json(w.observe(1, &ra, &Two));
+        assert_eq!(event["event"], "rogue_router_advert");
+        assert_eq!(event["ip"], "fe80::1");
+        assert_eq!(event["vm"], "chrome-vm");
+        let dhcp6 = record(
+            "ev_rogue_dhcp6 ",
+            "fe80::2",
+            "fe80::3",
+            17,
+            546,
+            "02:ad:00:00:00:65",
+        );
+        let event = json(w.observe(1, &dhcp6, &Two));
+        assert_eq!(
+            (event["event"].as_str(), event["ip"].as_str()),
+            (Some("rogue_dhcp_server"), Some("fe80::2"))
+        );
+    }
+
+    #[test]
+    fn a_record_of_the_other_family_makes_no_event() {
+        let mut w = Watcher::new(1);
+        let v4_in_v6_set = record(
+            "ev_spoofed6 ",
+            "192.168.100.101",
+            "192.168.100.1",
+            17,
+            53,
+            "02:ad:00:00:00:99",
+        );
+        assert!(w.observe(1, &v4_in_v6_set, &Two).is_none());
+        let v6_in_v4_set = record("ev_policy ", "fd00:1::65", "fd00:1::66", 6, 22, "");
+        assert!(w.observe(1, &v6_in_v4_set, &Two).is_none());
+        let v4_ra = record(
+            "ev_rogue_ra ",
+            "192.168.100.101",
+            "192.168.100.1",
+            17,
+            53,
+            "02:ad:00:00:00:99",
+        );
+        assert!(w.observe(1, &v4_ra, &Two).is_none());
+    }
+
     proptest! {
         /// Whatever the kernel logs, the watcher never panics and follows
         /// at most SCAN_SOURCES sources with at most scan_ports ports each.
         #[test]
         fn any_records_keep_memory_bounded(
             records in proptest::collection::vec(
-                (0u8..6, any::<u32>(), any::<u32>(), any::<u8>(), any::<Option<u16>>(), any::<[u8; 6]>(), 0u64..1000),
+                (0u8..12, any::<u32>(), any::<u32>(), any::<u8>(), any::<Option<u16>>(), any::<[u8; 6]>(), 0u64..1000, any::<bool>()),
                 0..400,
             )
         ) {
-            let prefixes = ["ev_scan ", "ev_spoofed ", "ev_policy ", "ev_allowed ", "ev_rogue_dhcp ", "x"];
+            let prefixes = [
+                "ev_scan ", "ev_spoofed ", "ev_policy ", "ev_allowed ", "ev_rogue_dhcp ", "x",
+                "ev_scan6 ", "ev_spoofed6 ", "ev_policy6 ", "ev_allowed6 ", "ev_rogue_dhcp6 ", "ev_rogue_ra ",
+            ];
             let mut w = Watcher::new(4);
             let mut now = 0;
-            for (p, src, dst, proto, dport, mac, step) in records {
+            for (p, src, dst, proto, dport, mac, step, v6) in records {
                 now += step % 3;
                 let r = LogRecord {
                     prefix: prefixes[p as usize].to_owned(),
                     hw_source: Some(netvm_description::values::MacAddr(mac)),
                     in_ifindex: None,
                     packet: Some(PacketSummary {
-                        src: Ipv4Addr::from(src % 64),
-                        dst: Ipv4Addr::from(dst),
+                        src: if v6 {
+                            IpAddr::from(std::net::Ipv6Addr::from(u128::from(src % 64)))
+                        } else {
+                            IpAddr::from(std::net::Ipv4Addr::from(src % 64))
+                        },
+                        dst: IpAddr::from(std::net::Ipv4Addr::from(dst)),
                         proto,
                         sport: None,
                         dport,
+                        icmp_type: None,
                     }),
                 };
                 let _ = w.observe(now, &r, &Two);

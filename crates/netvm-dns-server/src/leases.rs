@@ -1,10 +1,16 @@
-//! Host names from DHCP leases: every live lease that carries a host
-//! name is `<name>.<domain>` until the lease ends.
+//! Host names from DHCP leases: every live DHCP lease that carries a host
+//! name is `<name>.<domain>` (A, and the PTR) until the lease ends, and
+//! so is the same client's DHCPv6 address (AAAA, and the PTR under
+//! `ip6.arpa`).
 //!
 //! The names come through [`Names`], a handle that whoever runs the DHCP
-//! server feeds with its lease events ([`Names::lease_event`]; the agent
-//! does, from its DHCP hook) and that wakes the DNS server when it
-//! changes. The standalone server (`netvm dns serve --leases JOURNAL`),
+//! servers feeds with their lease events ([`Names::lease_event`] for
+//! DHCPv4, [`Names::lease_event6`] for DHCPv6; the agent does, from its
+//! hooks) and that wakes the DNS server when it changes. DHCPv6 clients
+//! send no host name our server reads, so an IPv6 lease takes the name of
+//! the IPv4 lease of the same client (MAC); one given a name of its own
+//! ([`Names::set6`]) keeps it, unless another client's IPv4 lease holds
+//! that name. The standalone server (`netvm dns serve --leases JOURNAL`),
 //! which runs beside a DHCP server in another process, feeds it from the
 //! lease journal instead ([`follow_journal`]): the journal's format is
 //! the DHCP engine's (`netvm_dhcp::journal`), read without a lock.
@@ -12,26 +18,28 @@
 use crate::Shared;
 use netvm_description::values::MacAddr;
 use netvm_dhcp::{Event, Timestamp};
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use netvm_dhcp6::server::Event6;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
-/// One lease's name.
+/// One lease: its name (an IPv6 lease may have none of its own), its
+/// client, its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Named {
-    name: String,
+    name: Option<String>,
     mac: Option<MacAddr>,
     until: Timestamp,
 }
 
-/// Host names of live leases by address, shared between the feeder and
-/// the DNS server (clones share it).
+/// Leases by address, shared between the feeders and the DNS server
+/// (clones share it).
 #[derive(Debug, Clone, Default)]
-pub struct Names(Arc<watch::Sender<BTreeMap<Ipv4Addr, Named>>>);
+pub struct Names(Arc<watch::Sender<BTreeMap<IpAddr, Named>>>);
 
 impl Names {
     /// No names.
@@ -39,22 +47,95 @@ impl Names {
         Names::default()
     }
 
-    /// Replaces every name: `(name, address, end of lease)`.
-    pub fn replace(&self, leases: impl IntoIterator<Item = (String, Ipv4Addr, Timestamp)>) {
-        let all = leases
-            .into_iter()
-            .map(|(name, ip, until)| {
-                (
-                    ip,
-                    Named {
-                        name,
-                        mac: None,
-                        until,
-                    },
-                )
-            })
-            .collect();
-        self.0.send_replace(all);
+    /// Replaces every IPv4 name: `(name, address, client, end of lease)`
+    /// (IPv6 leases stay).
+    pub fn replace(
+        &self,
+        leases: impl IntoIterator<Item = (String, Ipv4Addr, Option<MacAddr>, Timestamp)>,
+    ) {
+        let leases = leases.into_iter().map(|(name, ip, mac, until)| {
+            (
+                IpAddr::V4(ip),
+                Named {
+                    name: Some(name),
+                    mac,
+                    until,
+                },
+            )
+        });
+        self.replace_family(false, leases);
+    }
+
+    /// Replaces every IPv6 lease: `(address, client, end of lease)` (IPv4
+    /// names stay), e.g. the DHCPv6 server's leases when the agent starts.
+    pub fn replace6(&self, leases: impl IntoIterator<Item = (Ipv6Addr, MacAddr, Timestamp)>) {
+        let leases = leases.into_iter().map(|(ip, mac, until)| {
+            (
+                IpAddr::V6(ip),
+                Named {
+                    name: None,
+                    mac: Some(mac),
+                    until,
+                },
+            )
+        });
+        self.replace_family(true, leases);
+    }
+
+    fn replace_family(&self, ipv6: bool, leases: impl Iterator<Item = (IpAddr, Named)>) {
+        let leases: Vec<(IpAddr, Named)> = leases.collect();
+        self.0.send_if_modified(|names| {
+            let before = names.clone();
+            names.retain(|ip, _| ip.is_ipv6() != ipv6);
+            names.extend(leases);
+            *names != before
+        });
+    }
+
+    /// Follows one DHCPv6 lease of `mac`: `ip` (its IA_NA address) until
+    /// `until`, named `hostname`, or without one the name of the same
+    /// client's IPv4 lease; the client's other IPv6 addresses go (it
+    /// moved).
+    pub fn set6(&self, ip: Ipv6Addr, mac: MacAddr, hostname: Option<String>, until: Timestamp) {
+        let ip = IpAddr::V6(ip);
+        self.0.send_if_modified(|names| {
+            let before = names.clone();
+            names.retain(|other, n| *other == ip || other.is_ipv4() || n.mac != Some(mac));
+            names.insert(
+                ip,
+                Named {
+                    name: hostname,
+                    mac: Some(mac),
+                    until,
+                },
+            );
+            *names != before
+        });
+    }
+
+    /// The DHCPv6 lease of `ip` ended (released, expired, declined,
+    /// revoked): its name goes.
+    pub fn remove6(&self, ip: Ipv6Addr) {
+        self.0
+            .send_if_modified(|names| names.remove(&IpAddr::V6(ip)).is_some());
+    }
+
+    /// Follows one lease event of the DHCPv6 server (its clock is the
+    /// system's, milliseconds since the Unix epoch, like [`Timestamp`]):
+    /// a grant or renewal names the address after the client's IPv4
+    /// lease, an ended lease unnames it.
+    pub fn lease_event6(&self, event: &Event6) {
+        if let Some((ip, mac)) = event.removal() {
+            self.0.send_if_modified(|names| {
+                let ip = IpAddr::V6(ip);
+                let ours = names.get(&ip).is_some_and(|n| n.mac == Some(mac));
+                ours && names.remove(&ip).is_some()
+            });
+        } else if let Event6::LeaseGranted { ip, mac, until }
+        | Event6::LeaseRenewed { ip, mac, until } = event
+        {
+            self.set6(*ip, *mac, None, Timestamp(*until));
+        }
     }
 
     /// Follows one lease event of the DHCP server: a grant names its
@@ -70,34 +151,72 @@ impl Names {
                 ..
             } => {
                 let before = names.clone();
-                names.retain(|other, n| other == ip || n.mac != Some(*mac));
+                let ip = IpAddr::V4(*ip);
+                names.retain(|other, n| *other == ip || other.is_ipv6() || n.mac != Some(*mac));
                 match hostname {
                     Some(name) => {
                         names.insert(
-                            *ip,
+                            ip,
                             Named {
-                                name: name.clone(),
+                                name: Some(name.clone()),
                                 mac: Some(*mac),
                                 until: *until,
                             },
                         );
                     }
                     None => {
-                        names.remove(ip);
+                        names.remove(&ip);
                     }
                 }
                 *names != before
             }
             Event::LeaseReleased { ip, .. } | Event::LeaseExpired { ip, .. } => {
-                names.remove(ip).is_some()
+                names.remove(&IpAddr::V4(*ip)).is_some()
             }
             Event::AddressDeclined { .. } | Event::PoolExhausted { .. } => false,
         });
     }
 
-    fn subscribe(&self) -> watch::Receiver<BTreeMap<Ipv4Addr, Named>> {
+    fn subscribe(&self) -> watch::Receiver<BTreeMap<IpAddr, Named>> {
         self.0.subscribe()
     }
+}
+
+/// The names of the leases live at `now`, IPv4 first, and the next end
+/// of one. An IPv6 lease without a name of its own takes the name of the
+/// same client's live IPv4 lease. A name goes to the client (MAC) of its
+/// first lease: another client's lease with the same name is left out (a
+/// client without a known MAC, from the journal, conflicts with nobody).
+fn live(
+    names: &BTreeMap<IpAddr, Named>,
+    now: Timestamp,
+) -> (Vec<(String, IpAddr)>, Option<Timestamp>) {
+    let leases = || names.iter().filter(|(_, n)| n.until > now);
+    let by_mac: HashMap<MacAddr, &str> = leases()
+        .filter(|(ip, _)| ip.is_ipv4())
+        .filter_map(|(_, n)| Some((n.mac?, n.name.as_deref()?)))
+        .collect();
+    let mut owners: HashMap<String, Option<MacAddr>> = HashMap::new();
+    let mut live = Vec::new();
+    for (ip, n) in leases() {
+        let name = match (&n.name, n.mac) {
+            (Some(name), _) => name.as_str(),
+            (None, Some(mac)) => match by_mac.get(&mac) {
+                Some(name) => name,
+                None => continue,
+            },
+            (None, None) => continue,
+        };
+        let owner = owners.entry(name.to_ascii_lowercase()).or_insert(n.mac);
+        if owner.is_none() {
+            *owner = n.mac;
+        } else if n.mac.is_some() && *owner != n.mac {
+            continue;
+        }
+        live.push((name.to_owned(), *ip));
+    }
+    let next_end = names.values().map(|n| n.until).filter(|u| *u > now).min();
+    (live, next_end)
 }
 
 /// Gives the engine the live names whenever they change or one ends,
@@ -106,16 +225,7 @@ pub(crate) async fn serve(shared: Rc<Shared>, names: Names) {
     let mut changes = names.subscribe();
     loop {
         let now = Timestamp::now();
-        let (live, next_end) = {
-            let names = changes.borrow_and_update();
-            let live: Vec<(String, Ipv4Addr)> = names
-                .iter()
-                .filter(|(_, n)| n.until > now)
-                .map(|(ip, n)| (n.name.clone(), *ip))
-                .collect();
-            let next_end = names.values().map(|n| n.until).filter(|u| *u > now).min();
-            (live, next_end)
-        };
+        let (live, next_end) = live(&changes.borrow_and_update(), now);
         shared.engine.borrow_mut().set_learned(&live);
         // Leases end without an event when nobody feeds expiries (the
         // journal): the next end is a deadline of its own.
@@ -157,7 +267,7 @@ pub(crate) async fn follow_journal(names: Names, journal: PathBuf) {
 }
 
 /// Host names of bound leases in the journal (none if it is unreadable).
-fn read(journal: &Path) -> Vec<(String, Ipv4Addr, Timestamp)> {
+fn read(journal: &Path) -> Vec<(String, Ipv4Addr, Option<MacAddr>, Timestamp)> {
     let Ok(bytes) = std::fs::read(journal) else {
         return Vec::new();
     };
@@ -167,7 +277,7 @@ fn read(journal: &Path) -> Vec<(String, Ipv4Addr, Timestamp)> {
     netvm_dhcp::journal::fold(&replay.records)
         .into_iter()
         .filter(|l| l.state == "bound")
-        .filter_map(|l| Some((l.hostname?, l.ip, l.until)))
+        .filter_map(|l| Some((l.hostname?, l.ip, l.mac, l.until)))
         .collect()
 }
 
@@ -187,12 +297,12 @@ mod tests {
         }
     }
 
-    fn names(names: &Names) -> Vec<(Ipv4Addr, String)> {
+    fn names(names: &Names) -> Vec<(IpAddr, String)> {
         names
             .0
             .borrow()
             .iter()
-            .map(|(ip, n)| (*ip, n.name.clone()))
+            .filter_map(|(ip, n)| Some((*ip, n.name.clone()?)))
             .collect()
     }
 
@@ -210,7 +320,7 @@ mod tests {
         feed.lease_event(&grant([10, 0, 0, 3], 1, Some("laptop")));
         assert_eq!(
             names(&feed),
-            [(Ipv4Addr::new(10, 0, 0, 3), "laptop".into())]
+            [(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)), "laptop".into())]
         );
         feed.lease_event(&Event::LeaseExpired {
             ip: Ipv4Addr::new(10, 0, 0, 3),
@@ -221,5 +331,121 @@ mod tests {
         feed.lease_event(&grant([10, 0, 0, 4], 2, Some("phone")));
         feed.lease_event(&grant([10, 0, 0, 4], 2, None));
         assert!(names(&feed).is_empty());
+    }
+
+    fn v6(iid: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd12, 0x3456, 0x789a, 0, 0, 0, 0, iid)
+    }
+
+    fn live_now(feed: &Names) -> Vec<(String, IpAddr)> {
+        live(&feed.0.borrow(), Timestamp(0)).0
+    }
+
+    fn granted6(iid: u16, mac: u8) -> Event6 {
+        Event6::LeaseGranted {
+            ip: v6(iid),
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+            until: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn ipv6_leases_take_the_name_of_the_clients_ipv4_lease() {
+        let feed = Names::new();
+        let mut changes = feed.subscribe();
+        feed.lease_event6(&granted6(0xc8, 1));
+        assert!(changes.has_changed().expect("open"));
+        changes.borrow_and_update();
+        assert!(live_now(&feed).is_empty(), "no IPv4 name yet");
+        feed.lease_event(&grant([10, 0, 0, 2], 1, Some("laptop")));
+        assert_eq!(
+            live_now(&feed),
+            [
+                ("laptop".to_owned(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+                ("laptop".to_owned(), IpAddr::V6(v6(0xc8))),
+            ]
+        );
+        changes.borrow_and_update();
+        // A renewal changes nothing: no wake.
+        feed.lease_event6(&Event6::LeaseRenewed {
+            ip: v6(0xc8),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            until: u64::MAX,
+        });
+        assert!(!changes.has_changed().expect("open"));
+        // Another client's removal event does not touch it; its own does.
+        feed.lease_event6(&Event6::LeaseReleased {
+            ip: v6(0xc8),
+            mac: MacAddr([2, 0, 0, 0, 0, 9]),
+        });
+        assert_eq!(live_now(&feed).len(), 2);
+        feed.lease_event6(&Event6::LeaseExpired {
+            ip: v6(0xc8),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        });
+        assert_eq!(live_now(&feed).len(), 1);
+        // The IPv4 lease goes: the IPv6 address loses its name with it.
+        feed.lease_event6(&granted6(0xc9, 1));
+        assert_eq!(live_now(&feed).len(), 2);
+        feed.lease_event(&Event::LeaseReleased {
+            ip: Ipv4Addr::new(10, 0, 0, 2),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        });
+        assert!(live_now(&feed).is_empty());
+    }
+
+    #[test]
+    fn own_ipv6_names_yield_to_another_clients_ipv4_name() {
+        let feed = Names::new();
+        let mac = |n| MacAddr([2, 0, 0, 0, 0, n]);
+        feed.lease_event(&grant([10, 0, 0, 2], 1, Some("laptop")));
+        feed.set6(v6(0xc9), mac(2), Some("LAPTOP".into()), Timestamp(u64::MAX));
+        feed.set6(v6(0xca), mac(3), Some("phone".into()), Timestamp(u64::MAX));
+        assert_eq!(
+            live_now(&feed),
+            [
+                ("laptop".to_owned(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+                ("phone".to_owned(), IpAddr::V6(v6(0xca))),
+            ]
+        );
+        // A client that moves leaves its old IPv6 address, not its IPv4 one.
+        feed.set6(v6(0xcb), mac(3), Some("phone".into()), Timestamp(u64::MAX));
+        feed.lease_event(&grant([10, 0, 0, 3], 3, Some("phone")));
+        assert_eq!(
+            live_now(&feed),
+            [
+                ("laptop".to_owned(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
+                ("phone".to_owned(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3))),
+                ("phone".to_owned(), IpAddr::V6(v6(0xcb))),
+            ]
+        );
+        feed.remove6(v6(0xcb));
+        feed.remove6(v6(0xc9));
+        assert_eq!(live_now(&feed).len(), 2);
+        // Replacing one family keeps the other.
+        feed.replace6([(v6(0xcc), mac(1), Timestamp(u64::MAX))]);
+        assert_eq!(live_now(&feed).len(), 3);
+        feed.replace(Vec::new());
+        assert!(live_now(&feed).is_empty());
+        assert_eq!(feed.0.borrow().len(), 1, "the IPv6 lease stays");
+    }
+
+    #[test]
+    fn ended_leases_are_not_live_and_the_next_end_is_known() {
+        let feed = Names::new();
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        feed.set6(v6(1), mac, Some("a".into()), Timestamp(10));
+        feed.replace([(
+            "b".to_owned(),
+            Ipv4Addr::new(10, 0, 0, 2),
+            None,
+            Timestamp(20),
+        )]);
+        let (names, next) = live(&feed.0.borrow(), Timestamp(15));
+        assert_eq!(
+            names,
+            [("b".to_owned(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)))]
+        );
+        assert_eq!(next, Some(Timestamp(20)));
     }
 }

@@ -1,10 +1,12 @@
-//! Runs the DNS engine (`netvm-dns`) on the Net VM's internal address:
-//! UDP and TCP port 53, bound to the internal interface
-//! (`SO_BINDTODEVICE`) so that queries arriving from the uplink never
-//! reach it; each upstream question on a fresh socket with a random port,
-//! connected to its upstream; host names from DHCP leases while they
-//! live ([`Names`], fed by the agent's DHCP hook, or by following the
-//! lease journal when the server runs alone).
+//! Runs the DNS engine (`netvm-dns`) on the Net VM's internal addresses,
+//! IPv4 and (when the plan has one) IPv6: UDP and TCP port 53, bound to
+//! the internal interface (`SO_BINDTODEVICE`) so that queries arriving
+//! from the uplink never reach it; each upstream question on a fresh
+//! socket of the upstream's family with a random port, connected to its
+//! upstream; host names from DHCP and DHCPv6 leases while they live
+//! ([`Names`], fed by the agent's DHCP hooks, or by following the lease
+//! journal when the server runs alone); upstreams of both families
+//! learned on the uplink ([`Upstreams`]).
 //!
 //! One thread, one tokio current-thread runtime: the engine is not shared
 //! across threads. UDP is read and written in batches (`mmsg`), the only
@@ -27,10 +29,10 @@ use netvm_events::{Kind, Ready};
 use netvm_plan::DnsPlan;
 use netvm_runtime::PartControl;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -54,8 +56,8 @@ pub struct DnsOptions {
     pub leases: Option<PathBuf>,
     /// Host names fed by whoever runs the DHCP server, if any.
     pub names: Option<Names>,
-    /// Upstreams learned at run time (the uplink's DHCP lease); when it
-    /// holds any, they replace the others.
+    /// Upstreams learned at run time (on the uplink); when it holds any,
+    /// they replace the others.
     pub learned_upstreams: Option<Upstreams>,
     /// Set by a supervisor (the agent) to stop the server and read its
     /// counters; signals stop it too.
@@ -64,6 +66,11 @@ pub struct DnsOptions {
 
 /// Upstreams learned at run time, shared between whoever learns them and
 /// the DNS server, which they wake when they change (clones share them).
+///
+/// IPv6 upstreams are asked over IPv6, in the order given among the IPv4
+/// ones. A link-local one (an RDNSS `fe80::…`) needs its scope: the
+/// uplink's interface index in the `SocketAddrV6`, set by whoever learned
+/// it (without, asking it fails and the next upstream is asked).
 #[derive(Debug, Clone, Default)]
 pub struct Upstreams(Arc<watch::Sender<Vec<SocketAddr>>>);
 
@@ -73,7 +80,8 @@ impl Upstreams {
         Upstreams::default()
     }
 
-    /// Sets the learned upstreams (none: keep using the others).
+    /// Sets the learned upstreams, IPv4 and IPv6, in the order they are
+    /// to be asked (none: keep using the others).
     pub fn set(&self, upstreams: Vec<SocketAddr>) {
         self.0.send_if_modified(|now| {
             let changed = *now != upstreams;
@@ -95,7 +103,7 @@ pub enum DnsError {
         /// `UDP` or `TCP`.
         what: &'static str,
         /// The address.
-        address: SocketAddrV4,
+        address: SocketAddr,
         /// The interface.
         interface: IfName,
         /// Why.
@@ -107,13 +115,17 @@ pub enum DnsError {
     Runtime(#[source] io::Error),
 }
 
-/// What the tasks share: the engine, the UDP socket, the TCP writers.
+/// What the tasks share: the engine, the UDP sockets, the TCP writers.
 pub(crate) struct Shared {
     engine: RefCell<Engine>,
     udp: UdpSocket,
-    /// UDP replies waiting to go out in one `sendmmsg`.
+    /// The IPv6 one, when the plan has an IPv6 address.
+    udp6: Option<UdpSocket>,
+    /// UDP replies waiting to go out in one `sendmmsg` per socket.
     outbox: RefCell<Vec<(SocketAddr, Vec<u8>)>>,
     tcp: RefCell<HashMap<u64, UnboundedSender<Vec<u8>>>>,
+    /// The last TCP connection's number (both listeners count here).
+    connections: Cell<u64>,
     started: Instant,
     /// Told whenever the counters may have changed.
     changed: Notify,
@@ -182,20 +194,38 @@ impl Shared {
 }
 
 impl Shared {
-    /// Sends the UDP replies waiting in the outbox.
+    /// Sends the UDP replies waiting in the outbox, each from the socket
+    /// of its family.
     pub(crate) fn flush(&self) {
         use std::os::fd::AsRawFd;
         let replies = std::mem::take(&mut *self.outbox.borrow_mut());
-        if !replies.is_empty() {
-            mmsg::send(self.udp.as_raw_fd(), &replies);
+        if replies.is_empty() {
+            return;
         }
+        mmsg::send::<libc::sockaddr_in>(self.udp.as_raw_fd(), &replies);
+        if let Some(udp6) = &self.udp6 {
+            mmsg::send::<libc::sockaddr_in6>(udp6.as_raw_fd(), &replies);
+        }
+    }
+
+    /// A number for a new TCP connection.
+    pub(crate) fn next_connection(&self) -> u64 {
+        let next = self.connections.get() + 1;
+        self.connections.set(next);
+        next
     }
 }
 
-/// One question to one upstream on a fresh socket (a random source port
-/// and the connected address filter out forged answers from elsewhere).
+/// One question to one upstream on a fresh socket of its family (a
+/// random source port, and the connected address and port, which the
+/// kernel holds every datagram to, filter out forged answers from
+/// elsewhere, over IPv6 as over IPv4).
 async fn ask(upstream: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
-    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).await?;
+    let any = match upstream {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
     socket.connect(upstream).await?;
     socket.send(bytes).await?;
     let mut buf = vec![0u8; 65_535];
@@ -206,14 +236,21 @@ async fn ask(upstream: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A socket on `address` that sees only `interface`.
+/// A socket on `address` that sees only `interface`. An IPv6 one is
+/// IPv6 only (no IPv4-mapped clients) and may bind the address before
+/// it is usable (`IPV6_FREEBIND`): the address is still tentative for
+/// the second its duplicate detection takes after it is added.
 fn socket_on(
     kind: Type,
     protocol: Protocol,
-    address: SocketAddrV4,
+    address: SocketAddr,
     interface: &IfName,
 ) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::IPV4, kind, Some(protocol))?;
+    let socket = Socket::new(Domain::for_address(address), kind, Some(protocol))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)?;
+    }
     socket.set_reuse_address(true)?;
     socket.bind_device(Some(interface.as_str().as_bytes()))?;
     if kind == Type::DGRAM {
@@ -224,20 +261,27 @@ fn socket_on(
     Ok(socket)
 }
 
-/// The internal zone the plan describes.
+/// The internal zone the plan describes: A and AAAA records, reverse
+/// names of the subnet and of the IPv6 prefix, if any.
 pub fn zone(plan: &DnsPlan) -> Result<Zone, netvm_dns::ZoneError> {
-    let names: Vec<(String, Ipv4Addr, bool)> = plan
-        .names
-        .iter()
-        .map(|n| (n.name.to_string(), n.ip, n.ptr))
-        .collect();
-    Zone::new(
+    let mut names: Vec<(String, IpAddr, bool)> = Vec::new();
+    for n in &plan.names {
+        names.push((n.name.to_string(), IpAddr::V4(n.ip), n.ptr));
+        if let Some(ip6) = n.ip6 {
+            names.push((n.name.to_string(), IpAddr::V6(ip6), n.ptr));
+        }
+    }
+    let zone = Zone::new(
         plan.domain.as_str(),
         plan.subnet.network(),
         plan.subnet.prefix(),
         plan.server.as_str(),
         &names,
-    )
+    )?;
+    Ok(match plan.prefix6 {
+        Some(prefix) => zone.with_prefix6(prefix.network(), prefix.prefix()),
+        None => zone,
+    })
 }
 
 fn event(kind: Kind) {
@@ -270,24 +314,35 @@ pub fn serve(plan: &DnsPlan, options: DnsOptions) -> Result<(), DnsError> {
             seed: random_seed(),
         },
     );
-    let address = SocketAddrV4::new(plan.listen, 53);
+    let address = SocketAddr::V4(SocketAddrV4::new(plan.listen, 53));
+    let address6 = plan
+        .listen6
+        .map(|ip| SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, 0)));
     let interface = options.interface.clone();
-    let listen = |what, kind, protocol| {
-        socket_on(kind, protocol, address, &interface).map_err(|source| DnsError::Listen {
+    let listen = |what: &'static str, kind: Type, protocol: Protocol, address: SocketAddr| {
+        let open = || -> io::Result<Socket> {
+            let socket = socket_on(kind, protocol, address, &interface)?;
+            if kind == Type::STREAM {
+                socket.listen(128)?;
+            }
+            Ok(socket)
+        };
+        open().map_err(|source| DnsError::Listen {
             what,
             address,
             interface: interface.clone(),
             source,
         })
     };
-    let udp = listen("UDP", Type::DGRAM, Protocol::UDP)?;
-    let tcp = listen("TCP", Type::STREAM, Protocol::TCP)?;
-    tcp.listen(128).map_err(|source| DnsError::Listen {
-        what: "TCP",
-        address,
-        interface: interface.clone(),
-        source,
-    })?;
+    let udp = listen("UDP", Type::DGRAM, Protocol::UDP, address)?;
+    let tcp = listen("TCP", Type::STREAM, Protocol::TCP, address)?;
+    let (udp6, tcp6) = match address6 {
+        Some(address6) => (
+            Some(listen("UDP", Type::DGRAM, Protocol::UDP, address6)?),
+            Some(listen("TCP", Type::STREAM, Protocol::TCP, address6)?),
+        ),
+        None => (None, None),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -296,15 +351,28 @@ pub fn serve(plan: &DnsPlan, options: DnsOptions) -> Result<(), DnsError> {
     local.block_on(&runtime, async move {
         let udp = UdpSocket::from_std(udp.into()).map_err(DnsError::Runtime)?;
         let tcp = tokio::net::TcpListener::from_std(tcp.into()).map_err(DnsError::Runtime)?;
+        let udp6 = udp6
+            .map(|s| UdpSocket::from_std(s.into()))
+            .transpose()
+            .map_err(DnsError::Runtime)?;
+        let tcp6 = tcp6
+            .map(|s| tokio::net::TcpListener::from_std(s.into()))
+            .transpose()
+            .map_err(DnsError::Runtime)?;
         let shared = Rc::new(Shared {
             engine: RefCell::new(engine),
             udp,
+            udp6,
             outbox: RefCell::new(Vec::new()),
             tcp: RefCell::new(HashMap::new()),
+            connections: Cell::new(0),
             started: Instant::now(),
             changed: Notify::new(),
         });
         tokio::task::spawn_local(tcp::accept(Rc::clone(&shared), tcp));
+        if let Some(tcp6) = tcp6 {
+            tokio::task::spawn_local(tcp::accept(Rc::clone(&shared), tcp6));
+        }
         let lease_names = options
             .names
             .clone()
@@ -359,6 +427,37 @@ fn random_seed() -> u64 {
     }
 }
 
+/// Answers what is queued on `socket`, a batch per system call, before
+/// waiting again; each batch's replies leave together.
+fn drain<A: mmsg::RawAddr>(shared: &Rc<Shared>, socket: &UdpSocket, inbox: &mut mmsg::Inbox<A>) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    while let Ok(n) = socket.try_io(tokio::io::Interest::READABLE, || inbox.receive(fd)) {
+        for i in 0..n {
+            let (bytes, addr) = inbox.get(i);
+            shared.query(
+                Client {
+                    addr,
+                    transport: Transport::Udp,
+                },
+                bytes,
+            );
+        }
+        shared.flush();
+        if n < mmsg::BATCH {
+            break;
+        }
+    }
+}
+
+/// Waits until `socket` is readable; forever without one.
+async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
+    match socket {
+        Some(socket) => socket.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The supervisor's counters are refreshed at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -369,7 +468,8 @@ async fn run(shared: Rc<Shared>, control: Option<PartControl>) -> Result<(), Dns
     let mut terminate = signal(SignalKind::terminate()).map_err(DnsError::Runtime)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DnsError::Runtime)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DnsError::Runtime)?;
-    let mut inbox = mmsg::Inbox::new();
+    let mut inbox = mmsg::Inbox::<libc::sockaddr_in>::new();
+    let mut inbox6 = mmsg::Inbox::<libc::sockaddr_in6>::new();
     let publish = |control: &PartControl| {
         let counters = shared.engine.borrow().counters();
         control.publish(serde_json::to_value(counters).unwrap_or_default());
@@ -406,24 +506,12 @@ async fn run(shared: Rc<Shared>, control: Option<PartControl>) -> Result<(), Dns
             }
             ready = shared.udp.readable() => {
                 ready.map_err(DnsError::Runtime)?;
-                // Drain what is queued, a batch per system call, before
-                // waiting again; each batch's replies leave together.
-                loop {
-                    use std::os::fd::AsRawFd;
-                    let fd = shared.udp.as_raw_fd();
-                    match shared.udp.try_io(tokio::io::Interest::READABLE, || inbox.receive(fd)) {
-                        Ok(n) => {
-                            for i in 0..n {
-                                let (bytes, addr) = inbox.get(i);
-                                shared.query(Client { addr, transport: Transport::Udp }, bytes);
-                            }
-                            shared.flush();
-                            if n < mmsg::BATCH {
-                                break;
-                            }
-                        }
-                        Err(_) => break,
-                    }
+                drain(&shared, &shared.udp, &mut inbox);
+            }
+            ready = readable(shared.udp6.as_ref()) => {
+                ready.map_err(DnsError::Runtime)?;
+                if let Some(udp6) = &shared.udp6 {
+                    drain(&shared, udp6, &mut inbox6);
                 }
             }
             _ = usr1.recv() => {
@@ -440,4 +528,40 @@ async fn run(shared: Rc<Shared>, control: Option<PartControl>) -> Result<(), Dns
         counters: counters_json(&shared),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::{Name, RecordType};
+    use netvm_dns::Lookup;
+
+    #[test]
+    fn the_plans_zone_has_aaaa_and_ip6_arpa_names_when_ipv6_is_on() {
+        let text = "[network]\nipv6_prefix = \"fd12:3456:789a::/64\"\n\
+            [netvm.uplink]\ninterface = \"eth0\"\n[[vm]]\nname = \"a\"\nip = \"192.168.100.10\"\n";
+        let system = netvm_description::parse("t.toml", text, netvm_description::Format::Toml)
+            .expect("valid");
+        let name = |text: &str| Name::from_ascii(text).expect("name");
+        let zone = zone(&netvm_plan::plan(&system).dns).expect("zone");
+        assert!(matches!(
+            zone.lookup(&name("a.internal."), RecordType::AAAA),
+            Lookup::Answer(_)
+        ));
+        let reverse = "a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.a.9.8.7.6.5.4.3.2.1.d.f.ip6.arpa.";
+        assert!(matches!(
+            zone.lookup(&name(reverse), RecordType::PTR),
+            Lookup::Answer(_)
+        ));
+        let off = netvm_plan::dns_plan(&system, None);
+        let zone = super::zone(&off).expect("zone");
+        assert_eq!(
+            zone.lookup(&name(reverse), RecordType::PTR),
+            Lookup::NotOurs
+        );
+        assert_eq!(
+            zone.lookup(&name("a.internal."), RecordType::AAAA),
+            Lookup::NoData
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! DNS over TCP (RFC 7766): each message preceded by its two-byte length;
 //! several queries per connection, answered as they are ready (possibly
 //! out of order). Connections idle for 10 s are closed, and at most 64
-//! are open at once.
+//! are open at once (IPv4 and IPv6 together).
 
 use crate::Shared;
 use netvm_dns::{Client, Transport};
@@ -17,7 +17,6 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// Accepts connections for as long as the server runs.
 pub(crate) async fn accept(shared: Rc<Shared>, listener: TcpListener) {
-    let mut next = 0u64;
     loop {
         let Ok((stream, addr)) = listener.accept().await else {
             continue;
@@ -26,7 +25,7 @@ pub(crate) async fn accept(shared: Rc<Shared>, listener: TcpListener) {
             drop(stream);
             continue;
         }
-        next += 1;
+        let next = shared.next_connection();
         let client = Client {
             addr,
             transport: Transport::Tcp(next),

@@ -18,7 +18,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// The EDNS payload size we offer and accept (the DNS flag day value).
 const EDNS_PAYLOAD: u16 = 1232;
@@ -167,9 +167,9 @@ impl Engine {
         self.counters
     }
 
-    /// Replaces the names learned from DHCP leases (see
+    /// Replaces the names learned from DHCP and DHCPv6 leases (see
     /// [`Zone::set_learned`]).
-    pub fn set_learned(&mut self, learned: &[(String, std::net::Ipv4Addr)]) {
+    pub fn set_learned(&mut self, learned: &[(String, IpAddr)]) {
         if self.zone.set_learned(learned) {
             self.prepared.forget_local();
         }
@@ -185,6 +185,27 @@ impl Engine {
     /// Questions waiting for upstreams.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The rate limit's key for a client address: an IPv4 address as it
+    /// is; an IPv6 address inside the internal prefix as it is (each VM
+    /// has its own /128 there, and all of them share the /64); any other
+    /// IPv6 source by its /64, since a guest can pick any of 2^64
+    /// link-local addresses and must not escape its limit or fill the
+    /// table that way.
+    fn bucket(&self, ip: IpAddr) -> IpAddr {
+        let IpAddr::V6(v6) = ip else {
+            return ip;
+        };
+        let inside = self.zone.prefix6().is_some_and(|(network, prefix)| {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(v6) & mask == u128::from(network)
+        });
+        if inside {
+            ip
+        } else {
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64)))
+        }
     }
 
     fn next_id(&mut self) -> u16 {
@@ -208,7 +229,7 @@ impl Engine {
             self.counters.malformed += 1;
             return;
         }
-        if !self.limiter.allow(client.addr.ip(), now) {
+        if !self.limiter.allow(self.bucket(client.addr.ip()), now) {
             self.counters.rate_limited += 1;
             return;
         }

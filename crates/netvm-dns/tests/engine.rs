@@ -2,35 +2,40 @@
 //! coalescing, failover, protection. No network.
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use netvm_dns::{Client, Config, Engine, Step, Transport, Zone};
 use proptest::prelude::*;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const UP1: &str = "203.0.113.1:53";
 const UP2: &str = "203.0.113.2:53";
 
+const PREFIX6: &str = "fd12:3456:789a::";
+
+/// The address with interface identifier `iid` in the internal prefix.
+fn v6(iid: u64) -> Ipv6Addr {
+    let prefix: Ipv6Addr = PREFIX6.parse().expect("prefix");
+    Ipv6Addr::from(u128::from(prefix) | u128::from(iid))
+}
+
 fn engine_with(upstreams: &[&str], rate: u32, max_inflight: usize) -> Engine {
+    let v4 = |d| IpAddr::V4(Ipv4Addr::new(192, 168, 100, d));
     let zone = Zone::new(
         "internal",
         Ipv4Addr::new(192, 168, 100, 0),
         24,
         "net-vm.internal",
         &[
-            (
-                "net-vm.internal".into(),
-                Ipv4Addr::new(192, 168, 100, 1),
-                true,
-            ),
-            (
-                "chrome-vm.internal".into(),
-                Ipv4Addr::new(192, 168, 100, 101),
-                true,
-            ),
+            ("net-vm.internal".into(), v4(1), true),
+            ("net-vm.internal".into(), IpAddr::V6(v6(1)), true),
+            ("chrome-vm.internal".into(), v4(101), true),
+            ("chrome-vm.internal".into(), IpAddr::V6(v6(101)), true),
+            ("printer.internal".into(), v4(60), true),
         ],
     )
-    .expect("zone");
+    .expect("zone")
+    .with_prefix6(PREFIX6.parse().expect("prefix"), 64);
     Engine::new(
         zone,
         Config {
@@ -459,7 +464,10 @@ fn prepared_replies_carry_each_clients_id_and_spelling_and_age() {
     // A learned name replaces the prepared NXDOMAIN at once.
     let (_, m) = reply_of(&ask(&mut e, 0, client(1), 7, "laptop.internal.", RecordType::A)[0]);
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    e.set_learned(&[("laptop".into(), Ipv4Addr::new(192, 168, 100, 200))]);
+    e.set_learned(&[(
+        "laptop".into(),
+        IpAddr::V4(Ipv4Addr::new(192, 168, 100, 200)),
+    )]);
     let (_, m) = reply_of(&ask(&mut e, 0, client(1), 8, "laptop.internal.", RecordType::A)[0]);
     assert_eq!(m.answers.len(), 1);
 }
@@ -470,4 +478,221 @@ fn asked_nothing(e: &mut Engine, now: u64) -> bool {
         ask(e, now, client(2), 9, "t.example.", RecordType::A).first(),
         Some(Step::Ask { .. })
     )
+}
+
+fn client6(addr: &str) -> Client {
+    Client {
+        addr: SocketAddr::new(addr.parse().expect("ip"), 40000),
+        transport: Transport::Udp,
+    }
+}
+
+fn reverse(ip: Ipv6Addr) -> String {
+    Name::from(ip).to_ascii()
+}
+
+#[test]
+fn internal_names_have_aaaa_records_and_ip6_arpa_ptrs_answered_here() {
+    let mut e = engine();
+    let who = client6(&v6(101).to_string());
+    let (to, m) = reply_of(&ask(&mut e, 0, who, 1, "chrome-vm.internal.", RecordType::AAAA)[0]);
+    assert_eq!(to, who);
+    assert!(m.metadata.authoritative);
+    assert_eq!(
+        m.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+        [RData::AAAA(AAAA(v6(101)))]
+    );
+    // A name without IPv6: NOERROR with no answer (NODATA) and the SOA.
+    let (_, m) = reply_of(&ask(&mut e, 0, who, 2, "printer.internal.", RecordType::AAAA)[0]);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    // PTRs under ip6.arpa, upper-case nibbles too.
+    let (_, m) = reply_of(&ask(&mut e, 0, who, 3, &reverse(v6(101)), RecordType::PTR)[0]);
+    assert_eq!(
+        m.answers[0].data,
+        RData::PTR(PTR(Name::from_ascii("chrome-vm.internal.").expect("name")))
+    );
+    let upper = reverse(v6(0xab)).to_uppercase();
+    let (_, m) = reply_of(&ask(&mut e, 0, who, 4, &upper, RecordType::PTR)[0]);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(e.counters().forwarded, 0);
+    // Another prefix's reverse names are forwarded.
+    let elsewhere = reverse("2001:db8::1".parse().expect("ip"));
+    assert!(matches!(
+        ask(&mut e, 0, who, 5, &elsewhere, RecordType::PTR)[0],
+        Step::Ask { .. }
+    ));
+    // A learned IPv6 name comes and goes with its lease.
+    e.set_learned(&[
+        (
+            "laptop".into(),
+            IpAddr::V4(Ipv4Addr::new(192, 168, 100, 200)),
+        ),
+        ("laptop".into(), IpAddr::V6(v6(0x1_0000_00c8))),
+    ]);
+    let (_, m) = reply_of(&ask(&mut e, 0, who, 6, "laptop.internal.", RecordType::AAAA)[0]);
+    assert_eq!(m.answers[0].data, RData::AAAA(AAAA(v6(0x1_0000_00c8))));
+    let (_, m) = reply_of(
+        &ask(
+            &mut e,
+            0,
+            who,
+            7,
+            &reverse(v6(0x1_0000_00c8)),
+            RecordType::PTR,
+        )[0],
+    );
+    assert_eq!(
+        m.answers[0].data,
+        RData::PTR(PTR(Name::from_ascii("laptop.internal.").expect("name")))
+    );
+    e.set_learned(&[]);
+    let (_, m) = reply_of(&ask(&mut e, 0, who, 8, "laptop.internal.", RecordType::AAAA)[0]);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn ipv6_clients_are_limited_per_address_in_the_prefix_and_per_64_elsewhere() {
+    let mut e = engine_with(&[UP1], 2, 64);
+    let mut answered = |who: &str| {
+        (0..3)
+            .filter(|i| {
+                !ask(
+                    &mut e,
+                    0,
+                    client6(who),
+                    *i,
+                    "net-vm.internal.",
+                    RecordType::AAAA,
+                )
+                .is_empty()
+            })
+            .count()
+    };
+    // Two VMs in the internal /64: a bucket each.
+    assert_eq!(answered(&v6(101).to_string()), 2);
+    assert_eq!(answered(&v6(102).to_string()), 2);
+    // Link-local sources share their /64's bucket.
+    assert_eq!(answered("fe80::1"), 2);
+    assert_eq!(answered("fe80::2"), 0);
+    assert_eq!(answered("fe80:0:0:1::2"), 2);
+}
+
+#[test]
+fn ipv6_upstreams_are_asked_in_the_order_given_and_checked_alike() {
+    const UP6: &str = "[2001:db8::53]:53";
+    let mut e = engine_with(&[UP6, UP1], 0, 64);
+    let out = ask(&mut e, 0, client(1), 1, "v6.example.", RecordType::AAAA);
+    let (token, upstream, question) = asked(&out[0]);
+    assert_eq!(upstream, UP6.parse().expect("addr"));
+    // A forged ID from the IPv6 upstream is a failure: the next is asked.
+    let mut forged = Message::from_vec(&upstream_answer(&question, 60)).expect("parse");
+    forged.metadata.id = question.metadata.id.wrapping_add(1);
+    let mut out = Vec::new();
+    e.upstream_reply(1, token, &forged.to_vec().expect("encode"), &mut out);
+    let (token, upstream, question) = asked(&out[0]);
+    assert_eq!(upstream, UP1.parse().expect("addr"));
+    let mut out = Vec::new();
+    e.upstream_reply(1, token, &upstream_answer(&question, 60), &mut out);
+    assert_eq!(reply_of(&out[0]).1.metadata.id, 1);
+    // Learned upstreams of both families, in their order.
+    e.set_upstreams(vec![UP1.parse().expect("a"), UP6.parse().expect("a")]);
+    let out = ask(&mut e, 2, client(1), 2, "w.example.", RecordType::A);
+    assert_eq!(asked(&out[0]).1, UP1.parse().expect("addr"));
+}
+
+/// A label for a generated name.
+fn label() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9-]{0,12}[a-z0-9]"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any zone: every name's AAAA is its address in the prefix in use,
+    /// its A its IPv4 address, and the PTR of either leads back to it.
+    #[test]
+    fn generated_zones_answer_aaaa_and_both_ptrs(
+        top in any::<u64>(),
+        hosts in proptest::collection::btree_map(label(), 2u32..0xfffe, 1..20),
+    ) {
+        let prefix = Ipv6Addr::from(u128::from(top) << 64);
+        let mut names = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let hosts: Vec<(String, u32)> = hosts.into_iter().filter(|(_, h)| seen.insert(*h)).collect();
+        for (label, host) in &hosts {
+            let fqdn = format!("{label}.internal");
+            names.push((fqdn.clone(), IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | host)), true));
+            names.push((fqdn, IpAddr::V6(Ipv6Addr::from(u128::from(prefix) | u128::from(*host))), true));
+        }
+        let zone = Zone::new("internal", Ipv4Addr::new(10, 0, 0, 0), 8, "net-vm.internal", &names)
+            .expect("zone")
+            .with_prefix6(prefix, 64);
+        let mut e = Engine::new(zone, Config {
+            upstreams: vec![UP1.parse().expect("addr")],
+            cache_size: 10,
+            client_rate: 0,
+            client_burst: 1,
+            max_inflight: 4,
+            seed: 1,
+        });
+        for (i, (label, host)) in hosts.iter().enumerate() {
+            let fqdn = format!("{label}.internal.");
+            let ip6 = Ipv6Addr::from(u128::from(prefix) | u128::from(*host));
+            let ip4 = Ipv4Addr::from(0x0a00_0000 | host);
+            let id = i as u16;
+            let (_, m) = reply_of(&ask(&mut e, 0, client(1), id, &fqdn, RecordType::AAAA)[0]);
+            prop_assert_eq!(m.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(), vec![RData::AAAA(AAAA(ip6))]);
+            let (_, m) = reply_of(&ask(&mut e, 0, client(1), id, &fqdn, RecordType::A)[0]);
+            prop_assert_eq!(m.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(), vec![RData::A(A(ip4))]);
+            let owner = RData::PTR(PTR(Name::from_ascii(&fqdn).expect("name")));
+            for reverse in [Name::from(ip6), Name::from(ip4)] {
+                let (_, m) = reply_of(&ask(&mut e, 0, client(1), id, &reverse.to_ascii(), RecordType::PTR)[0]);
+                prop_assert_eq!(m.answers.len(), 1);
+                prop_assert_eq!(&m.answers[0].data, &owner);
+            }
+        }
+        prop_assert_eq!(e.counters().forwarded, 0);
+    }
+
+    /// No name under the internal prefix's reverse zone, well formed or
+    /// not, of any type, is ever forwarded, and none makes a panic.
+    #[test]
+    fn names_under_the_prefix_reverse_zone_never_go_upstream(
+        labels in proptest::collection::vec(
+            prop_oneof![
+                4 => "[0-9a-fA-F]",
+                1 => "[0-9a-z-]{1,5}",
+            ],
+            0..40,
+        ),
+        qtype in prop_oneof![
+            Just(RecordType::PTR),
+            Just(RecordType::NS),
+            Just(RecordType::SOA),
+            Just(RecordType::AAAA),
+            Just(RecordType::TXT),
+        ],
+    ) {
+        let mut e = engine();
+        let apex = "0.0.0.0.0.0.0.0.a.9.8.7.6.5.4.3.2.1.d.f.ip6.arpa.";
+        let mut text = labels.join(".");
+        if !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(apex);
+        if let Ok(name) = Name::from_ascii(&text) {
+            let mut m = Message::query();
+            m.add_query(Query::query(name, qtype));
+            if let Ok(bytes) = m.to_vec() {
+                let mut out = Vec::new();
+                e.query(0, client(1), &bytes, &mut out);
+                prop_assert_eq!(out.len(), 1);
+                let replied = matches!(out[0], Step::Reply { .. });
+                prop_assert!(replied);
+            }
+        }
+        prop_assert_eq!(e.counters().forwarded, 0);
+    }
 }

@@ -203,6 +203,43 @@ impl Drop for Netns {
     }
 }
 
+/// A Python TCP server for `python3 -u -c PEER_SERVER PORT`: prints
+/// `listening`, then answers every connection with the peer's address
+/// as it sees it (what NAT made of the client).
+pub const PEER_SERVER: &str = "import socket,sys\n\
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16); print('listening', flush=True)\n\
+while True:\n    c,a=s.accept(); c.sendall((a[0]+'\\n').encode()); c.close()\n";
+
+/// Its client, `python3 -c PEER_CLIENT IP PORT`: prints what the server
+/// saw it as (3 s to connect).
+pub const PEER_CLIENT: &str = "import socket,sys\n\
+s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n\
+print(s.recv(100).decode().strip())\n";
+
+/// Checks `ruleset` with `nft -c -f -` (nothing is loaded); panics with
+/// nft's complaint and the ruleset, named `what`, when nft rejects it.
+pub fn nft_check(what: &str, ruleset: &str) {
+    use std::io::Write;
+    let mut nft = Command::new("nft")
+        .args(["-c", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nft (Debian package nftables) runs");
+    nft.stdin
+        .take()
+        .expect("stdin")
+        .write_all(ruleset.as_bytes())
+        .expect("write");
+    let output = nft.wait_with_output().expect("nft finishes");
+    assert!(
+        output.status.success(),
+        "{what}: nft -c rejected the ruleset:\n{}\n{ruleset}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Creates a veth pair: `a_if` in `a`, `b_if` in `b`, both up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     run_ok(&[
