@@ -1,4 +1,4 @@
-//! `netvm status`, `netvm events`, `netvm reload` (and `netvm leases`
+//! `netvm status`, `netvm uplinks`, `netvm events`, `netvm reload` (and `netvm leases`
 //! without `--file`): requests to a running agent over its control socket.
 
 use crate::describe::OutputFormat;
@@ -22,6 +22,16 @@ pub struct Socket {
 /// `netvm status`.
 #[derive(Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    socket: Socket,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+}
+
+/// `netvm uplinks`.
+#[derive(Args)]
+pub struct UplinksArgs {
     #[command(flatten)]
     socket: Socket,
     /// Output format.
@@ -172,6 +182,32 @@ pub fn leases(socket: &Socket, format: OutputFormat) -> Result<(), String> {
             text(l.hostname.as_ref()),
             text(l.vm.as_ref()),
             format!("{}s", l.expires_in_secs)
+        );
+    }
+    Ok(())
+}
+
+/// `netvm uplinks`: each uplink's state, and which one is active.
+pub fn uplinks(args: &UplinksArgs) -> Result<(), String> {
+    let (answer, _) = ask(&args.socket.path, &Request::Uplinks)?;
+    let uplinks = answer.uplinks.ok_or_else(|| missing("uplinks"))?;
+    if let OutputFormat::Json = args.format {
+        println!("{}", crate::to_json(&uplinks)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>8} {:<12} {:<7} {:<16} {:<16}",
+        "UPLINK", "PRIORITY", "STATE", "ACTIVE", "ADDRESS", "GATEWAY"
+    );
+    for u in &uplinks {
+        println!(
+            "{:<16} {:>8} {:<12} {:<7} {:<16} {:<16}",
+            u.name,
+            u.priority,
+            u.state,
+            if u.active { "yes" } else { "no" },
+            text(u.address.as_ref()),
+            text(u.router.as_ref())
         );
     }
     Ok(())

@@ -84,7 +84,13 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
                 println!("interfaces");
                 for i in &datapath.interfaces {
                     let mtu = i.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
-                    println!("  {:<10} {:<9} {}{mtu}", i.name.as_str(), i.role, i.address);
+                    let v6: String = i.addresses6.iter().map(|a| format!(" {a}")).collect();
+                    println!(
+                        "  {:<10} {:<9} {}{mtu}{v6}",
+                        i.name.as_str(),
+                        i.role,
+                        i.address
+                    );
                 }
                 println!("\nsysctls");
                 for (key, value) in &datapath.sysctls {
@@ -96,6 +102,9 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
                 }
                 if datapath.routes.is_empty() {
                     println!("  (default route from the uplink's DHCP lease)");
+                }
+                for r in &datapath.routes6 {
+                    println!("  {r}");
                 }
                 let d = &datapath.dhcp;
                 println!(
@@ -112,6 +121,17 @@ pub fn plan(args: &PlanArgs) -> Result<(), String> {
                     datapath.dns.domain,
                     datapath.dns.names.len()
                 );
+                match &datapath.ipv6 {
+                    Some(v6) => println!(
+                        "ipv6 on {}: {} {}, net-vm {}, {} reservation(s), router advertisements without prefixes",
+                        datapath.names.internal,
+                        v6.prefix,
+                        v6.mode,
+                        v6.netvm_address,
+                        v6.dhcp6.reservations.len()
+                    ),
+                    None => println!("ipv6: off (forwarded IPv6 dropped)"),
+                }
                 println!("\nevent sets (NFLOG group, prefix)");
                 for set in &datapath.event_sets {
                     println!(
@@ -170,8 +190,16 @@ pub fn apply(args: &ApplyArgs) -> Result<(), String> {
             let forbidden = |c: &netvm_plan::policy::Connection| {
                 datapath.policy.allows(&system, c) == Some(false)
             };
-            let applied = netvm_apply::apply_netvm(&datapath, Path::new("/proc/sys"), &forbidden)
-                .map_err(|e| error_chain(&e))?;
+            let forbidden6 = |c: &netvm_plan::policy::Connection6| {
+                datapath.policy.allows6(&system, c) == Some(false)
+            };
+            let applied = netvm_apply::apply_netvm(
+                &datapath,
+                Path::new("/proc/sys"),
+                &forbidden,
+                &forbidden6,
+            )
+            .map_err(|e| error_chain(&e))?;
             println!(
                 "{}: applied (net-vm); {} connection(s) no longer allowed were cut",
                 args.file.display(),

@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use netvm_lab::lab::{self, UpOptions};
+use netvm_lab::upstream::{self, Flavour};
 use std::path::PathBuf;
 
 /// `netvm lab …`.
@@ -30,6 +31,35 @@ pub enum LabCommand {
     /// namespaces).
     #[command(hide = true)]
     Serve(ServeArgs),
+    /// Send router advertisements with PREF64 (what the ipv6-only
+    /// upstream runs; radvd 2.19 has no PREF64).
+    #[command(hide = true)]
+    Ra(RaArgs),
+}
+
+/// What the upstream offers the net-vm's uplink (docs/lab.md, "Upstream
+/// flavours").
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Upstream {
+    /// DHCPv4, DNS and HTTP over IPv4 only.
+    Ipv4,
+    /// IPv4 plus IPv6: SLAAC, RDNSS, DHCPv6 addresses and a delegated /56.
+    DualPd,
+    /// IPv4 plus IPv6 with SLAAC and RDNSS only (no DHCPv6, no delegation).
+    Dual,
+    /// No IPv4 on the link: SLAAC, RDNSS, PREF64, DNS64 and NAT64.
+    Ipv6Only,
+}
+
+impl From<Upstream> for Flavour {
+    fn from(u: Upstream) -> Flavour {
+        match u {
+            Upstream::Ipv4 => Flavour::Ipv4,
+            Upstream::DualPd => Flavour::DualPd,
+            Upstream::Dual => Flavour::Dual,
+            Upstream::Ipv6Only => Flavour::Ipv6Only,
+        }
+    }
 }
 
 /// Secure or development scenario for the embedded default.
@@ -92,6 +122,9 @@ pub struct UpArgs {
     /// How to print the topology.
     #[arg(long, value_enum, default_value_t = Picture::Table)]
     format: Picture,
+    /// What the upstream offers the net-vm's uplink.
+    #[arg(long, value_enum, default_value = upstream::DEFAULT.as_str())]
+    upstream: Upstream,
 }
 
 /// `--id`.
@@ -144,21 +177,59 @@ pub struct GenerateArgs {
     seed: u64,
 }
 
-/// `netvm lab listen NAME --ports SPEC`.
+/// `netvm lab listen NAME --ports SPEC [--ipv6]`.
 #[derive(Args)]
 pub struct ListenArgs {
     name: String,
     /// Ports, like `1-1024,8080`.
     #[arg(long)]
     ports: String,
+    /// Listen on IPv6 too.
+    #[arg(long)]
+    ipv6: bool,
 }
 
-/// `netvm lab serve NAME --port P…`.
+/// `netvm lab serve NAME --port P… [--ipv6]`.
 #[derive(Args)]
 pub struct ServeArgs {
     name: String,
     #[arg(long = "port", required = true)]
     ports: Vec<u16>,
+    /// Serve on IPv6 too.
+    #[arg(long)]
+    ipv6: bool,
+}
+
+/// `netvm lab ra --interface IF --prefix P …`.
+#[derive(Args)]
+pub struct RaArgs {
+    /// The interface to advertise on.
+    #[arg(long)]
+    interface: String,
+    /// An on-link /64 for SLAAC (L=1, A=1); repeatable.
+    #[arg(long = "prefix")]
+    prefixes: Vec<std::net::Ipv6Addr>,
+    /// A recursive DNS server (RDNSS); repeatable.
+    #[arg(long)]
+    rdnss: Vec<std::net::Ipv6Addr>,
+    /// A search domain (DNSSL); repeatable.
+    #[arg(long)]
+    dnssl: Vec<String>,
+    /// The NAT64 prefix (PREF64), like `2001:db8:64::/96`.
+    #[arg(long)]
+    pref64: Option<String>,
+    /// M: addresses by DHCPv6.
+    #[arg(long)]
+    managed: bool,
+    /// O: other configuration by DHCPv6.
+    #[arg(long)]
+    other: bool,
+    /// Router lifetime, seconds.
+    #[arg(long, default_value_t = 1800)]
+    lifetime: u16,
+    /// Seconds between unsolicited advertisements.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
 }
 
 fn me() -> Result<PathBuf, String> {
@@ -178,12 +249,40 @@ pub fn run(command: LabCommand) -> Result<(), String> {
         LabCommand::Listen(args) => {
             let ports =
                 netvm_lab::serve::parse_ports(&args.ports).map_err(|e| format!("error: {e}"))?;
-            netvm_lab::serve::listen(&args.name, &ports).map_err(|e| format!("error: {e}"))
+            netvm_lab::serve::listen(&args.name, &ports, args.ipv6)
+                .map_err(|e| format!("error: {e}"))
         }
-        LabCommand::Serve(args) => {
-            netvm_lab::serve::serve(&args.name, &args.ports).map_err(|e| format!("error: {e}"))
-        }
+        LabCommand::Serve(args) => netvm_lab::serve::serve(&args.name, &args.ports, args.ipv6)
+            .map_err(|e| format!("error: {e}")),
+        LabCommand::Ra(args) => ra(args),
     }
+}
+
+fn ra(args: RaArgs) -> Result<(), String> {
+    let pref64 = match &args.pref64 {
+        None => None,
+        Some(text) => {
+            let bad = || format!("error: --pref64 {text}: not PREFIX/LENGTH");
+            let (prefix, len) = text.split_once('/').ok_or_else(bad)?;
+            Some((
+                prefix.parse().map_err(|_| bad())?,
+                len.parse().map_err(|_| bad())?,
+            ))
+        }
+    };
+    let config = netvm_lab::ra::RaConfig {
+        mac: None,
+        managed: args.managed,
+        other: args.other,
+        router_lifetime: args.lifetime,
+        prefixes: args.prefixes,
+        rdnss: args.rdnss,
+        dnssl: args.dnssl,
+        pref64,
+        interval: std::time::Duration::from_secs(args.interval.max(1)),
+    };
+    netvm_lab::ra::build(&config).map_err(|e| format!("error: {e}"))?;
+    netvm_lab::ra::run(&args.interface, config).map_err(|e| format!("error: {e}"))
 }
 
 fn up(args: &UpArgs) -> Result<(), String> {
@@ -198,6 +297,7 @@ fn up(args: &UpArgs) -> Result<(), String> {
         qemu: args.vms == Vms::Qemu,
         passthrough: args.vms == Vms::Passthrough,
         usb_nic: args.nic == Nic::Usb,
+        upstream: args.upstream.into(),
     };
     if args.nic == Nic::Usb && (args.vms != Vms::Passthrough || args.file.is_some()) {
         return Err(
@@ -211,8 +311,14 @@ fn up(args: &UpArgs) -> Result<(), String> {
     match args.format {
         Picture::Dot => print!("{}", netvm_lab::report::dot(&lab.plan, &rows)),
         Picture::Table => {
+            let flavour = lab.plan.upstream_flavour;
+            let upstream = if flavour == upstream::DEFAULT {
+                String::new()
+            } else {
+                format!(", {flavour} upstream")
+            };
             println!(
-                "lab {} is up ({} mode, {:.1} s); files in {}",
+                "lab {} is up ({} mode{upstream}, {:.1} s); files in {}",
                 lab.plan.id,
                 lab.system.netvm.mode,
                 started.elapsed().as_secs_f64(),

@@ -52,6 +52,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// A running agent's state: uplink, VMs and their leases, counters.
     Status(control::StatusArgs),
+    /// A running agent's uplinks: each one's state, and which is active.
+    Uplinks(control::UplinksArgs),
     /// A running agent's events (security, leases, uplink, reloads).
     Events(control::EventsArgs),
     /// Make a running agent read its description again.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Command::Uplink(command) => agent::run(command),
         Command::Agent(args) => agent::agent(&args),
         Command::Status(args) => control::status(&args),
+        Command::Uplinks(args) => control::uplinks(&args),
         Command::Events(args) => control::events(&args),
         Command::Reload(args) => control::reload(&args),
         Command::Lab(command) => lab::run(command),

@@ -29,14 +29,9 @@ name = "app-vm"
 "#;
 
 /// A TCP server that answers every connection with the peer's address.
-const SERVER: &str = "import socket,sys\n\
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16); print('listening', flush=True)\n\
-while True:\n    c,a=s.accept(); c.sendall((a[0]+'\\n').encode()); c.close()\n";
+const SERVER: &str = netvm_testsupport::PEER_SERVER;
 
-const CLIENT: &str = "import socket,sys\n\
-s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n\
-print(s.recv(100).decode().strip())\n";
+const CLIENT: &str = netvm_testsupport::PEER_CLIENT;
 
 fn scratch(name: &str, text: &str) -> String {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agent-{}", std::process::id()));

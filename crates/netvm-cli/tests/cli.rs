@@ -161,6 +161,13 @@ fn plan_for_the_net_vm_prints_its_data_plane() {
         text.contains("net/ipv4/conf/ethint0/proxy_arp_pvlan = 1"),
         "{text}"
     );
+    // IPv6 (on by default): the net-vm's address in the derived /64.
+    let v6 = text
+        .lines()
+        .find(|l| l.starts_with("ipv6 on ethint0: fd"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(v6.contains(" nat66, net-vm fd"), "{v6}");
+    assert!(text.contains("mtu 1500 fd"), "{text}");
     assert!(text.contains("table inet netvm {"), "{text}");
     let json = netvm(&["plan", file, "--role", "net-vm", "--format", "json"]);
     let plan: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");

@@ -11,6 +11,10 @@ use std::time::Duration;
 const NETVM: &str = env!("CARGO_BIN_EXE_netvm");
 
 const DESCRIPTION: &str = r#"
+# IPv6 off: the IPv6 part below checks that IPv6 then gets nowhere.
+[network]
+ipv6 = false
+
 [netvm.uplink]
 interface = "eth0"
 addressing = "static"
@@ -32,10 +36,7 @@ internet = false
 "#;
 
 /// A TCP server that answers every connection with the peer's address.
-const SERVER: &str = "import socket,sys\n\
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16); print('listening', flush=True)\n\
-while True:\n    c,a=s.accept(); c.sendall((a[0]+'\\n').encode()); c.close()\n";
+const SERVER: &str = netvm_testsupport::PEER_SERVER;
 
 /// An echo server that keeps connections open.
 const ECHO: &str = "import socket,sys,threading\n\
@@ -162,12 +163,19 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
     netvm.ok(&[NETVM, "apply", description, "--role", "net-vm"]);
     assert_eq!(netvm.ipv4_addresses("ethint0"), ["192.168.100.1/24"]);
     assert_eq!(netvm.ipv4_addresses("eth0"), ["203.0.113.2/24"]);
-    let ruleset = netvm.ok(&["nft", "-s", "list", "table", "inet", "netvm"]);
+    // Terse (`-t`): without set elements, which the event sets gain from
+    // whatever a namespace sends meanwhile.
+    let ruleset = netvm.ok(&["nft", "-s", "-t", "list", "table", "inet", "netvm"]);
+    let endpoints = netvm.ok(&["nft", "list", "set", "inet", "netvm", "endpoints"]);
     // Idempotent: a second apply changes nothing.
     netvm.ok(&[NETVM, "apply", description, "--role", "net-vm"]);
     assert_eq!(
-        netvm.ok(&["nft", "-s", "list", "table", "inet", "netvm"]),
+        netvm.ok(&["nft", "-s", "-t", "list", "table", "inet", "netvm"]),
         ruleset
+    );
+    assert_eq!(
+        netvm.ok(&["nft", "list", "set", "inet", "netvm", "endpoints"]),
+        endpoints
     );
 
     let _internet = serve(&upstream, 9000);
@@ -342,7 +350,7 @@ fn the_net_vm_routes_nats_and_enforces_the_policy() {
         .status
         .success());
     assert_eq!(
-        netvm.ok(&["nft", "-s", "list", "table", "inet", "netvm"]),
+        netvm.ok(&["nft", "-s", "-t", "list", "table", "inet", "netvm"]),
         ruleset
     );
     assert_eq!(

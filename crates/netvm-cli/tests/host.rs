@@ -582,11 +582,18 @@ fn ports_the_plan_does_not_name_are_unknown_vms_and_the_secure_host_is_silent() 
     }
 
     // One unknown port cannot invent clients faster than the description
-    // allows (4 new MACs an hour, and as many new DHCP identities).
+    // allows (4 new MACs an hour, and as many new DHCP identities). The
+    // DHCP burst goes first: it is sent from the port's own MAC, which is
+    // itself one of the 4, so an ARP burst first could spend all of them
+    // and the DHCP burst would then be dropped as a fifth new MAC.
     let port = unknown_port(&host, "vnet9");
     let before = counter(&host, "unknown_ports");
-    port.ok(&["python3", "-c", FRESH, "arp", "20"]);
     port.ok(&["python3", "-c", FRESH, "dhcp", "20"]);
+    port.ok(&["python3", "-c", FRESH, "arp", "20"]);
+    let _ = frames.try_wait_for_n(1, Duration::from_secs(10), |l| l.contains(" dhcp 02:cc:"));
+    let _ = frames.try_wait_for_n(1, Duration::from_secs(10), |l| {
+        l.starts_with("frame 02:cc:") && l.ends_with("0806")
+    });
     std::thread::sleep(Duration::from_millis(500));
     let lines = frames.lines();
     let fresh_macs = lines

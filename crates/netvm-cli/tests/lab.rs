@@ -60,7 +60,7 @@ fn up_test_down(id: &'static str, mode: &str) {
     }
     let (ok, report) = netvm(&["lab", "test", "--id", id]);
     assert!(ok, "{report}");
-    assert!(report.contains("all 9 checks passed"), "{report}");
+    assert!(report.contains("all 16 checks passed"), "{report}");
     let (ok, text) = netvm(&["lab", "down", "--id", id]);
     assert!(ok, "{text}");
     assert!(namespaces(&format!("nvl{id}-")).is_empty());

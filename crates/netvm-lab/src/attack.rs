@@ -3,7 +3,9 @@
 //! spoofs another VM's MAC, its address, both, forges ARP and asks for
 //! the victim's lease with the victim's MAC; then a rogue DHCP server's
 //! offer and a rogue IPv6 router advertisement, with a capture on every
-//! other VM. Each must reach nothing, leave the victim as it was, and be
+//! other VM; with IPv6 inside, datagrams from the victim's IPv6 address
+//! and neighbour advertisements claiming its address or carrying its MAC.
+//! Each must reach nothing, leave the victim as it was, and be
 //! counted (a host guard counter or the agent's `spoofing` event). The
 //! frames are built by a small Python script (`raw.py`, AF_PACKET), so
 //! this crate stays free of unsafe code.
@@ -14,7 +16,7 @@ use crate::plan::{Expected, VmNode, UPSTREAM_IP};
 use crate::verify::{events, Check};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -243,6 +245,111 @@ fn spoof(lab: &Lab, a: &Attacker, victim: &VmNode, victim_ip: Ipv4Addr) -> Check
     }
 }
 
+/// IPv6 spoofing from `a`: datagrams from the victim's IPv6 address
+/// (own MAC; only from a port with an IPv6 address of its own, which has
+/// the net-vm's default route), an unsolicited neighbour advertisement
+/// claiming the victim's address for the attacker's MAC, and one whose
+/// link-layer address is the victim's MAC. Each must be counted by the
+/// host's guard, the datagrams must reach no listener, and the net-vm
+/// must not map the victim's address to the attacker's MAC.
+fn spoof6(
+    lab: &Lab,
+    a: &Attacker,
+    victim: &VmNode,
+    victim_ip: Ipv6Addr,
+    netvm_ip: Ipv6Addr,
+) -> Check {
+    let ns = a.ns;
+    let victim_mac = victim.mac.to_string();
+    let own = crate::ipv6::ipv6_on(ns, "eth0");
+    let mut problems = Vec::new();
+    let mut done = Vec::new();
+    let token = format!("spoof6-{}-ip", a.id);
+    if own.is_some() {
+        let cidr = format!("{victim_ip}/128");
+        let upstream = lab
+            .plan
+            .upstream_flavour
+            .ipv6()
+            .then_some(crate::upstream::UPSTREAM_IP6);
+        let ip = is_counted(lab, || {
+            let _ = netns::run_in(
+                ns,
+                &["ip", "-6", "addr", "add", &cidr, "dev", "eth0", "nodad"],
+            );
+            let _ = netns::inside(ns, || -> std::io::Result<()> {
+                let s = std::net::UdpSocket::bind((victim_ip, 0))?;
+                for _ in 0..5 {
+                    s.send_to(token.as_bytes(), (netvm_ip, 53))?;
+                    if let Some(up) = upstream {
+                        s.send_to(token.as_bytes(), (up, SPOOF_PORT))?;
+                    }
+                }
+                Ok(())
+            });
+            let _ = netns::run_in(ns, &["ip", "-6", "addr", "del", &cidr, "dev", "eth0"]);
+        });
+        if ip {
+            done.push("IPv6 source");
+        } else {
+            problems.push("the victim's IPv6 source was not counted".to_owned());
+        }
+        if listener_logs(lab).contains(token.as_str()) {
+            problems.push(format!(
+                "datagrams from the victim's IPv6 address arrived ({token})"
+            ));
+        }
+    }
+    let v = victim_ip.to_string();
+    let claim = is_counted(lab, || {
+        python(lab, ns, &["na", "eth0", &a.mac, &v]);
+    });
+    if claim {
+        done.push("NA for its address");
+    } else {
+        problems
+            .push("a neighbour advertisement for the victim's address was not counted".to_owned());
+    }
+    let target = own.unwrap_or(victim_ip).to_string();
+    let foreign = is_counted(lab, || {
+        python(lab, ns, &["na", "eth0", &victim_mac, &target]);
+    });
+    if foreign {
+        done.push("NA with its MAC");
+    } else {
+        problems.push("a neighbour advertisement with the victim's MAC was not counted".to_owned());
+    }
+    let internal = netvm_plan::datapath::interfaces(&lab.system)
+        .internal
+        .to_string();
+    if netns::run_in(
+        &lab.plan.netvm,
+        &["ip", "-6", "neigh", "show", &v, "dev", &internal],
+    )
+    .unwrap_or_default()
+    .contains(&a.mac)
+    {
+        problems.push(format!(
+            "the net-vm now maps {victim_ip} to the attacker's MAC"
+        ));
+    }
+    Check {
+        name: format!(
+            "IPv6 spoofing from {} as {} is dropped and counted",
+            a.label, victim.name
+        ),
+        pass: problems.is_empty(),
+        detail: if problems.is_empty() {
+            format!(
+                "{} counted; nothing arrived; no neighbour entry moved",
+                done.join(", ")
+            )
+        } else {
+            problems.join("; ")
+        },
+    }
+}
+
 /// A rogue DHCP offer and router advertisement from `a`; captured on
 /// every other VM's interface.
 fn rogue(lab: &Lab, a: &Attacker, victims: &[(&str, &str)]) -> Check {
@@ -355,6 +462,25 @@ pub fn run(lab: &Lab, unknown: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     for a in &attackers {
         checks.push(spoof(lab, a, victim, victim_ip));
+    }
+    if lab.plan.ipv6 {
+        let netvm_ip = crate::matrix6::internal_prefix(lab)
+            .map(|p| lab.system.ipv6_in(&lab.system.netvm.endpoint, p));
+        match (crate::ipv6::ipv6_on(&victim.ns, "eth0"), netvm_ip) {
+            (Some(victim_ip), Ok(netvm_ip)) => {
+                for a in &attackers {
+                    checks.push(spoof6(lab, a, victim, victim_ip, netvm_ip));
+                }
+            }
+            (victim_ip, netvm_ip) => checks.push(Check {
+                name: "IPv6 spoofing".to_owned(),
+                pass: false,
+                detail: format!(
+                    "no IPv6 address for {} ({victim_ip:?}) or the net-vm ({netvm_ip:?})",
+                    victim.name
+                ),
+            }),
+        }
     }
     for a in attackers.iter().filter(|a| a.id != "pool") {
         let victims: Vec<(&str, &str)> = lab

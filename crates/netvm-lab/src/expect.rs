@@ -489,6 +489,53 @@ pub fn expect(
     }
 }
 
+/// What `row` must meet when measured over IPv6 (with an upstream that
+/// has IPv6; `delegates`: the upstream delegates a prefix, so the internal
+/// network is routed, else NAT66). The same policy as over IPv4, with
+/// IPv6's addressing: routed, the Internet sees a VM as its own address,
+/// and the upstream reaches a forward at the VM's own address and port
+/// (and nothing on the uplink's address but its echo); NAT66, as IPv4.
+pub fn expect6(system: &System, delegates: bool, row: &Expectation) -> Outcome {
+    if !delegates {
+        return row.outcome.clone();
+    }
+    match (&row.source, &row.target, &row.outcome) {
+        (Source::Upstream, Target::Uplink, _) => match row.proto {
+            Proto::Icmp => service(),
+            Proto::Tcp | Proto::Udp => SILENT,
+        },
+        (Source::Upstream, Target::Vm(to), _) => {
+            let forwarded = system
+                .vms
+                .iter()
+                .filter(|vm| vm.name.as_str() == to)
+                .flat_map(|vm| &vm.forwards)
+                .any(|fw| {
+                    proto_of(fw.proto) == row.proto
+                        && fw.vm_ports.first() <= row.port
+                        && row.port <= fw.vm_ports.last()
+                });
+            if forwarded && row.proto != Proto::Icmp {
+                by(to, SeenAs::Any)
+            } else {
+                SILENT
+            }
+        }
+        (
+            _,
+            Target::UpstreamService,
+            Outcome::Answered {
+                by,
+                seen_as: SeenAs::Uplink,
+            },
+        ) => Outcome::Answered {
+            by: by.clone(),
+            seen_as: SeenAs::Own,
+        },
+        _ => row.outcome.clone(),
+    }
+}
+
 /// The whole table for `system` with the ports of `seed`.
 pub fn table(system: &System, seed: u64) -> Vec<Expectation> {
     let sample = sample_ports(system, seed);
@@ -708,6 +755,47 @@ mod tests {
         assert_eq!(outcome(&s, &vm("gui-vm"), &up, Proto::Tcp, 80), SILENT);
         assert_eq!(outcome(&s, &Source::Pool, &up, Proto::Tcp, 80), SILENT);
         assert_eq!(outcome(&s, &Source::Unknown, &up, Proto::Udp, 53), SILENT);
+    }
+
+    #[test]
+    fn ipv6_is_nat66_like_ipv4_or_routed_to_the_vms_own_address() {
+        let s = default();
+        let rows = table(&s, 1);
+        let row = |source: &Source, target: &Target, proto: Proto, port: u16| {
+            rows.iter()
+                .find(|r| {
+                    r.source == *source && r.target == *target && r.proto == proto && r.port == port
+                })
+                .cloned()
+                .expect("row")
+        };
+        let up = Source::Upstream;
+        let fw = row(&up, &Target::Uplink, Proto::Tcp, 8443);
+        assert_eq!(expect6(&s, false, &fw), by("business-vm", SeenAs::Any));
+        assert_eq!(expect6(&s, true, &fw), SILENT);
+        let echo = row(&up, &Target::Uplink, Proto::Icmp, 0);
+        assert_eq!(expect6(&s, true, &echo), service());
+        let direct = row(&up, &to("business-vm"), Proto::Tcp, 8443);
+        assert_eq!(expect6(&s, false, &direct), SILENT);
+        assert_eq!(expect6(&s, true, &direct), by("business-vm", SeenAs::Any));
+        for (target, proto, port) in [
+            (to("business-vm"), Proto::Udp, 8443),
+            (to("business-vm"), Proto::Tcp, 8444),
+            (to("business-vm"), Proto::Icmp, 0),
+            (to("gui-vm"), Proto::Tcp, 8443),
+            (Target::NetVm, Proto::Tcp, 8443),
+        ] {
+            assert_eq!(
+                expect6(&s, true, &row(&up, &target, proto, port)),
+                SILENT,
+                "{target} {proto} {port}"
+            );
+        }
+        let web = row(&vm("admin-vm"), &Target::UpstreamService, Proto::Tcp, 80);
+        assert_eq!(expect6(&s, false, &web), by(UPSTREAM, SeenAs::Uplink));
+        assert_eq!(expect6(&s, true, &web), by(UPSTREAM, SeenAs::Own));
+        let no = row(&vm("gui-vm"), &Target::UpstreamService, Proto::Tcp, 80);
+        assert_eq!(expect6(&s, true, &no), SILENT);
     }
 
     #[test]

@@ -247,6 +247,7 @@ echo "netvm-lab: $name up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
 echo "$name" > /var/www/index.html
 for p in $(arg ports | tr , ' '); do httpd -p "$p" -h /var/www; done
 udhcpc -f -i eth0 -s /lease.sh -x "hostname:$name" -t 60 -T 1 -A 2 > /dev/null 2>&1 &
+[ -x /sbin/dhclient ] && dhclient -6 -nw -sf /lease6.sh -lf /tmp/dhclient6.leases -pf /run/dhclient6.pid eth0 > /dev/null 2>&1
 # The lab's control channel: a shell on the second serial port.
 stty -F /dev/ttyS1 -echo 2>/dev/null
 (while true; do PS1= sh </dev/ttyS1 >/dev/ttyS1 2>&1; done) &
@@ -267,6 +268,19 @@ case "$1" in
 esac
 "#;
 
+/// dhclient -6's script: the address as a /128 (the net-vm advertises
+/// no on-link prefix; its router advertisements give the default route).
+pub(crate) const VM_LEASE6: &str = r#"#!/bin/sh
+case "$reason" in
+  BOUND6|RENEW6|REBIND6|REBOOT6)
+    ip -6 addr replace "$new_ip6_address/128" dev "$interface" nodad
+    echo "netvm-lab: lease6 $new_ip6_address at $(cut -d' ' -f1 /proc/uptime)" >> "${NETVM_REPORT:-/dev/console}"
+    ;;
+  EXPIRE6|RELEASE6|STOP6) ip -6 addr flush dev "$interface" scope global ;;
+esac
+exit 0
+"#;
+
 pub(crate) const VM_CHECKS: &str = r#"#!/bin/sh
 # Its arguments: the kernel command line of a VM, or (a VM that is a
 # namespace of the passthrough lab's host VM) the file NETVM_ARGS; its
@@ -274,22 +288,28 @@ pub(crate) const VM_CHECKS: &str = r#"#!/bin/sh
 arg() { sed -n "s/.*netvm\.$1=\([^ ]*\).*/\1/p" "${NETVM_ARGS:-/proc/cmdline}"; }
 report() { echo "netvm-lab: $*" >> "${NETVM_REPORT:-/dev/console}"; }
 name=$(arg name)
-# Three tries each: a TCG guest is slow, and its first packets may race
-# the net-vm admitting a new pool lease.
-for try in 1 2 3; do
-  found=$(nslookup "$name.$(arg domain)" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
-  [ -n "$found" ] && break
-  sleep 1
-done
-report "dns $name.$(arg domain) ${found:-none}"
-for n in $(arg names | tr , ' '); do
-  for try in 1 2 3; do
-    a=$(nslookup "$n" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
+# Every name must resolve, so each is asked until it does, for up to 60 s
+# from here: a TCG guest is slow, its first packets may race the net-vm
+# admitting a new pool lease, and under load the net-vm may not yet have
+# its own uplink (its DNS has no upstream until then).
+start=$(cut -d. -f1 /proc/uptime)
+lookup() {
+  while :; do
+    a=$(nslookup -type=a "$1" "$(arg dns)" 2>/dev/null | awk '/^Name:/{f=1} f && /^Address/{print $2}' | tail -1)
     [ -n "$a" ] && break
+    [ $(( $(cut -d. -f1 /proc/uptime) - start )) -ge 60 ] && break
     sleep 1
   done
+  echo "$a"
+}
+found=$(lookup "$name.$(arg domain)")
+report "dns $name.$(arg domain) ${found:-none}"
+for n in $(arg names | tr , ' '); do
+  a=$(lookup "$n")
   report "resolved $n ${a:-none}"
 done
+# The upstream's name resolved above, so the net-vm has its uplink: three
+# tries suffice, and a VM without `internet` is not kept waiting.
 for try in 1 2 3; do
   # (busybox 1.35's wget crashes with -T: timeout(1) bounds it instead)
   body=$(timeout 5 wget -q -O - "http://$(arg upstream)/" 2>/dev/null | tail -1)
@@ -315,7 +335,9 @@ modprobe -a virtio_pci virtio_net
 # A USB uplink's drivers, where the image has them; crc32c before
 # nf_tables where it is a module.
 modprobe -qa xhci_pci cdc_ether crc32c_generic
-modprobe -qa nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_reject_inet nf_conntrack_netlink nfnetlink_log nft_compat
+modprobe -qa nf_tables nf_conntrack nf_nat nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_reject_inet nf_conntrack_netlink nfnetlink_log nft_compat
+# The CLAT's TUN device (IPv6-only uplinks).
+modprobe -q tun
 ip link set lo up
 echo "netvm-lab: net-vm up at $(cut -d' ' -f1 /proc/uptime)" > /dev/console
 # The lab's control channel: a shell on the second serial port.
@@ -350,6 +372,12 @@ pub fn vm_image(kernel: &Kernel) -> Result<Vec<u8>, LabError> {
     let mut a = base(kernel, &[])?;
     a.file("init", VM_INIT.as_bytes().to_vec(), 0o755);
     a.file("lease.sh", VM_LEASE.as_bytes().to_vec(), 0o755);
+    a.file("lease6.sh", VM_LEASE6.as_bytes().to_vec(), 0o755);
+    // The DHCPv6 client (Debian's busybox has no udhcpc6).
+    let dhclient = Path::new("/sbin/dhclient");
+    if dhclient.exists() {
+        add_binary(&mut a, dhclient, "sbin/dhclient")?;
+    }
     a.file("checks.sh", VM_CHECKS.as_bytes().to_vec(), 0o755);
     Ok(a.to_bytes())
 }
@@ -397,6 +425,7 @@ pub fn netvm_image_with(
         "kernel/net/netfilter/",
         "kernel/net/ipv4/netfilter/",
         "kernel/net/ipv6/netfilter/",
+        "kernel/drivers/net/tun.ko",
     ];
     wanted.extend_from_slice(modules);
     let mut a = base(kernel, &wanted)?;
@@ -407,6 +436,12 @@ pub fn netvm_image_with(
         .find(|p| p.exists())
         .ok_or_else(|| LabError::Lab("no nft on this machine".to_owned()))?;
     add_binary(&mut a, &nft, "usr/sbin/nft")?;
+    // The CLAT's translator, where this machine has it (the README's
+    // packages do): without it an IPv6-only uplink gives IPv4 VMs nothing.
+    let tayga = Path::new("/usr/sbin/tayga");
+    if tayga.exists() {
+        add_binary(&mut a, tayga, "usr/sbin/tayga")?;
+    }
     a.file(
         "etc/netvm/system.toml",
         description.as_bytes().to_vec(),

@@ -9,6 +9,7 @@
 
 use crate::netns::{self, io_error, LabError};
 use crate::plan::{self, LabPlan, UPSTREAM_IP, UPSTREAM_NAMES, UPSTREAM_PREFIX};
+use crate::upstream::Flavour;
 use netvm_description::{Mode, System};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -62,6 +63,8 @@ pub struct UpOptions {
     pub passthrough: bool,
     /// Passthrough with no FILE: a USB NIC instead of a PCI one.
     pub usb_nic: bool,
+    /// What the upstream offers ([`crate::upstream::DEFAULT`] unless told).
+    pub upstream: Flavour,
 }
 
 fn dir_of(id: u32) -> PathBuf {
@@ -152,7 +155,8 @@ pub fn up(options: &UpOptions) -> Result<Lab, LabError> {
     let id = claim(options.id)?;
     let dir = dir_of(id);
     let lab = (|| {
-        let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
+        let plan = plan::plan_with(&system, id, options.upstream)
+            .map_err(|e| LabError::Lab(e.to_string()))?;
         let file = dir.join(name);
         std::fs::write(&file, &text).map_err(io_error(&file))?;
         let mut lab = Lab {
@@ -313,7 +317,8 @@ pub fn wait<T>(
 
 /// Creates the lab's namespaces: all of them with the veths between
 /// them, or (QEMU mode) the upstream, with a TAP as its interface, and
-/// the host.
+/// the host; then starts the upstream of the plan's flavour
+/// ([`crate::upstream::start`]).
 fn start_upstream(lab: &Lab) -> Result<(), LabError> {
     let plan = &lab.plan;
     if lab.qemu {
@@ -342,45 +347,55 @@ fn start_upstream(lab: &Lab) -> Result<(), LabError> {
             netns::veth(veth)?;
         }
     }
-    let netvm = lab.netvm_bin();
-    let dir = |name: &str| lab.dir.join(name).display().to_string();
+    crate::upstream::start(plan, &lab.dir, &lab.netvm)
+}
 
-    // The upstream: an address, DHCP and DNS (dnsmasq), HTTP.
-    let up = &plan.upstream;
-    let cidr = format!("{UPSTREAM_IP}/{UPSTREAM_PREFIX}");
-    netns::run_in(up, &["ip", "addr", "add", &cidr, "dev", &plan.upstream_if])?;
-    let (first, last) = plan::UPSTREAM_POOL;
-    let mut dnsmasq = vec![
-        "dnsmasq".to_owned(),
-        "--keep-in-foreground".to_owned(),
-        "--conf-file=/dev/null".to_owned(),
-        "--no-resolv".to_owned(),
-        "--no-hosts".to_owned(),
-        "--bind-interfaces".to_owned(),
-        format!("--interface={}", plan.upstream_if),
-        format!("--dhcp-range={first},{last},255.255.255.0,1h"),
-        format!("--dhcp-option=option:router,{UPSTREAM_IP}"),
-        format!("--dhcp-option=option:dns-server,{UPSTREAM_IP}"),
-        format!("--dhcp-leasefile={}", dir("dnsmasq.leases")),
-        "--pid-file=".to_owned(),
-        "--user=root".to_owned(),
-        "--log-dhcp".to_owned(),
-    ];
-    dnsmasq.extend(
-        UPSTREAM_NAMES
+/// Brings up only the upstream of lab `id` (with `flavour`), and the
+/// net-vm's namespace holding the far end of the uplink (`eth9`, the
+/// embedded secure default's uplink MAC) and nothing else: no host,
+/// agent or VMs. A client put there meets the upstream exactly as the
+/// net-vm would (the upstream flavour tests). `lab down` removes it.
+pub fn up_upstream(id: u32, flavour: Flavour, netvm: &Path) -> Result<Lab, LabError> {
+    let system = netvm_description::parse(
+        "the embedded default",
+        DEFAULT_SECURE,
+        netvm_description::Format::Toml,
+    )
+    .map_err(|e| LabError::Lab(e.to_string()))?;
+    let id = claim(Some(id))?;
+    let dir = dir_of(id);
+    let lab = (|| {
+        let plan =
+            plan::plan_with(&system, id, flavour).map_err(|e| LabError::Lab(e.to_string()))?;
+        let file = dir.join("system.toml");
+        std::fs::write(&file, DEFAULT_SECURE).map_err(io_error(&file))?;
+        let lab = Lab {
+            plan,
+            system: system.clone(),
+            dir: dir.clone(),
+            netvm: netvm.to_owned(),
+            qemu: false,
+            passthrough: false,
+            boots: Vec::new(),
+        };
+        lab.save()?;
+        let plan = &lab.plan;
+        let uplink = plan
+            .veths
             .iter()
-            .map(|n| format!("--host-record={n},{UPSTREAM_IP}")),
-    );
-    let args: Vec<&str> = dnsmasq.iter().map(String::as_str).collect();
-    netns::daemon(up, &args, &lab.dir.join("dnsmasq.log"))?;
-    let http = plan::UPSTREAM_HTTP_PORT.to_string();
-    netns::daemon(
-        up,
-        &[&netvm, "lab", "serve", "upstream", "--port", &http],
-        &lab.dir.join("serve-upstream.log"),
-    )?;
-
-    Ok(())
+            .find(|v| v.a.ns == plan.upstream && v.b.ns == plan.netvm)
+            .ok_or_else(|| LabError::Lab("the plan has no uplink veth".to_owned()))?;
+        for ns in [&plan.upstream, &plan.netvm] {
+            netns::create(ns)?;
+        }
+        netns::veth(uplink)?;
+        crate::upstream::start(plan, &lab.dir, &lab.netvm)?;
+        Ok(lab)
+    })();
+    if lab.is_err() && std::env::var_os("NETVM_LAB_KEEP").is_none() {
+        down(id);
+    }
+    lab
 }
 
 fn build(lab: &Lab) -> Result<(), LabError> {
@@ -416,12 +431,16 @@ fn build(lab: &Lab) -> Result<(), LabError> {
     // The net-vm.
     lab.start_agent()?;
 
-    // The VMs: a service and a DHCP client each.
-    for vm in &plan.vms {
+    // The VMs: a service and a DHCP client each (and a DHCPv6 client,
+    // dhclient -6 and dhcpcd in turn, when the network has IPv6).
+    for (index, vm) in plan.vms.iter().enumerate() {
         let ports: Vec<String> = vm.tcp_ports.iter().map(u16::to_string).collect();
         let mut args = vec![netvm.as_str(), "lab", "serve", vm.name.as_str()];
         for p in &ports {
             args.extend_from_slice(&["--port", p]);
+        }
+        if plan.ipv6 {
+            args.push("--ipv6");
         }
         netns::daemon(
             &vm.ns,
@@ -429,6 +448,9 @@ fn build(lab: &Lab) -> Result<(), LabError> {
             &lab.dir.join(format!("serve-{}.log", vm.name)),
         )?;
         lab.start_dhcp_client(&vm.ns, &vm.name)?;
+        if plan.ipv6 {
+            crate::ipv6::start_client(&lab.dir, &vm.ns, crate::ipv6::Dhcp6Client::for_vm(index))?;
+        }
     }
     wait(Duration::from_secs(40), "every VM's lease", || {
         plan.vms
@@ -436,6 +458,14 @@ fn build(lab: &Lab) -> Result<(), LabError> {
             .all(|vm| lab.address_of(&vm.ns).is_some())
             .then_some(())
     })?;
+    if plan.ipv6 {
+        wait(Duration::from_secs(40), "every VM's DHCPv6 lease", || {
+            plan.vms
+                .iter()
+                .all(|vm| crate::ipv6::ipv6_on(&vm.ns, "eth0").is_some())
+                .then_some(())
+        })?;
+    }
     // Up means usable: a VM resolves an upstream name through the net-vm
     // (so the uplink has its lease and DNS its upstreams).
     let first = plan.vms.first().map(|v| v.ns.clone()).unwrap_or_default();
@@ -447,7 +477,7 @@ fn build(lab: &Lab) -> Result<(), LabError> {
                 crate::probe::resolve(plan.netvm_ip, UPSTREAM_NAMES[0], Duration::from_millis(500))
             })
             .ok()
-            .filter(|found| found.contains(&UPSTREAM_IP))
+            .filter(|found| found.contains(&plan.upstream_flavour.http_ipv4()))
             .map(|_| ())
         },
     )
@@ -484,7 +514,8 @@ pub fn find(id: Option<u32>, netvm: &Path) -> Result<Lab, LabError> {
     }
     // The plan is a pure function of the description and the id.
     let system = netvm_description::load(&file).map_err(|e| LabError::Lab(e.to_string()))?;
-    let plan = plan::plan(&system, id).map_err(|e| LabError::Lab(e.to_string()))?;
+    let plan = plan::plan_with(&system, id, flavour_in(&dir)?)
+        .map_err(|e| LabError::Lab(e.to_string()))?;
     let qemu = dir.join("qemu").exists();
     let passthrough = dir.join("passthrough").exists();
     Ok(Lab {
@@ -496,6 +527,23 @@ pub fn find(id: Option<u32>, netvm: &Path) -> Result<Lab, LabError> {
         passthrough,
         boots: Vec::new(),
     })
+}
+
+/// The upstream flavour lab.json records (labs from before the flavours
+/// have none: `ipv4`).
+fn flavour_in(dir: &Path) -> Result<Flavour, LabError> {
+    let path = dir.join("lab.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Flavour::Ipv4);
+    };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| LabError::Lab(format!("{}: {e}", path.display())))?;
+    match json.get("upstream_flavour").and_then(|f| f.as_str()) {
+        None => Ok(Flavour::Ipv4),
+        Some(name) => name
+            .parse()
+            .map_err(|e| LabError::Lab(format!("{}: {e}", path.display()))),
+    }
 }
 
 /// The ids of labs with files or namespaces.

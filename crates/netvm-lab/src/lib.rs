@@ -7,6 +7,9 @@
 //! [`verify`] is the policy oracle: the reachability [`expect`]ed from
 //! the description alone, [`measure`]d with real packets, and the
 //! layer-2 [`attack`]s; [`generate`] makes seeded systems for it.
+//! [`upstream`] is what the net-vm's uplink meets, in four flavours
+//! (IPv4, dual stack with or without prefix delegation, IPv6-only with
+//! NAT64), [`ra`] the router advertiser radvd cannot replace there.
 
 #![forbid(unsafe_code)]
 
@@ -15,8 +18,10 @@ pub mod cpio;
 pub mod expect;
 pub mod generate;
 pub mod image;
+pub mod ipv6;
 pub mod lab;
 pub mod matrix;
+pub mod matrix6;
 pub mod matrix_qemu;
 pub mod measure;
 pub mod netns;
@@ -25,6 +30,8 @@ pub mod passthrough_image;
 pub mod plan;
 pub mod probe;
 pub mod qemu;
+pub mod ra;
 pub mod report;
 pub mod serve;
+pub mod upstream;
 pub mod verify;

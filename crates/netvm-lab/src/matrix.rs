@@ -105,11 +105,15 @@ pub fn run(lab: &Lab) -> Vec<Check> {
         ]);
     }
     results.push(host_posture(lab));
-    (1u8..)
+    let mut checks: Vec<Check> = (1u8..)
         .zip(ROWS)
         .zip(results)
         .map(|((row, name), result)| check(row, name, result))
-        .collect()
+        .collect();
+    if lab.plan.ipv6 && !lab.qemu {
+        checks.extend(crate::matrix6::run(lab));
+    }
+    checks
 }
 
 pub(crate) fn described(lab: &Lab) -> impl Iterator<Item = &VmNode> {
@@ -153,7 +157,9 @@ fn names_and_nat(lab: &Lab) -> Result<String, String> {
         .filter_map(|v| Some((v.fqdn.clone()?, reserved(v)?)))
         .collect();
     let server = lab.plan.netvm_ip;
-    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    // Behind an IPv6-only uplink: the IPv4-only service, through the CLAT.
+    let upstream_ip = lab.plan.upstream_flavour.http_ipv4();
+    let http = SocketAddr::from((upstream_ip, UPSTREAM_HTTP_PORT));
     let mut out = Vec::new();
     for vm in &lab.plan.vms {
         let own = lab.address_of(&vm.ns);
@@ -170,7 +176,7 @@ fn names_and_nat(lab: &Lab) -> Result<String, String> {
         if !wrong.is_empty() {
             return Err(format!("{} cannot resolve {}", vm.name, wrong.join(", ")));
         }
-        if upstream_name != vec![UPSTREAM_IP] {
+        if upstream_name != vec![upstream_ip] {
             return Err(format!(
                 "{} resolved {} as {upstream_name:?}",
                 vm.name, UPSTREAM_NAMES[0]
@@ -232,7 +238,11 @@ fn names_and_nat_reported(lab: &Lab) -> Result<String, String> {
                         .map(str::to_owned)
                 });
             if said.as_deref() != Some(ip.to_string().as_str()) {
-                return Err(format!("{} resolved {fqdn} as {said:?}", vm.name));
+                return Err(format!(
+                    "{} resolved {fqdn} as {said:?}{}",
+                    vm.name,
+                    netvm_said(lab)
+                ));
             }
         }
         let upstream = crate::qemu::reports(lab, &vm.name)
@@ -243,8 +253,10 @@ fn names_and_nat_reported(lab: &Lab) -> Result<String, String> {
             });
         if upstream.as_deref() != Some(UPSTREAM_IP.to_string().as_str()) {
             return Err(format!(
-                "{} resolved {} as {upstream:?}",
-                vm.name, UPSTREAM_NAMES[0]
+                "{} resolved {} as {upstream:?}{}",
+                vm.name,
+                UPSTREAM_NAMES[0],
+                netvm_said(lab)
             ));
         }
         let seen = crate::qemu::report(lab, &vm.name, "internet")
@@ -257,6 +269,30 @@ fn names_and_nat_reported(lab: &Lab) -> Result<String, String> {
         UPSTREAM_NAMES[0],
         out.join(", ")
     ))
+}
+
+/// What the QEMU net-vm's console says of its uplink and DNS, for a row
+/// that failed on them: its uplink, DNS and exit lines, and the VM's own
+/// reports are in the lab's files until `lab down`.
+fn netvm_said(lab: &Lab) -> String {
+    let log = crate::qemu::console(lab, lab.system.netvm.name.as_str());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [
+                "uplink_",
+                "dns_upstreams",
+                "agent exited",
+                "\"ready\"",
+                "failed",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        })
+        .take(12)
+        .collect();
+    format!("; the net-vm said:\n{}", lines.join("\n"))
 }
 
 /// The net-vm's uplink address.
@@ -285,6 +321,10 @@ fn uplink_address(lab: &Lab) -> Result<Ipv4Addr, String> {
 }
 
 fn upstream_scan(lab: &Lab) -> Result<String, String> {
+    if !lab.plan.upstream_flavour.ipv4() && !lab.qemu {
+        // No IPv4 on the uplink: the same scan over IPv6.
+        return crate::matrix6::upstream_scan6(lab);
+    }
     let uplink = uplink_address(lab)?;
     let up = &lab.plan.upstream;
     let subnet = lab.system.network.subnet.to_string();
@@ -324,7 +364,7 @@ fn upstream_scan(lab: &Lab) -> Result<String, String> {
     // time most of all: the forward is tried once before the scan, and
     // every port gets longer (more of them at a time).
     let usb = matches!(
-        lab.system.netvm.uplink.device,
+        lab.system.netvm.uplink().device,
         netvm_description::UplinkDevice::Usb(_)
     );
     let (wait, parallel) = match (lab.passthrough, usb) {
@@ -441,10 +481,10 @@ pub(crate) fn has_event(lab: &Lab, name: &str, fields: &[(&str, Value)]) -> bool
 
 /// An allowed pair (the first TCP flow between two VMs, with its port)
 /// and a forbidden pair.
-type Pairs<'a> = ((&'a VmNode, &'a VmNode, u16), (&'a VmNode, &'a VmNode));
+pub(crate) type Pairs<'a> = ((&'a VmNode, &'a VmNode, u16), (&'a VmNode, &'a VmNode));
 
 /// The pairs row 4 tries.
-fn policy_pairs(lab: &Lab) -> Result<Pairs<'_>, String> {
+pub(crate) fn policy_pairs(lab: &Lab) -> Result<Pairs<'_>, String> {
     let policy = netvm_plan::plan(&lab.system).policy;
     let allowed = policy
         .flows
@@ -907,7 +947,7 @@ fn starvation(lab: &Lab) -> Result<String, String> {
         ));
     }
     // And a VM with Internet still gets out.
-    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    let http = SocketAddr::from((lab.plan.upstream_flavour.http_ipv4(), UPSTREAM_HTTP_PORT));
     if let Some(out) = described(lab).find(|v| v.internet) {
         let body =
             netns::inside(&out.ns, || probe::http_get(http, PROBE).ok()).map_err(lab_error)?;

@@ -1,7 +1,8 @@
 //! Many probes at once from inside one namespace (run it through
 //! [`crate::netns::inside`]): non-blocking TCP connects, UDP datagrams
 //! (a DNS query to port 53, a [`crate::serve::UDP_ASK`] elsewhere) and ICMP
-//! echo requests on one raw socket, all sent together and waited for
+//! echo requests (ICMPv6 echo for IPv6 destinations) on one raw socket
+//! per family, all sent together and waited for
 //! with one shared deadline, so a batch of thousands of silent flows costs
 //! one window, not one timeout each. What answered says who it is and as
 //! which address it saw the prober (`NAME saw PEER`, from the lab's
@@ -10,17 +11,21 @@
 use crate::expect::Proto;
 use crate::serve::UDP_ASK;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn};
+use nix::sys::socket::{
+    self, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6,
+};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream, UdpSocket,
+};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// One probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
-    /// Destination address.
-    pub ip: Ipv4Addr,
+    /// Destination address (either family).
+    pub ip: IpAddr,
     /// Protocol.
     pub proto: Proto,
     /// Destination port (ignored for ICMP).
@@ -45,7 +50,7 @@ pub enum Measured {
         by: Option<String>,
         /// The address the listener saw the prober as (ICMP: the address
         /// the reply came from).
-        peer: Option<Ipv4Addr>,
+        peer: Option<IpAddr>,
     },
 }
 
@@ -69,7 +74,7 @@ impl std::fmt::Display for Measured {
 }
 
 /// `NAME saw PEER` in a listener's answer.
-fn saw(text: &str) -> Option<(String, Option<Ipv4Addr>)> {
+fn saw(text: &str) -> Option<(String, Option<IpAddr>)> {
     let line = text.lines().find(|l| l.contains(" saw "))?;
     let (name, peer) = line.split_once(" saw ")?;
     Some((name.trim().to_owned(), peer.trim().parse().ok()))
@@ -112,6 +117,16 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// An ICMPv6 echo request (the kernel fills in the checksum of a raw
+/// ICMPv6 socket).
+fn echo_request6(id: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![128, 0, 0, 0];
+    p.extend(id.to_be_bytes());
+    p.extend(seq.to_be_bytes());
+    p.extend(b"netvm-verify");
+    p
+}
+
 fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     let mut p = vec![8, 0, 0, 0];
     p.extend(id.to_be_bytes());
@@ -134,9 +149,13 @@ fn io(e: nix::Error) -> std::io::Error {
     std::io::Error::from(e)
 }
 
-fn tcp_start(to: SocketAddrV4) -> Result<State, Measured> {
+fn tcp_start(to: SocketAddr) -> Result<State, Measured> {
+    let family = match to {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
     let fd: OwnedFd = socket::socket(
-        AddressFamily::Inet,
+        family,
         SockType::Stream,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
@@ -144,7 +163,11 @@ fn tcp_start(to: SocketAddrV4) -> Result<State, Measured> {
     .map_err(|e| Measured::Refused {
         error: e.to_string(),
     })?;
-    match socket::connect(fd.as_raw_fd(), &SockaddrIn::from(to)) {
+    let connected = match to {
+        SocketAddr::V4(to) => socket::connect(fd.as_raw_fd(), &SockaddrIn::from(to)),
+        SocketAddr::V6(to) => socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(to)),
+    };
+    match connected {
         Ok(()) | Err(nix::Error::EINPROGRESS) => Ok(State::Connecting(TcpStream::from(fd))),
         Err(nix::Error::ECONNREFUSED) => Err(Measured::Refused {
             error: "connection refused".to_owned(),
@@ -154,10 +177,12 @@ fn tcp_start(to: SocketAddrV4) -> Result<State, Measured> {
     }
 }
 
-fn udp_start(bind: Ipv4Addr, to: SocketAddrV4, payload: &[u8]) -> Result<State, Measured> {
+fn udp_start(bind: IpAddr, to: SocketAddr, payload: &[u8]) -> Result<State, Measured> {
     let start = || -> std::io::Result<UdpSocket> {
         let s = UdpSocket::bind((bind, 0))?;
-        s.set_broadcast(true)?;
+        if to.is_ipv4() {
+            s.set_broadcast(true)?;
+        }
         s.set_nonblocking(true)?;
         s.send_to(payload, to)?;
         Ok(s)
@@ -165,14 +190,14 @@ fn udp_start(bind: Ipv4Addr, to: SocketAddrV4, payload: &[u8]) -> Result<State, 
     start().map(State::Waiting).map_err(|_| Measured::Silent)
 }
 
-/// Sends every probe of `probes` (UDP and ICMP from `bind` when given)
-/// and waits up to `window` for all of them together; what each met, in
-/// order. Answers from `local` addresses (the prober's own, which a
-/// broadcast reaches too) do not count.
+/// Sends every probe of `probes` (UDP and ICMP to IPv4 addresses from
+/// `bind` when given) and waits up to `window` for all of them together;
+/// what each met, in order. Answers from `local` addresses (the prober's
+/// own, which a broadcast reaches too) do not count.
 pub fn run(
     probes: &[Probe],
     bind: Option<Ipv4Addr>,
-    local: &[Ipv4Addr],
+    local: &[IpAddr],
     window: Duration,
 ) -> Vec<Measured> {
     let bind_ip = bind.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -180,7 +205,7 @@ pub fn run(
     let ident = (std::process::id() as u16) ^ 0x5a5a;
     let raw: Option<OwnedFd> = probes
         .iter()
-        .any(|p| p.proto == Proto::Icmp)
+        .any(|p| p.proto == Proto::Icmp && p.ip.is_ipv4())
         .then(|| {
             socket::socket(
                 AddressFamily::Inet,
@@ -197,9 +222,26 @@ pub fn run(
             let _ = socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(ip, 0)));
         }
     }
+    let raw6: Option<OwnedFd> = probes
+        .iter()
+        .any(|p| p.proto == Proto::Icmp && p.ip.is_ipv6())
+        .then(|| {
+            socket::socket(
+                AddressFamily::Inet6,
+                SockType::Raw,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                SockProtocol::IcmpV6,
+            )
+            .ok()
+        })
+        .flatten();
     let mut states: Vec<State> = Vec::with_capacity(probes.len());
     for (i, p) in probes.iter().enumerate() {
-        let to = SocketAddrV4::new(p.ip, p.port);
+        let to = SocketAddr::new(p.ip, p.port);
+        let from = match p.ip {
+            IpAddr::V4(_) => IpAddr::V4(bind_ip),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
         let started = match p.proto {
             Proto::Tcp => tcp_start(to),
             Proto::Udp => {
@@ -210,19 +252,28 @@ pub fn run(
                     v.extend(format!("probe {i}").as_bytes());
                     v
                 };
-                udp_start(bind_ip, to, &payload)
+                udp_start(from, to, &payload)
             }
-            Proto::Icmp => match &raw {
-                Some(fd) => {
+            Proto::Icmp => match (p.ip, &raw, &raw6) {
+                (IpAddr::V4(ip), Some(fd), _) => {
                     let sent = socket::sendto(
                         fd.as_raw_fd(),
                         &echo_request(ident, i as u16),
-                        &SockaddrIn::from(SocketAddrV4::new(p.ip, 0)),
+                        &SockaddrIn::from(SocketAddrV4::new(ip, 0)),
                         socket::MsgFlags::empty(),
                     );
                     sent.map(|_| State::Icmp).map_err(|_| Measured::Silent)
                 }
-                None => Err(Measured::Refused {
+                (IpAddr::V6(ip), _, Some(fd)) => {
+                    let sent = socket::sendto(
+                        fd.as_raw_fd(),
+                        &echo_request6(ident, i as u16),
+                        &SockaddrIn6::from(SocketAddrV6::new(ip, 0, 0, 0)),
+                        socket::MsgFlags::empty(),
+                    );
+                    sent.map(|_| State::Icmp).map_err(|_| Measured::Silent)
+                }
+                _ => Err(Measured::Refused {
                     error: "no raw ICMP socket".to_owned(),
                 }),
             },
@@ -277,6 +328,10 @@ pub fn run(
             fds.push(PollFd::new(fd, flags));
         }
         if let Some(fd) = &raw {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        let raw6_at = fds.len();
+        if let Some(fd) = &raw6 {
             fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
         let left = deadline
@@ -338,11 +393,7 @@ pub fn run(
                     }
                 },
                 State::Waiting(u) => match u.recv_from(&mut buf) {
-                    Ok((_, from))
-                        if local.iter().any(|l| std::net::IpAddr::V4(*l) == from.ip()) =>
-                    {
-                        State::Waiting(u)
-                    }
+                    Ok((_, from)) if local.contains(&from.ip()) => State::Waiting(u),
                     Ok((n, _)) => {
                         results[*i] = answered(&buf[..n]);
                         State::Done
@@ -358,7 +409,7 @@ pub fn run(
                 other => other,
             };
         }
-        if let (Some(fd), Some(true)) = (&raw, ready.last()) {
+        if let (Some(fd), Some(true)) = (&raw, raw6_at.checked_sub(1).map(|k| ready[k])) {
             while let Ok((n, _)) = socket::recvfrom::<SockaddrIn>(fd.as_raw_fd(), &mut buf) {
                 let packet = &buf[..n];
                 let ihl = usize::from(packet.first().map_or(5, |b| b & 0x0f)) * 4;
@@ -374,8 +425,34 @@ pub fn run(
                 );
                 if kind == 0
                     && id == ident
+                    && !local.contains(&IpAddr::V4(from))
+                    && matches!(states.get(seq), Some(State::Icmp))
+                {
+                    results[seq] = Measured::Answered {
+                        by: None,
+                        peer: Some(IpAddr::V4(from)),
+                    };
+                    states[seq] = State::Done;
+                }
+            }
+        }
+        if let (Some(fd), Some(true)) = (&raw6, ready.get(raw6_at)) {
+            while let Ok((n, addr)) = socket::recvfrom::<SockaddrIn6>(fd.as_raw_fd(), &mut buf) {
+                // A raw ICMPv6 socket reads the ICMPv6 message alone.
+                let (Some(icmp), Some(addr)) = (buf[..n].get(..8), addr) else {
+                    continue;
+                };
+                let from = IpAddr::V6(addr.ip());
+                let (kind, id, seq) = (
+                    icmp[0],
+                    u16::from_be_bytes([icmp[4], icmp[5]]),
+                    usize::from(u16::from_be_bytes([icmp[6], icmp[7]])),
+                );
+                if kind == 129
+                    && id == ident
                     && !local.contains(&from)
                     && matches!(states.get(seq), Some(State::Icmp))
+                    && probes.get(seq).is_some_and(|p| p.ip.is_ipv6())
                 {
                     results[seq] = Measured::Answered {
                         by: None,
@@ -406,7 +483,7 @@ mod tests {
             answered(http),
             Measured::Answered {
                 by: Some("gui-vm".to_owned()),
-                peer: Some(Ipv4Addr::new(192, 168, 100, 4))
+                peer: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 100, 4)))
             }
         );
         assert_eq!(
@@ -431,12 +508,12 @@ mod tests {
         let got = run(
             &[
                 Probe {
-                    ip: Ipv4Addr::LOCALHOST,
+                    ip: Ipv4Addr::LOCALHOST.into(),
                     proto: Proto::Tcp,
                     port,
                 },
                 Probe {
-                    ip: Ipv4Addr::new(192, 0, 2, 1),
+                    ip: Ipv4Addr::new(192, 0, 2, 1).into(),
                     proto: Proto::Udp,
                     port: 9,
                 },
@@ -448,5 +525,25 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(matches!(got[0], Measured::Answered { .. }), "{got:?}");
         assert_eq!(got[1], Measured::Silent);
+    }
+
+    #[test]
+    fn probes_ipv6_loopback() {
+        // Skipped where the kernel has no IPv6 (no ::1).
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            return;
+        };
+        let port = listener.local_addr().expect("addr").port();
+        let got = run(
+            &[Probe {
+                ip: Ipv6Addr::LOCALHOST.into(),
+                proto: Proto::Tcp,
+                port,
+            }],
+            None,
+            &[],
+            Duration::from_millis(300),
+        );
+        assert!(matches!(got[0], Measured::Answered { .. }), "{got:?}");
     }
 }

@@ -55,7 +55,7 @@ pub enum Hardware {
 impl Hardware {
     /// The NIC for `system`'s uplink, or why the lab cannot make it.
     pub fn of(system: &netvm_description::System) -> Result<Hardware, LabError> {
-        match &system.netvm.uplink.device {
+        match &system.netvm.uplink().device {
             UplinkDevice::Pci(address) => Ok(Hardware::Pci(*address, nic_slot(address)?)),
             UplinkDevice::Usb(id) if id.to_string() == USB_NIC_ID => Ok(Hardware::Usb(*id)),
             UplinkDevice::Usb(id) => Err(LabError::Lab(format!(
@@ -241,7 +241,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     let mac = lab
         .system
         .netvm
-        .uplink
+        .uplink()
         .mac
         .map_or_else(|| "02:ad:00:00:fe:01".to_owned(), |m| m.to_string());
     let sock = |name: &str| lab.dir.join(name).display().to_string();
@@ -664,16 +664,22 @@ mod tests {
             netvm_description::Format::Toml,
         )
         .expect("the passthrough default parses");
-        let UplinkDevice::Pci(address) = &system.netvm.uplink.device else {
+        let UplinkDevice::Pci(address) = &system.netvm.uplink().device else {
             panic!("not a PCI uplink: {text}");
         };
         assert_eq!(nic_slot(address).ok(), Some(3));
         assert_eq!(
-            system.netvm.uplink.pci_id.map(|i| i.to_string()).as_deref(),
+            system
+                .netvm
+                .uplink()
+                .pci_id
+                .map(|i| i.to_string())
+                .as_deref(),
             Some(NIC_ID)
         );
         assert_eq!(
-            system.netvm.uplink.mac, None,
+            system.netvm.uplink().mac,
+            None,
             "found by its id, not its MAC"
         );
         assert_eq!(system.netvm.mode, Mode::Secure);

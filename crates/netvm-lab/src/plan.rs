@@ -4,6 +4,7 @@
 //! and what each VM should end up with. Pure: `up` makes it so, `test`
 //! checks it, `down` removes it.
 
+use crate::upstream::Flavour;
 use netvm_description::values::MacAddr;
 use netvm_description::{Mode, System, UplinkDevice};
 use serde::Serialize;
@@ -94,6 +95,11 @@ pub struct LabPlan {
     pub upstream: String,
     /// The upstream's interface.
     pub upstream_if: String,
+    /// What the upstream offers (`lab up --upstream`).
+    pub upstream_flavour: Flavour,
+    /// `ipv6-only`: the namespace of the IPv4-only service behind the
+    /// upstream's NAT64.
+    pub upstream_service: Option<String>,
     /// The host namespace.
     pub host: String,
     /// The host's internal bridge.
@@ -104,6 +110,9 @@ pub struct LabPlan {
     pub netvm: String,
     /// The net-vm's internal address.
     pub netvm_ip: Ipv4Addr,
+    /// Whether the internal network has IPv6 (every VM runs a DHCPv6
+    /// client and serves over both families).
+    pub ipv6: bool,
     /// The internal domain.
     pub domain: String,
     /// Every VM (described ones in order, then the extra one).
@@ -147,8 +156,13 @@ fn end(ns: &str, name: &str, mac: Option<MacAddr>) -> End {
     }
 }
 
-/// The lab for `system` with id `id`.
+/// The lab for `system` with id `id` and the default upstream.
 pub fn plan(system: &System, id: u32) -> Result<LabPlan, LabPlanError> {
+    plan_with(system, id, crate::upstream::DEFAULT)
+}
+
+/// The lab for `system` with id `id` and the `flavour` of upstream.
+pub fn plan_with(system: &System, id: u32, flavour: Flavour) -> Result<LabPlan, LabPlanError> {
     if system.vms.iter().any(|vm| vm.name.as_str() == EXTRA_NAME) {
         return Err(LabPlanError::ExtraName(EXTRA_NAME.to_owned()));
     }
@@ -158,7 +172,7 @@ pub fn plan(system: &System, id: u32) -> Result<LabPlan, LabPlanError> {
     let names = netvm_plan::datapath::interfaces(system);
     // The net-vm's uplink: under another name with the described MAC (the
     // agent finds it), or under the described name.
-    let uplink_end = match (system.netvm.uplink.mac, &system.netvm.uplink.device) {
+    let uplink_end = match (system.netvm.uplink().mac, &system.netvm.uplink().device) {
         (Some(mac), _) => end(&netvm, "eth9", Some(mac)),
         (None, UplinkDevice::Interface(name)) => end(&netvm, name.as_str(), None),
         (None, _) => end(&netvm, names.uplink.as_str(), None),
@@ -256,13 +270,16 @@ pub fn plan(system: &System, id: u32) -> Result<LabPlan, LabPlanError> {
     Ok(LabPlan {
         id,
         mode: system.netvm.mode,
+        upstream_service: flavour.nat64().then(|| format!("{p}svc")),
         upstream,
         upstream_if,
+        upstream_flavour: flavour,
         host,
         bridge: host_plan.bridge.name.clone(),
         host_uplink,
         netvm,
         netvm_ip: system.netvm.endpoint.ip,
+        ipv6: system.network.ipv6.is_some(),
         domain: system.network.domain.to_string(),
         vms,
         veths,

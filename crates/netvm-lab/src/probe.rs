@@ -1,12 +1,12 @@
 //! The lab's probes, run from inside a namespace (see
 //! [`crate::netns::inside`]): TCP connects and port scans, an HTTP GET,
-//! a DNS A query (hickory-proto), a UDP exchange. Real traffic; no
+//! a DNS A or AAAA query (hickory-proto), a UDP exchange. Real traffic; no
 //! external tool.
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 /// What a TCP connect met.
@@ -76,18 +76,46 @@ pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> 
 /// Asks `server` for the A records of `name`; the addresses (empty for
 /// NXDOMAIN or no answer within `timeout`).
 pub fn resolve(server: Ipv4Addr, name: &str, timeout: Duration) -> Vec<Ipv4Addr> {
+    query(IpAddr::V4(server), name, RecordType::A, timeout)
+        .into_iter()
+        .filter_map(|r| match r {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asks `server` (either family) for the AAAA records of `name`; the
+/// addresses (empty for NXDOMAIN or no answer within `timeout`).
+pub fn resolve_aaaa(server: IpAddr, name: &str, timeout: Duration) -> Vec<Ipv6Addr> {
+    query(server, name, RecordType::AAAA, timeout)
+        .into_iter()
+        .filter_map(|r| match r {
+            RData::AAAA(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One recursive query of `kind` for `name` to `server` over UDP; the
+/// answer records' data.
+fn query(server: IpAddr, name: &str, kind: RecordType, timeout: Duration) -> Vec<RData> {
     let Ok(name) = Name::from_ascii(name) else {
         return Vec::new();
     };
     let mut query = Message::query();
     query.metadata.id = 0x4c61;
     query.metadata.recursion_desired = true;
-    query.add_query(Query::query(name, RecordType::A));
+    query.add_query(Query::query(name, kind));
     let Ok(bytes) = query.to_vec() else {
         return Vec::new();
     };
     let exchange = || -> std::io::Result<Vec<u8>> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        let any: SocketAddr = match server {
+            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = UdpSocket::bind(any)?;
         socket.set_read_timeout(Some(timeout))?;
         socket.send_to(&bytes, (server, 53))?;
         let mut buf = [0u8; 1500];
@@ -100,14 +128,7 @@ pub fn resolve(server: Ipv4Addr, name: &str, timeout: Duration) -> Vec<Ipv4Addr>
     let Ok(message) = Message::from_vec(&answer) else {
         return Vec::new();
     };
-    message
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
+    message.answers.into_iter().map(|r| r.data).collect()
 }
 
 /// Sends `payload` to `addr` over UDP; whether the same came back.

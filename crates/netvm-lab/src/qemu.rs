@@ -41,6 +41,13 @@ pub fn console(lab: &Lab, vm: &str) -> PathBuf {
     lab.dir.join(format!("console-{vm}.log"))
 }
 
+/// The last `lines` lines of a console log, for an error.
+pub fn console_tail(log: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// The socket of `vm`'s control channel (a shell on its second serial
 /// port).
 pub fn control(lab: &Lab, vm: &str) -> PathBuf {
@@ -228,7 +235,7 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
     let uplink_mac = lab
         .system
         .netvm
-        .uplink
+        .uplink()
         .mac
         .map(|m| format!(",mac={m}"))
         .unwrap_or_default();
@@ -270,6 +277,14 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
         to_lease: netvm_started.elapsed(),
         guest_secs: None,
     };
+    // The VMs check names and the Internet as soon as they are leased:
+    // they start once the net-vm holds its uplink lease, so what they
+    // report is the data plane, not the upstream's DHCP timing.
+    wait(BOOT, "the net-vm's uplink lease", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("\"event\":\"uplink_bound\"").then_some(())
+    })
+    .map_err(|e| LabError::Lab(format!("{e}; the net-vm said:\n{}", console_tail(&log, 20))))?;
 
     // The VMs.
     let mut started = Vec::new();
@@ -339,8 +354,10 @@ pub fn build(lab: &Lab) -> Result<Vec<Boot>, LabError> {
             .position(|(n, _)| *n == a.name)
             .cmp(&started.iter().position(|(n, _)| *n == b.name))
     });
-    // The VMs check their names and the Internet once leased.
-    wait(Duration::from_secs(30), "every VM's own checks", || {
+    // The VMs check their names and the Internet once leased; each name
+    // is asked for up to 60 s (see VM_CHECKS), so this only ends a lab
+    // whose VMs stopped reporting.
+    wait(Duration::from_secs(120), "every VM's own checks", || {
         lab.plan
             .vms
             .iter()

@@ -4,6 +4,7 @@
 #   raw.py arp IFACE DST_MAC SENDER_MAC SENDER_IP TARGET_IP
 #   raw.py dhcp IFACE SOURCE_IP TOKEN
 #   raw.py ra IFACE TOKEN
+#   raw.py na IFACE TARGET_LLADDR TARGET_IP6   (unsolicited, override, to ff02::1)
 #   raw.py capture IFACE SECONDS TOKEN...
 import socket, struct, sys, time
 
@@ -52,6 +53,17 @@ elif cmd == 'ra':
     pad = (8 - (len(tok) + 2) % 8) % 8
     topt = bytes([253, (len(tok) + 2 + pad) // 8]) + tok + b'\0' * pad
     icmp = body + pio + topt
+    pseudo = ll + dst + struct.pack('!I', len(icmp)) + b'\0\0\0\x3a'
+    icmp = icmp[:2] + struct.pack('!H', csum(pseudo + icmp)) + icmp[4:]
+    ip6 = struct.pack('!IHBB', 0x60000000, len(icmp), 58, 255) + ll + dst
+    send(iface, b'\x33\x33\x00\x00\x00\x01' + m + b'\x86\xdd' + ip6 + icmp)
+elif cmd == 'na':
+    iface, tlla, target = sys.argv[2:5]
+    m = mac(own_mac(iface))
+    ll = b'\xfe\x80' + b'\0' * 6 + bytes([m[0] ^ 2]) + m[1:3] + b'\xff\xfe' + m[3:6]
+    dst = b'\xff\x02' + b'\0' * 13 + b'\x01'
+    icmp = struct.pack('!BBHI', 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, target) \
+        + bytes([2, 1]) + mac(tlla)
     pseudo = ll + dst + struct.pack('!I', len(icmp)) + b'\0\0\0\x3a'
     icmp = icmp[:2] + struct.pack('!H', csum(pseudo + icmp)) + icmp[4:]
     ip6 = struct.pack('!IHBB', 0x60000000, len(icmp), 58, 255) + ll + dst

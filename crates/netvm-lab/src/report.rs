@@ -26,14 +26,20 @@ pub struct Observed {
     /// Its DNS name and whether it resolved to its address.
     pub name_resolves: Option<(String, bool)>,
     /// The address the upstream saw its HTTP request come from, if it
-    /// got through.
+    /// got through (behind an IPv6-only uplink: through the CLAT to the
+    /// IPv4-only service).
     pub internet_as: Option<String>,
+    /// Its IPv6 address (from DHCPv6), if the network has IPv6.
+    pub address6: Option<std::net::Ipv6Addr>,
+    /// The address the upstream saw its HTTP request over IPv6 come from,
+    /// if the upstream has IPv6 and it got through.
+    pub internet6_as: Option<String>,
 }
 
 /// Probes every VM.
 pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
     let mut rows = Vec::new();
-    let http = SocketAddr::from((UPSTREAM_IP, UPSTREAM_HTTP_PORT));
+    let http = SocketAddr::from((lab.plan.upstream_flavour.http_ipv4(), UPSTREAM_HTTP_PORT));
     if lab.qemu {
         return Ok(from_consoles(lab));
     }
@@ -41,12 +47,23 @@ pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
         let address = lab.address_of(&vm.ns);
         let server = lab.plan.netvm_ip;
         let fqdn = vm.fqdn.clone();
-        let (resolved, body) = netns::inside(&vm.ns, || {
+        let http6 = lab
+            .plan
+            .upstream_flavour
+            .ipv6()
+            .then(|| SocketAddr::from((crate::upstream::UPSTREAM_IP6, UPSTREAM_HTTP_PORT)));
+        let (resolved, body, body6) = netns::inside(&vm.ns, || {
             let resolved = fqdn
                 .as_deref()
                 .map(|n| probe::resolve(server, n, Duration::from_secs(2)));
-            (resolved, probe::http_get(http, Duration::from_secs(2)).ok())
+            let body6 = http6.and_then(|a| probe::http_get(a, Duration::from_secs(2)).ok());
+            (
+                resolved,
+                probe::http_get(http, Duration::from_secs(2)).ok(),
+                body6,
+            )
         })?;
+        let address6 = crate::ipv6::ipv6_on(&vm.ns, "eth0");
         let name_resolves = fqdn.map(|n| {
             let ok = resolved
                 .as_ref()
@@ -54,6 +71,7 @@ pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
             (n, ok)
         });
         let internet_as = body.and_then(|b| b.rsplit(' ').next().map(str::to_owned));
+        let internet6_as = body6.and_then(|b| b.rsplit(' ').next().map(str::to_owned));
         rows.push(Observed {
             name: vm.name.clone(),
             mac: vm.mac.to_string(),
@@ -61,6 +79,8 @@ pub fn observe(lab: &Lab) -> Result<Vec<Observed>, LabError> {
             expected: vm.expected,
             name_resolves,
             internet_as,
+            address6,
+            internet6_as,
         });
     }
     Ok(rows)
@@ -92,6 +112,8 @@ fn from_consoles(lab: &Lab) -> Vec<Observed> {
                 expected: vm.expected,
                 name_resolves,
                 internet_as,
+                address6: None,
+                internet6_as: None,
             }
         })
         .collect()
@@ -127,6 +149,23 @@ pub fn table(rows: &[Observed]) -> String {
             r.name, r.mac, address, name, internet
         );
     }
+    if rows.iter().any(|r| r.address6.is_some()) {
+        let _ = writeln!(
+            out,
+            "\n{:<13} {:<30} INTERNET OVER IPV6",
+            "VM", "IPV6 ADDRESS (DHCPV6)"
+        );
+        for r in rows {
+            let address6 = r
+                .address6
+                .map_or_else(|| "none".to_owned(), |a| a.to_string());
+            let internet6 = match &r.internet6_as {
+                Some(seen) => format!("yes, seen as {seen}"),
+                None => "no".to_owned(),
+            };
+            let _ = writeln!(out, "{:<13} {:<30} {}", r.name, address6, internet6);
+        }
+    }
     out
 }
 
@@ -152,7 +191,7 @@ impl Machines {
         match (lab.passthrough, lab.qemu) {
             (true, _) => Machines::Passthrough {
                 usb: matches!(
-                    lab.system.netvm.uplink.device,
+                    lab.system.netvm.uplink().device,
                     netvm_description::UplinkDevice::Usb(_)
                 ),
             },
@@ -168,9 +207,17 @@ pub fn picture(plan: &LabPlan, rows: &[Observed], machines: Machines) -> String 
     let dev = plan.host_uplink.is_some();
     let _ = writeln!(
         out,
-        "upstream [{}]  {UPSTREAM_IP}: DHCP + DNS (dnsmasq), HTTP :{UPSTREAM_HTTP_PORT}",
-        plan.upstream
+        "upstream [{}]  {}",
+        plan.upstream,
+        plan.upstream_flavour.summary()
     );
+    if let Some(svc) = &plan.upstream_service {
+        let _ = writeln!(
+            out,
+            "  (the IPv4-only service [{svc}] {}, behind the NAT64)",
+            crate::upstream::SERVICE_IP
+        );
+    }
     if dev {
         let host_uplink = plan.host_uplink.as_deref().unwrap_or("uplink");
         let _ = writeln!(out, "  |  {host_uplink} (the host's uplink, bridged)");
@@ -258,7 +305,16 @@ pub fn picture(plan: &LabPlan, rows: &[Observed], machines: Machines) -> String 
 /// The topology as Graphviz `dot`.
 pub fn dot(plan: &LabPlan, rows: &[Observed]) -> String {
     let mut out = String::from("graph netvm_lab {\n  node [shape=box];\n");
-    let _ = writeln!(out, "  upstream [label=\"upstream\\n{UPSTREAM_IP}\"];");
+    let _ = writeln!(
+        out,
+        "  upstream [label=\"upstream ({})\\n{}\"];",
+        plan.upstream_flavour,
+        if plan.upstream_flavour.ipv4() {
+            UPSTREAM_IP.to_string()
+        } else {
+            crate::upstream::UPSTREAM_IP6.to_string()
+        }
+    );
     let _ = writeln!(out, "  netvm [label=\"net-vm\\n{}\"];", plan.netvm_ip);
     let _ = writeln!(out, "  host [label=\"host\\n{}\"];", plan.bridge);
     if plan.host_uplink.is_some() {

@@ -1,6 +1,7 @@
 //! The service the lab runs in the upstream and in every VM (`netvm lab
 //! serve NAME --port P…`), and the listener `netvm lab verify` puts on
-//! every destination (`netvm lab listen NAME --ports SPEC`): on each port,
+//! every destination (`netvm lab listen NAME --ports SPEC`): on each port
+//! (IPv4; the upstream's service with `--ipv6` on IPv6 too),
 //! HTTP over TCP answering `NAME saw PEER` (so a probe learns who answered
 //! and which address its connection came from, e.g. the uplink's after
 //! NAT), and over UDP an echo, or `NAME saw PEER` when the datagram
@@ -11,8 +12,9 @@
 //! own thread and 2 s.
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -44,10 +46,35 @@ struct Bound {
     busy: Vec<String>,
 }
 
-/// Binds TCP and UDP on every port of `ports` on the wildcard address; a
-/// port another process holds is skipped (and listed) when `skip_busy`,
-/// an error otherwise.
-fn bind(ports: &[u16], skip_busy: bool) -> std::io::Result<Bound> {
+/// A TCP listener on `[::]:port` for IPv6 only (so it and the IPv4
+/// wildcard listener do not collide).
+fn tcp6(port: u16) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SockAddr::from(SocketAddr::from((
+        Ipv6Addr::UNSPECIFIED,
+        port,
+    ))))?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
+/// A UDP socket on `[::]:port` for IPv6 only.
+fn udp6(port: u16) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(true)?;
+    socket.bind(&SockAddr::from(SocketAddr::from((
+        Ipv6Addr::UNSPECIFIED,
+        port,
+    ))))?;
+    Ok(socket.into())
+}
+
+/// Binds TCP and UDP on every port of `ports` on the IPv4 wildcard
+/// address (and with `ipv6` the IPv6 one too); a port another process
+/// holds is skipped (and listed) when `skip_busy`, an error otherwise.
+fn bind(ports: &[u16], skip_busy: bool, ipv6: bool) -> std::io::Result<Bound> {
     let mut bound = Bound {
         tcp: Vec::new(),
         udp: Vec::new(),
@@ -71,22 +98,42 @@ fn bind(ports: &[u16], skip_busy: bool) -> std::io::Result<Bound> {
             Err(e) if busy(&e) => bound.busy.push(format!("udp/{port}")),
             Err(e) => return Err(e),
         }
+        if ipv6 {
+            match tcp6(*port) {
+                Ok(l) => {
+                    l.set_nonblocking(true)?;
+                    bound.tcp.push((*port, l));
+                }
+                Err(e) if busy(&e) => bound.busy.push(format!("tcp6/{port}")),
+                Err(e) => return Err(e),
+            }
+            match udp6(*port) {
+                Ok(s) => {
+                    s.set_nonblocking(true)?;
+                    bound.udp.push((*port, s));
+                }
+                Err(e) if busy(&e) => bound.busy.push(format!("udp6/{port}")),
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(bound)
 }
 
 /// Serves `ports` as `name` until the process is killed (every port must
-/// be free).
-pub fn serve(name: &str, ports: &[u16]) -> std::io::Result<()> {
-    let bound = bind(ports, false)?;
+/// be free), over IPv4 and with `ipv6` over IPv6 too.
+pub fn serve(name: &str, ports: &[u16], ipv6: bool) -> std::io::Result<()> {
+    let bound = bind(ports, false, ipv6)?;
     println!("serving {name} on {ports:?}");
     run(name, &bound, false)
 }
 
-/// Listens on `ports` as `name` until killed, skipping ports another
-/// service holds; prints `listening NAME` and the ports it skipped first.
-pub fn listen(name: &str, ports: &[u16]) -> std::io::Result<()> {
-    let bound = bind(ports, true)?;
+/// Listens on `ports` as `name` until killed (over IPv4, and with `ipv6`
+/// over IPv6 too), skipping ports another service holds; prints
+/// `listening NAME` and the ports it skipped first (`tcp/P`, `udp/P`;
+/// `tcp6/P`, `udp6/P` for IPv6).
+pub fn listen(name: &str, ports: &[u16], ipv6: bool) -> std::io::Result<()> {
+    let bound = bind(ports, true, ipv6)?;
     println!(
         "listening {name} on {} ports; busy: {}",
         bound.tcp.len() + bound.udp.len(),

@@ -4,7 +4,7 @@
 
 use netvm_description::{parse, Format};
 use netvm_lab::lab::{DEFAULT_DEV, DEFAULT_SECURE};
-use netvm_lab::plan::{plan, Expected, LabPlanError, EXTRA_NAME};
+use netvm_lab::plan::{plan, plan_with, Expected, LabPlanError, EXTRA_NAME};
 
 fn system(text: &str) -> netvm_description::System {
     parse("default.toml", text, Format::Toml).expect("the embedded default is valid")
@@ -94,4 +94,26 @@ fn a_vm_named_like_the_extra_one_is_refused() {
         plan(&system(&text), 1),
         Err(LabPlanError::ExtraName(_))
     ));
+}
+
+#[test]
+fn the_upstream_flavour_is_planned_and_kept_in_lab_json() {
+    use netvm_lab::upstream::Flavour;
+    let system = system(DEFAULT_SECURE);
+    let default = plan(&system, 2).expect("plan");
+    assert_eq!(default.upstream_flavour, netvm_lab::upstream::DEFAULT);
+    assert_eq!(default.upstream_service, None);
+    let only = plan_with(&system, 2, Flavour::Ipv6Only).expect("plan");
+    // The IPv4-only service behind the NAT64 has a namespace of its own,
+    // outside the machines `lab up` creates (the upstream makes it).
+    assert_eq!(only.upstream_service.as_deref(), Some("nvl2-svc"));
+    assert!(!only.namespaces().contains(&"nvl2-svc".to_owned()));
+    let json = serde_json::to_value(&only).expect("json");
+    assert_eq!(json["upstream_flavour"], "ipv6-only");
+    let pd = plan_with(&system, 2, Flavour::DualPd).expect("plan");
+    assert_eq!(pd.upstream_service, None);
+    assert_eq!(
+        serde_json::to_value(&pd).expect("json")["upstream_flavour"],
+        "dual-pd"
+    );
 }
