@@ -135,7 +135,10 @@ fn refusal(why: &str) -> Response {
     Response::refused(why)
 }
 
-fn answer(mut stream: &UnixStream, response: &Response) -> io::Result<()> {
+fn answer<S>(mut stream: &S, response: &Response) -> io::Result<()>
+where
+    for<'a> &'a S: Write,
+{
     let line = serde_json::to_string(response).map_err(io::Error::other)?;
     writeln!(stream, "{line}")?;
     stream.flush()
@@ -158,16 +161,47 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
 
 fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    serve_one(
+        stream,
+        || peer_allowed(stream).map(|()| Access::All),
+        handler,
+        stop,
+    );
+}
+
+/// What a peer may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Every request.
+    All,
+    /// Only the requests that read ([`Request::changes`] is false).
+    Read,
+}
+
+/// Serves one connection: reads the request line (at most 4096 bytes;
+/// the caller sets the read timeout), asks `peer` what the peer may do,
+/// and answers. `S` is a Unix or a TCP stream.
+pub(crate) fn serve_one<S>(
+    stream: &S,
+    peer: impl FnOnce() -> Result<Access, String>,
+    handler: &dyn Handler,
+    stop: &Stop,
+) where
+    for<'a> &'a S: Read + Write,
+{
     let mut line = String::new();
     let mut reader = BufReader::new(stream.take(MAX_REQUEST));
     let read = reader.read_line(&mut line);
     // The request is read (at most 4096 bytes, 5 s) before a stranger is
     // refused, so its client is not still writing when the answer comes
     // and reads the refusal instead of a broken pipe.
-    if let Err(why) = peer_allowed(stream) {
-        let _ = answer(stream, &refusal(&why));
-        return;
-    }
+    let access = match peer() {
+        Ok(access) => access,
+        Err(why) => {
+            let _ = answer(stream, &refusal(&why));
+            return;
+        }
+    };
     if read.is_err() || !line.ends_with('\n') {
         let _ = answer(
             stream,
@@ -191,6 +225,13 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
             return;
         }
     };
+    if access == Access::Read && request.changes() {
+        let _ = answer(
+            stream,
+            &refusal("this peer may only read: status, leases, uplinks and events"),
+        );
+        return;
+    }
     let reply = match request {
         Request::Status => handler
             .status()
@@ -234,7 +275,10 @@ fn connection(stream: &UnixStream, handler: &dyn Handler, stop: &Stop) {
 
 /// Streams events as they come until the client goes or the agent stops
 /// (the hub then closes the stream: [`Hub::close_followers`]).
-fn stream_events(mut stream: &UnixStream, live: &std::sync::mpsc::Receiver<String>, stop: &Stop) {
+fn stream_events<S>(mut stream: &S, live: &std::sync::mpsc::Receiver<String>, stop: &Stop)
+where
+    for<'a> &'a S: Write,
+{
     while let Ok(line) = live.recv() {
         if stop.is_stopped() || writeln!(stream, "{line}").is_err() {
             return;
@@ -245,8 +289,11 @@ fn stream_events(mut stream: &UnixStream, live: &std::sync::mpsc::Receiver<Strin
 /// Sends `request` to the agent at `path`; the answer's lines, as read
 /// (a [`Response`], then with `follow` one [`Event`] per line).
 pub fn request(path: &Path, request: &Request) -> io::Result<BufReader<UnixStream>> {
+    send(UnixStream::connect(path)?, request)
+}
+
+fn send<S: Read + Write>(mut stream: S, request: &Request) -> io::Result<BufReader<S>> {
     let line = serde_json::to_string(request).map_err(io::Error::other)?;
-    let mut stream = UnixStream::connect(path)?;
     writeln!(stream, "{line}")?;
     Ok(BufReader::new(stream))
 }
@@ -254,9 +301,32 @@ pub fn request(path: &Path, request: &Request) -> io::Result<BufReader<UnixStrea
 /// Sends `request` and reads the agent's [`Response`] line; the rest of
 /// the stream (followed events) stays in the reader.
 pub fn ask(path: &Path, request: &Request) -> io::Result<(Response, BufReader<UnixStream>)> {
-    let mut reader = self::request(path, request)?;
+    response(self::request(path, request)?)
+}
+
+/// [`ask`] over the control service for VMs at `address` (from a VM
+/// the description names in `control_allow` or `control_read`).
+pub fn ask_remote(
+    address: std::net::SocketAddr,
+    request: &Request,
+) -> io::Result<(Response, BufReader<std::net::TcpStream>)> {
+    let stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (answer, reader) = response(send(stream, request)?)?;
+    // Followed events may be minutes apart.
+    reader.get_ref().set_read_timeout(None)?;
+    Ok((answer, reader))
+}
+
+fn response<S: Read>(mut reader: BufReader<S>) -> io::Result<(Response, BufReader<S>)> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the agent closed the connection without an answer",
+        ));
+    }
     let response = serde_json::from_str(&line).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,

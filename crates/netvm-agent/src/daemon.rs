@@ -42,7 +42,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -277,6 +277,9 @@ struct Control {
     reload_asked: Bell,
     file: PathBuf,
     started: Instant,
+    /// The VMs that may use the control service, as the running
+    /// description names them.
+    users: Arc<RwLock<crate::remote_control::Users>>,
 }
 
 impl Control {
@@ -441,6 +444,9 @@ impl Running {
         }
         if self.metrics.is_none() {
             self.metrics = start_metrics(system, control);
+        }
+        if let Ok(mut users) = control.users.write() {
+            *users = crate::remote_control::Users::of(system);
         }
         if let (Ok(mut controls), Some(dhcp), Some(dns)) =
             (control.parts.lock(), &self.dhcp, &self.dns)
@@ -670,6 +676,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         reload_asked: Bell::new(),
         file: options.file.clone(),
         started: Instant::now(),
+        users: Arc::new(RwLock::new(crate::remote_control::Users::of(system))),
     });
     let handler: Arc<dyn Handler> = Arc::clone(&control) as Arc<dyn Handler>;
     let (control_stop, control_hub) = (stop.clone(), Arc::clone(&hub));
@@ -684,6 +691,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         }
     })];
     helpers.push(start_watcher(&shared, stop.clone()));
+    helpers.extend(start_remote_control(system, &control, &stop));
     let mut running = Running {
         plan,
         dhcp: None,
@@ -1314,4 +1322,32 @@ fn start_metrics(
         }
     });
     Some((stop, thread))
+}
+
+/// The control service for VMs, when the description names any user; it
+/// runs until the agent stops (a new `control_port` takes a restart, new
+/// users do not).
+fn start_remote_control(
+    system: &System,
+    control: &Arc<Control>,
+    stop: &Stop,
+) -> Option<thread::JoinHandle<()>> {
+    let port = system.agent.control.as_ref()?.port;
+    let address = SocketAddr::from((system.netvm.endpoint.ip, port));
+    let handler: Arc<dyn Handler> = Arc::clone(control) as Arc<dyn Handler>;
+    let (users, hub, stop) = (
+        Arc::clone(&control.users),
+        Arc::clone(&control.shared.hub),
+        stop.clone(),
+    );
+    Some(thread::spawn(move || {
+        if let Err(e) = crate::remote_control::serve(address, users, handler, stop) {
+            hub.emit(
+                Event::new(Kind::ControlFailed {
+                    error: format!("control service on {address}: {e}"),
+                }),
+                true,
+            );
+        }
+    }))
 }

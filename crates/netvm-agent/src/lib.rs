@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nat64_probe;
 pub mod parts;
 pub mod privileges;
+pub mod remote_control;
 pub mod starvation;
 pub mod state;
 pub mod uplink;

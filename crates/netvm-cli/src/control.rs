@@ -6,17 +6,22 @@ use clap::Args;
 use netvm_events::control::{LeaseState, Request, Response, UplinkStatus};
 use std::fmt::Display;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The agent's control socket unless `--control` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/netvm/agent.sock";
 
-/// `--control PATH`.
+/// `--control PATH`, or `--agent ADDRESS:PORT` from a VM.
 #[derive(Args, Clone)]
 pub struct Socket {
     /// The agent's control socket.
     #[arg(long = "control", default_value = DEFAULT_SOCKET)]
     pub path: PathBuf,
+    /// From a VM named in `[agent] control_allow` or `control_read`: the
+    /// agent's control service on the Net VM (its internal address and
+    /// `control_port`, e.g. 192.168.100.1:7071) instead of the socket.
+    #[arg(long = "agent", value_name = "ADDRESS:PORT", conflicts_with = "path")]
+    pub agent: Option<std::net::SocketAddr>,
 }
 
 /// `netvm status`.
@@ -65,17 +70,28 @@ pub struct ReloadArgs {
 
 /// Sends one request; the agent's answer (refusals are errors) and the
 /// rest of the stream.
-fn ask(
-    path: &Path,
-    request: &Request,
-) -> Result<(Response, std::io::BufReader<std::os::unix::net::UnixStream>), String> {
-    let (answer, reader) = netvm_agent::control::ask(path, request).map_err(|e| {
+fn ask(socket: &Socket, request: &Request) -> Result<(Response, Box<dyn BufRead>), String> {
+    let asked = match socket.agent {
+        Some(address) => netvm_agent::control::ask_remote(address, request).map(|(a, r)| {
+            let r: Box<dyn BufRead> = Box::new(r);
+            (a, r)
+        }),
+        None => netvm_agent::control::ask(&socket.path, request).map(|(a, r)| {
+            let r: Box<dyn BufRead> = Box::new(r);
+            (a, r)
+        }),
+    };
+    let (answer, reader) = asked.map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidData {
             format!("error: {e}")
+        } else if let Some(address) = socket.agent {
+            format!(
+                "error: cannot reach the agent's control service at {address}: {e} (does `[agent] control_allow` or `control_read` name this VM, and is that the Net VM's address and `control_port`?)"
+            )
         } else {
             format!(
                 "error: cannot reach the agent at {}: {e} (is `netvm agent` running? --control names another socket)",
-                path.display()
+                socket.path.display()
             )
         }
     })?;
@@ -97,7 +113,7 @@ fn text<T: Display>(value: Option<T>) -> String {
 }
 
 pub fn status(args: &StatusArgs) -> Result<(), String> {
-    let (answer, _) = ask(&args.socket.path, &Request::Status)?;
+    let (answer, _) = ask(&args.socket, &Request::Status)?;
     let status = answer.status.ok_or_else(|| missing("status"))?;
     if let OutputFormat::Json = args.format {
         println!("{}", crate::to_json(&status)?);
@@ -164,7 +180,7 @@ pub fn status(args: &StatusArgs) -> Result<(), String> {
 
 /// `netvm leases` through the agent.
 pub fn leases(socket: &Socket, format: OutputFormat) -> Result<(), String> {
-    let (answer, _) = ask(&socket.path, &Request::Leases)?;
+    let (answer, _) = ask(socket, &Request::Leases)?;
     let leases = answer.leases.ok_or_else(|| missing("leases"))?;
     if let OutputFormat::Json = format {
         println!("{}", crate::to_json(&leases)?);
@@ -189,7 +205,7 @@ pub fn leases(socket: &Socket, format: OutputFormat) -> Result<(), String> {
 
 /// `netvm uplinks`: each uplink's state, and which one is active.
 pub fn uplinks(args: &UplinksArgs) -> Result<(), String> {
-    let (answer, _) = ask(&args.socket.path, &Request::Uplinks)?;
+    let (answer, _) = ask(&args.socket, &Request::Uplinks)?;
     let uplinks = answer.uplinks.ok_or_else(|| missing("uplinks"))?;
     if let OutputFormat::Json = args.format {
         println!("{}", crate::to_json(&uplinks)?);
@@ -219,7 +235,7 @@ pub fn events(args: &EventsArgs) -> Result<(), String> {
         follow: args.follow,
         security: args.security,
     };
-    let (answer, reader) = ask(&args.socket.path, &request)?;
+    let (answer, reader) = ask(&args.socket, &request)?;
     for event in answer.events.ok_or_else(|| missing("events"))? {
         println!("{}", event.to_line());
     }
@@ -235,7 +251,7 @@ pub fn events(args: &EventsArgs) -> Result<(), String> {
 }
 
 pub fn reload(args: &ReloadArgs) -> Result<(), String> {
-    let (answer, _) = ask(&args.socket.path, &Request::Reload)?;
+    let (answer, _) = ask(&args.socket, &Request::Reload)?;
     let reloaded = answer.reload.ok_or_else(|| missing("reload"))?;
     println!("{}", reloaded.to_line());
     Ok(())

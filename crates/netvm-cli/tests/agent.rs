@@ -319,7 +319,8 @@ fn an_agent_that_cannot_apply_its_data_plane_serves_nothing() {
     );
 }
 
-/// Two VMs that may talk on one port, and metrics for one of them.
+/// Two VMs that may talk on one port, metrics for one of them, the
+/// control service for both (one may only read).
 const OPERATED: &str = r#"
 [netvm.uplink]
 interface = "eth0"
@@ -336,6 +337,8 @@ internet = false
 [agent]
 metrics_port = 9100
 metrics_allow = ["app-vm"]
+control_allow = ["app-vm"]
+control_read = ["db-vm"]
 scan_ports = 20
 "#;
 
@@ -636,6 +639,60 @@ fn the_agent_is_operated_through_its_control_socket() {
         .status
         .success());
 
+    // The control service for VMs: app-vm may ask everything, db-vm may
+    // only read; both are known by their addresses.
+    let remote = |ns: &Netns, args: &[&str]| -> std::process::Output {
+        let mut all = vec![NETVM];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--agent", "192.168.100.1:7071"]);
+        ns.exec(&all)
+    };
+    for ns in [&app, &db] {
+        let out = remote(ns, &["status", "--format", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("\"app-vm\""), "{}", stdout(&out));
+        let out = remote(ns, &["events", "--last", "3"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        schemas::event_lines(&stdout(&out).lines().map(str::to_owned).collect::<Vec<_>>());
+    }
+    let refused = remote(&db, &["reload"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("may only read"),
+        "{}",
+        stderr(&refused)
+    );
+    let reloaded = remote(&app, &["reload"]);
+    assert!(reloaded.status.success(), "{}", stderr(&reloaded));
+    // One VM holds at most four connections: a fifth silent one is closed
+    // unanswered, while db-vm is still served.
+    let hog = app.spawn(&[
+        "python3",
+        "-u",
+        "-c",
+        "import socket,time\nc=[socket.create_connection(('192.168.100.1',7071),timeout=5) for _ in range(5)]\nprint('fifth', repr(c[4].recv(100)), flush=True)\ntime.sleep(30)",
+    ]);
+    let fifth = hog.wait_for(LONG, |l| l.starts_with("fifth"));
+    assert_eq!(fifth.trim(), "fifth b''", "{:?}", hog.lines());
+    let out = remote(&db, &["leases"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(hog);
+    // Not through the Unix socket's door: the control port answers no one
+    // else, and not on another port.
+    assert!(!connects(&app, "192.168.100.1", "7072"));
+    // A line that is no request gets a refusal, not a hang.
+    let junk = app.exec(&[
+        "python3",
+        "-c",
+        "import socket\ns=socket.create_connection(('192.168.100.1',7071),timeout=5)\ns.sendall(b'hello\\n')\nprint(s.recv(4096).decode())",
+    ]);
+    assert!(
+        stdout(&junk).contains("\"ok\":false"),
+        "{}{}",
+        stdout(&junk),
+        stderr(&junk)
+    );
+
     // A reload with a broken file (SIGHUP) changes nothing and says why.
     std::fs::write(
         &description,
@@ -659,7 +716,9 @@ fn the_agent_is_operated_through_its_control_socket() {
     held.wait_for(LONG, |l| l.contains("connected"));
     std::fs::write(
         &description,
-        OPERATED.replace("ports = 7000", "ports = 7001"),
+        OPERATED
+            .replace("ports = 7000", "ports = 7001")
+            .replace("control_read = [\"db-vm\"]", "control_read = []"),
     )
     .expect("write");
     let reloaded = netvm(&["reload"]);
@@ -675,6 +734,15 @@ fn the_agent_is_operated_through_its_control_socket() {
     );
     assert!(connects(&app, "192.168.100.102", "7001"));
     assert!(!connects(&app, "192.168.100.102", "7000"));
+    // db-vm is no longer a control user: its requests get nothing.
+    let gone = remote(&db, &["status"]);
+    assert!(!gone.status.success());
+    assert!(
+        stderr(&gone).contains("cannot reach the agent's control service"),
+        "{}",
+        stderr(&gone)
+    );
+    assert!(remote(&app, &["uplinks"]).status.success());
     let listed = stdout(&netvm(&["leases", "--format", "json"]));
     assert!(
         listed.contains("192.168.100.101") && listed.contains("192.168.100.102"),

@@ -74,6 +74,20 @@ pub enum Problem {
         /// The other uplink's interface name.
         name: String,
     },
+    /// A VM in both `control_allow` and `control_read`.
+    #[error("`{name}` is in both `control_allow` and `control_read`")]
+    ControlListedTwice {
+        /// The VM.
+        name: String,
+    },
+    /// The control port is another service's (or 0).
+    #[error("control port {port} is taken by {what}")]
+    ControlPortTaken {
+        /// The port.
+        port: u16,
+        /// Whose it is.
+        what: &'static str,
+    },
     /// IPv6 settings on an uplink other than the first.
     #[error("`{field}` only applies to the first uplink (IPv6 runs on it alone)")]
     Ipv6OnPrimaryOnly {
@@ -429,6 +443,12 @@ impl Problem {
                 "keep one of `pci`, `usb`, `platform` or `interface`".to_owned()
             }
             DuplicateUplink { .. } => "describe each uplink once".to_owned(),
+            ControlListedTwice { .. } => {
+                "keep the VM in one list: `control_allow` already lets it read".to_owned()
+            }
+            ControlPortTaken { .. } => {
+                "choose another `control_port` (the default is 7071)".to_owned()
+            }
             Ipv6OnPrimaryOnly { .. } => {
                 "move the IPv6 settings to the first [[netvm.uplink]], or remove them".to_owned()
             }

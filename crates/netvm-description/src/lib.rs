@@ -23,8 +23,9 @@ pub mod values;
 pub use diagnostic::{DescriptionError, Diagnostic, Location, Problem};
 pub use model::{
     derived_ula, Agent, DevUplink, DevUplinkMode, Dhcp, Dns, Endpoint, Flow, Host, InternalIpv6,
-    Metrics, Mode, NetVm, Network, Origin, PortForward, Record, Role, Route, System, Uplink,
-    UplinkAddressing, UplinkDevice, UplinkIpv6, Vm, VmKind, HOST_NAME, IPV6_POOL_IID_BASE,
+    Metrics, Mode, NetVm, Network, Origin, PortForward, Record, RemoteControl, Role, Route, System,
+    Uplink, UplinkAddressing, UplinkDevice, UplinkIpv6, Vm, VmKind, DEFAULT_CONTROL_PORT,
+    HOST_NAME, IPV6_POOL_IID_BASE,
 };
 pub use source::{FieldPath, Format, Segment};
 

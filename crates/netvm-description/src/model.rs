@@ -39,6 +39,8 @@ pub struct System {
 pub struct Agent {
     /// Prometheus metrics, if published.
     pub metrics: Option<Metrics>,
+    /// The control service for VMs, if any VM may use it.
+    pub control: Option<RemoteControl>,
     /// Distinct ports from one uplink source in 10 s that make a port scan.
     pub scan_ports: u32,
     /// New DHCP clients in 10 s that make a starvation attempt.
@@ -60,6 +62,25 @@ pub struct Metrics {
     /// VMs allowed to read them.
     pub allow: Vec<VmName>,
 }
+
+/// The agent's control service for VMs: TCP on the net-vm's internal
+/// address, where the ruleset lets in only the VMs named here. A VM's
+/// address is its identity (the host and the net-vm drop spoofed
+/// sources), and the agent checks it again on every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RemoteControl {
+    /// TCP port.
+    pub port: u16,
+    /// VMs that may send every request.
+    pub allow: Vec<VmName>,
+    /// VMs that may send only the requests that read.
+    pub read: Vec<VmName>,
+}
+
+/// The control service's port unless `[agent] control_port` says
+/// otherwise.
+pub const DEFAULT_CONTROL_PORT: u16 = 7071;
 
 /// The internal network.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -52,6 +52,18 @@ pub struct RawAgent {
     /// VMs allowed to read the metrics (the firewall lets only them in).
     #[serde(default)]
     pub metrics_allow: Vec<VmName>,
+    /// TCP port of the agent's control service on the net-vm's internal
+    /// address, for the VMs in `control_allow` and `control_read`.
+    #[serde(default = "default_control_port")]
+    pub control_port: u16,
+    /// VMs that may send the agent every control request (read and
+    /// change: `reload`, Wi-Fi choices), as `netvm --agent` does.
+    #[serde(default)]
+    pub control_allow: Vec<VmName>,
+    /// VMs that may send only the requests that read (`status`, `leases`,
+    /// `uplinks`, `events`).
+    #[serde(default)]
+    pub control_read: Vec<VmName>,
     /// Distinct ports one uplink source must try within 10 s to be
     /// reported as a port scan.
     #[serde(default = "default_scan_ports")]
@@ -75,12 +87,19 @@ impl Default for RawAgent {
         RawAgent {
             metrics_port: None,
             metrics_allow: Vec::new(),
+            control_port: default_control_port(),
+            control_allow: Vec::new(),
+            control_read: Vec::new(),
             scan_ports: default_scan_ports(),
             starvation_clients: default_starvation_clients(),
             uplink_probe_every: default_uplink_probe_every(),
             uplink_probe_failures: default_uplink_probe_failures(),
         }
     }
+}
+
+fn default_control_port() -> u16 {
+    crate::model::DEFAULT_CONTROL_PORT
 }
 
 fn default_uplink_probe_every() -> Seconds {

@@ -10,8 +10,8 @@ use crate::addressing::{self, Request, Shortage};
 use crate::diagnostic::{Diagnostic, Problem};
 use crate::model::{
     derived_ula, Agent, DevUplink, Dhcp, Dns, Endpoint, Flow, Host, InternalIpv6, Metrics, NetVm,
-    Network, Origin, PortForward, Record, Route, System, Uplink, UplinkAddressing, UplinkDevice,
-    UplinkIpv6, Vm, HOST_NAME,
+    Network, Origin, PortForward, Record, RemoteControl, Route, System, Uplink, UplinkAddressing,
+    UplinkDevice, UplinkIpv6, Vm, HOST_NAME,
 };
 use crate::raw::{Addressing, DevUplinkMode, Ipv6Addressing, Mode, RawSystem, VmKind};
 use crate::read::closest;
@@ -187,7 +187,8 @@ pub(crate) fn validate(text: &str, root: &Node, raw: RawSystem) -> Result<System
     })
 }
 
-/// Checks `[agent]`: metrics readers must be described VMs; thresholds
+/// Checks `[agent]`: metrics readers and control users must be described
+/// VMs, the control port free; thresholds
 /// of 0 become 1.
 fn check_agent(c: &mut Checker<'_>, raw: &RawSystem) -> Agent {
     let names: Vec<&str> = raw.vm.iter().map(|v| v.name.as_str()).collect();
@@ -202,7 +203,51 @@ fn check_agent(c: &mut Checker<'_>, raw: &RawSystem) -> Agent {
             );
         }
     }
+    for (field, list) in [
+        ("control_allow", &raw.agent.control_allow),
+        ("control_read", &raw.agent.control_read),
+    ] {
+        for (i, name) in list.iter().enumerate() {
+            if !names.contains(&name.as_str()) {
+                c.report(
+                    Problem::UnknownVm {
+                        name: name.to_string(),
+                        suggestion: closest(name.as_str(), names.iter().copied()),
+                    },
+                    at(&["agent", field]).index(i),
+                );
+            } else if field == "control_read" && raw.agent.control_allow.contains(name) {
+                c.report(
+                    Problem::ControlListedTwice {
+                        name: name.to_string(),
+                    },
+                    at(&["agent", field]).index(i),
+                );
+            }
+        }
+    }
+    let control_used = !raw.agent.control_allow.is_empty() || !raw.agent.control_read.is_empty();
+    if control_used {
+        let port = raw.agent.control_port;
+        let taken = match port {
+            0 => Some("no service"),
+            53 => Some("DNS"),
+            _ if raw.agent.metrics_port == Some(port) => Some("the metrics"),
+            _ => None,
+        };
+        if let Some(what) = taken {
+            c.report(
+                Problem::ControlPortTaken { port, what },
+                at(&["agent", "control_port"]),
+            );
+        }
+    }
     Agent {
+        control: control_used.then(|| RemoteControl {
+            port: raw.agent.control_port,
+            allow: raw.agent.control_allow.clone(),
+            read: raw.agent.control_read.clone(),
+        }),
         metrics: raw.agent.metrics_port.map(|port| Metrics {
             port,
             allow: raw.agent.metrics_allow.clone(),

@@ -231,6 +231,27 @@ fn cases() -> Vec<Case> {
             18,
         ),
         with_uplink(
+            "control user naming an unknown vm",
+            "[[vm]]\nname = \"gui-vm\"\n[agent]\ncontrol_allow = [\"gui-wm\"]\n",
+            "no VM is called `gui-wm`",
+            6,
+            18,
+        ),
+        with_uplink(
+            "control user in both lists",
+            "[[vm]]\nname = \"gui-vm\"\n[agent]\ncontrol_allow = [\"gui-vm\"]\ncontrol_read = [\"gui-vm\"]\n",
+            "`gui-vm` is in both `control_allow` and `control_read`",
+            7,
+            17,
+        ),
+        with_uplink(
+            "control port on the metrics port",
+            "[[vm]]\nname = \"gui-vm\"\n[agent]\nmetrics_port = 9100\ncontrol_port = 9100\ncontrol_read = [\"gui-vm\"]\n",
+            "control port 9100 is taken by the metrics",
+            7,
+            16,
+        ),
+        with_uplink(
             "rule naming an unknown vm",
             "[[vm]]\nname = \"gui-vm\"\n[[vm]]\nname = \"b\"\nallow = [{ to = \"gui-wm\", proto = \"tcp\" }]\n",
             "no VM is called `gui-wm`",

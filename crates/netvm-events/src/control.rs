@@ -49,6 +49,17 @@ pub enum Request {
     Reload,
 }
 
+impl Request {
+    /// Whether the request changes the agent (so a peer that may only
+    /// read is refused it): `reload`. Every other request reads.
+    pub fn changes(&self) -> bool {
+        match self {
+            Request::Reload => true,
+            Request::Status | Request::Leases | Request::Uplinks | Request::Events { .. } => false,
+        }
+    }
+}
+
 /// The agent's answer: `ok` and the field the request asked for, or
 /// `ok: false` and `error`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]

@@ -101,7 +101,7 @@ pub enum Outcome {
     /// Something answers.
     Answered {
         /// The listener that answers (by name); `None` when a real
-        /// service (DNS, metrics, the kernel's echo) answers.
+        /// service (DNS, metrics, the agent's control, the kernel's echo) answers.
         by: Option<String>,
         /// What the listener sees as the source.
         seen_as: SeenAs,
@@ -266,6 +266,9 @@ pub fn sample_ports(system: &System, seed: u64) -> Vec<u16> {
     if let Some(m) = &system.agent.metrics {
         ports.push(m.port);
     }
+    if let Some(c) = &system.agent.control {
+        ports.push(c.port);
+    }
     let mut rng = Rng::new(seed ^ 0x6e65_7476_6d21);
     for _ in 0..3 {
         ports.push(rng.range(1025, 65535) as u16);
@@ -409,7 +412,18 @@ pub fn expect(
                     m.port == port
                         && matches!(source, Source::Vm(v) if m.allow.iter().any(|a| a.as_str() == v))
                 });
-                (if metrics { service() } else { SILENT }, None)
+                let control = system.agent.control.as_ref().is_some_and(|c| {
+                    c.port == port
+                        && matches!(source, Source::Vm(v) if c.allow.iter().chain(&c.read).any(|a| a.as_str() == v))
+                });
+                (
+                    if metrics || control {
+                        service()
+                    } else {
+                        SILENT
+                    },
+                    None,
+                )
             }
             Proto::Udp => (SILENT, None),
         },

@@ -2,7 +2,8 @@
 //! on systems nobody wrote by hand: 2 to 8 VMs of random kinds and
 //! Internet flags, allow rules (TCP, UDP, ICMP; single ports, ranges,
 //! every port), port forwards (single, a range, a target port shifted
-//! from the uplink's), a pool of random size, metrics for a random few.
+//! from the uplink's), a pool of random size, metrics and the agent's control
+//! service for a random few.
 //! Pure: the same seed gives the same TOML text (the lab's uplink, as in
 //! the embedded default, so `netvm lab up FILE` runs it).
 
@@ -108,6 +109,23 @@ pub fn system(seed: u64) -> String {
             "\n[agent]\nmetrics_port = {}\nmetrics_allow = [{}]\n",
             rng.range(9100, 9200),
             readers.join(", ")
+        );
+        // The agent's control service for a random few: some may change,
+        // others only read (a VM is in one list at most).
+        let (mut allow, mut read) = (Vec::new(), Vec::new());
+        for n in &names {
+            match rng.range(0, 10) {
+                0 => allow.push(format!("\"{n}\"")),
+                1 => read.push(format!("\"{n}\"")),
+                _ => {}
+            }
+        }
+        let _ = write!(
+            t,
+            "control_port = {}\ncontrol_allow = [{}]\ncontrol_read = [{}]\n",
+            rng.range(7000, 7100),
+            allow.join(", "),
+            read.join(", ")
         );
     }
     t

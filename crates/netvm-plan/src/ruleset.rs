@@ -251,6 +251,26 @@ pub fn render(
         _ => String::new(),
     };
 
+    // The agent's control service: only the VMs the description names
+    // (their addresses are their identities; sources are checked before
+    // this chain). IPv4 only: the agent listens on the IPv4 address.
+    let control = match &system.agent.control {
+        Some(c) => {
+            let users: Vec<String> = system
+                .vms
+                .iter()
+                .filter(|vm| c.allow.contains(&vm.name) || c.read.contains(&vm.name))
+                .map(|vm| vm.endpoint.ip.to_string())
+                .collect();
+            format!(
+                "\t\tiifname \"{internal}\" ip daddr {netvm_ip} ip saddr {{ {} }} tcp dport {} accept comment \"control\"\n",
+                list(&users),
+                c.port
+            )
+        }
+        None => String::new(),
+    };
+
     // Input: the net-vm's own services.
     let rogue_dhcp = event_rules(
         &format!("\t\tiifname \"{internal}\" udp sport 67 udp dport 68"),
@@ -284,7 +304,7 @@ pub fn render(
 {echo_uplink6}\
          \t\t{any_in} udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
 {uplink_client6}\
-{metrics}{metrics6}{scan}{scan6}\
+{metrics}{metrics6}{control}{scan}{scan6}\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm input drop: \"\n\
          \t\tcounter name input_dropped\n\
          \t}}\n",
