@@ -249,14 +249,18 @@ pub(crate) async fn set_up(
         .map_err(refused(format!("ip link set {name} up"), name))
 }
 
-/// `address` becomes the only IPv4 address on link `index` (`ip addr
-/// replace`, then the others deleted); `None` leaves it none.
+/// `address` becomes the only IPv4 address on link `index` (the others
+/// deleted, then `ip addr replace`); `None` leaves it none.
 pub(crate) async fn set_only_ipv4(
     handle: &Handle,
     index: u32,
     name: &str,
     address: Option<(Ipv4Addr, u8)>,
 ) -> Result<(), LinkError> {
+    // The others go first: a new address in the old one's subnet would be
+    // a secondary of it, and the kernel removes secondaries with their
+    // primary (unless promote_secondaries is set), leaving none at all.
+    remove_other_ipv4(handle, index, name, address).await?;
     if let Some((ip, prefix)) = address {
         handle
             .address()
@@ -269,7 +273,7 @@ pub(crate) async fn set_only_ipv4(
                 name,
             ))?;
     }
-    remove_other_ipv4(handle, index, name, address).await
+    Ok(())
 }
 
 /// `ip route replace default via GATEWAY dev NAME`.
@@ -326,12 +330,19 @@ pub(crate) async fn remove_other_ipv4(
             continue;
         }
         let shown = format!("{address}/{}", message.header.prefix_len);
-        handle
+        let deleted = handle
             .address()
             .del(message)
             .execute()
             .await
-            .map_err(refused(format!("ip addr del {shown} dev {name}"), name))?;
+            .map_err(refused(format!("ip addr del {shown} dev {name}"), name));
+        // A secondary goes with its primary: already gone is done.
+        if let Err(e) = deleted {
+            let left = addresses_of(handle, index, name).await?;
+            if left.iter().any(|(ip, _)| *ip == IpAddr::V4(address)) {
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }
