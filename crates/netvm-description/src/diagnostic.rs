@@ -74,6 +74,30 @@ pub enum Problem {
         /// The other uplink's interface name.
         name: String,
     },
+    /// A Wi-Fi setting on a wired uplink.
+    #[error("`{field}` only applies to a Wi-Fi uplink (`kind = \"wifi\"`)")]
+    WifiOnly {
+        /// The field.
+        field: &'static str,
+    },
+    /// An SSID that is empty or longer than 32 bytes.
+    #[error("an SSID is 1 to 32 bytes, not {length}")]
+    SsidLength {
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// The same SSID twice on one uplink.
+    #[error("SSID `{ssid}` is listed twice")]
+    DuplicateSsid {
+        /// The SSID.
+        ssid: String,
+    },
+    /// A passphrase file named by a relative path.
+    #[error("psk_file `{path}` is not an absolute path")]
+    PskFileRelative {
+        /// The path.
+        path: String,
+    },
     /// A VM in both `control_allow` and `control_read`.
     #[error("`{name}` is in both `control_allow` and `control_read`")]
     ControlListedTwice {
@@ -443,6 +467,13 @@ impl Problem {
                 "keep one of `pci`, `usb`, `platform` or `interface`".to_owned()
             }
             DuplicateUplink { .. } => "describe each uplink once".to_owned(),
+            WifiOnly { .. } => "set `kind = \"wifi\"` on this uplink, or remove it".to_owned(),
+            SsidLength { .. } => "write the network's name as it is broadcast".to_owned(),
+            DuplicateSsid { .. } => "list each network once".to_owned(),
+            PskFileRelative { .. } => {
+                "name the file by its absolute path in the Net VM, e.g. /etc/netvm/home.psk"
+                    .to_owned()
+            }
             ControlListedTwice { .. } => {
                 "keep the VM in one list: `control_allow` already lets it read".to_owned()
             }

@@ -24,9 +24,10 @@ pub use diagnostic::{DescriptionError, Diagnostic, Location, Problem};
 pub use model::{
     derived_ula, Agent, DevUplink, DevUplinkMode, Dhcp, Dns, Endpoint, Flow, Host, InternalIpv6,
     Metrics, Mode, NetVm, Network, Origin, PortForward, Record, RemoteControl, Role, Route, System,
-    Uplink, UplinkAddressing, UplinkDevice, UplinkIpv6, Vm, VmKind, DEFAULT_CONTROL_PORT,
-    HOST_NAME, IPV6_POOL_IID_BASE,
+    Uplink, UplinkAddressing, UplinkDevice, UplinkIpv6, Vm, VmKind, Wifi, WifiNetwork,
+    DEFAULT_CONTROL_PORT, HOST_NAME, IPV6_POOL_IID_BASE,
 };
+pub use raw::WifiSecurity;
 pub use source::{FieldPath, Format, Segment};
 
 use source::Node;

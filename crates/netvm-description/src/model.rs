@@ -180,6 +180,13 @@ impl NetVm {
     pub fn uplink(&self) -> &Uplink {
         &self.uplinks[0]
     }
+
+    /// Whether the agent's uplink manager tends the uplinks (states,
+    /// choice, fail-over): with several, or with a Wi-Fi one (whose link
+    /// comes and goes with its network).
+    pub fn managed_uplinks(&self) -> bool {
+        self.uplinks.len() > 1 || self.uplinks.iter().any(|u| u.wifi.is_some())
+    }
 }
 
 /// The Net VM's uplink.
@@ -204,6 +211,34 @@ pub struct Uplink {
     pub ipv6: UplinkIpv6,
     /// The NAT64 prefix to use when the network announces none.
     pub nat64_prefix: Option<Ipv6Cidr>,
+    /// A Wi-Fi uplink's networks and settings; `None`: wired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wifi: Option<Wifi>,
+}
+
+/// A Wi-Fi uplink: the agent runs wpa_supplicant on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Wifi {
+    /// The described networks (more may be saved at run time with
+    /// `netvm wifi connect`).
+    pub networks: Vec<WifiNetwork>,
+    /// A random MAC for each network joined.
+    pub random_mac: bool,
+}
+
+/// A described Wi-Fi network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WifiNetwork {
+    /// Its name (1 to 32 bytes).
+    pub ssid: String,
+    /// The file holding its passphrase (read by the agent, never shown).
+    pub psk_file: std::path::PathBuf,
+    /// WPA2, WPA3 or either.
+    pub security: crate::raw::WifiSecurity,
+    /// Higher is preferred.
+    pub priority: u32,
 }
 
 /// How the uplink gets IPv6.

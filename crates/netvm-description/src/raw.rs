@@ -12,6 +12,7 @@ use crate::values::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
 /// A whole system: the internal network, the net-vm, the host and the VMs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -343,6 +344,61 @@ pub struct RawUplink {
     /// lengths /32, /40, /48, /56, /64 or /96), e.g. `64:ff9b::/96`.
     #[serde(default)]
     pub nat64_prefix: Option<Ipv6Cidr>,
+    /// `ethernet` (default) or `wifi` (the agent drives wpa_supplicant).
+    #[serde(default)]
+    pub kind: UplinkKindName,
+    /// Wi-Fi only: the networks to join, e.g.
+    /// `[{ ssid = "home", psk_file = "/etc/netvm/home.psk" }]`.
+    #[serde(default)]
+    pub wifi: Vec<RawWifiNetwork>,
+    /// Wi-Fi only: a random MAC for each network joined (and for scans).
+    #[serde(default)]
+    pub random_mac: bool,
+}
+
+/// An uplink's kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UplinkKindName {
+    /// A wired NIC (or anything with carrier of its own).
+    #[default]
+    Ethernet,
+    /// A Wi-Fi NIC: the agent runs wpa_supplicant on it.
+    Wifi,
+}
+
+/// A Wi-Fi network to join.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWifiNetwork {
+    /// Its name (1 to 32 bytes).
+    pub ssid: String,
+    /// A file in the Net VM holding the passphrase (8 to 63 printable
+    /// ASCII characters; one trailing newline is ignored). The secret is
+    /// never in the description.
+    pub psk_file: PathBuf,
+    /// `wpa2` (WPA2-Personal), `wpa3` (SAE) or `wpa2-wpa3` (default:
+    /// whichever the network offers, WPA3 first).
+    #[serde(default)]
+    pub security: WifiSecurity,
+    /// Higher is preferred among networks in range (default 0).
+    #[serde(default)]
+    pub priority: u32,
+}
+
+/// Which Wi-Fi security a network uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WifiSecurity {
+    /// WPA2-Personal.
+    #[serde(rename = "wpa2")]
+    Wpa2,
+    /// WPA3-Personal (SAE).
+    #[serde(rename = "wpa3")]
+    Wpa3,
+    /// Either.
+    #[default]
+    #[serde(rename = "wpa2-wpa3")]
+    Wpa2Wpa3,
 }
 
 /// How the uplink gets IPv6.

@@ -557,6 +557,7 @@ fn check_uplink(
         Addressing::Static => static_addressing(c, u, network, &path),
     };
     let ipv6 = check_uplink_ipv6(c, u, &path);
+    let wifi = check_wifi(c, u, &path);
     let device = device?;
     let name = match &device {
         UplinkDevice::Interface(name) => name.clone(),
@@ -578,6 +579,68 @@ fn check_uplink(
         nat64_prefix: u
             .nat64_prefix
             .filter(|p| u.ipv6 != Ipv6Addressing::Off && p.is_network_address()),
+        wifi,
+    })
+}
+
+/// A Wi-Fi uplink's networks: names of 1 to 32 bytes, each once, the
+/// passphrase in a file named by an absolute path; Wi-Fi settings only
+/// on a Wi-Fi uplink.
+fn check_wifi(
+    c: &mut Checker<'_>,
+    u: &crate::raw::RawUplink,
+    path: &FieldPath,
+) -> Option<crate::model::Wifi> {
+    if u.kind != crate::raw::UplinkKindName::Wifi {
+        if !u.wifi.is_empty() {
+            c.report_key(Problem::WifiOnly { field: "wifi" }, path.key("wifi"));
+        }
+        if u.random_mac {
+            c.report_key(
+                Problem::WifiOnly {
+                    field: "random_mac",
+                },
+                path.key("random_mac"),
+            );
+        }
+        return None;
+    }
+    let mut networks: Vec<crate::model::WifiNetwork> = Vec::new();
+    for (i, n) in u.wifi.iter().enumerate() {
+        let at = path.key("wifi").index(i);
+        if n.ssid.is_empty() || n.ssid.len() > 32 {
+            c.report(
+                Problem::SsidLength {
+                    length: n.ssid.len(),
+                },
+                at.key("ssid"),
+            );
+        } else if networks.iter().any(|o| o.ssid == n.ssid) {
+            c.report(
+                Problem::DuplicateSsid {
+                    ssid: n.ssid.clone(),
+                },
+                at.key("ssid"),
+            );
+        }
+        if !n.psk_file.is_absolute() {
+            c.report(
+                Problem::PskFileRelative {
+                    path: n.psk_file.display().to_string(),
+                },
+                at.key("psk_file"),
+            );
+        }
+        networks.push(crate::model::WifiNetwork {
+            ssid: n.ssid.clone(),
+            psk_file: n.psk_file.clone(),
+            security: n.security,
+            priority: n.priority,
+        });
+    }
+    Some(crate::model::Wifi {
+        networks,
+        random_mac: u.random_mac,
     })
 }
 

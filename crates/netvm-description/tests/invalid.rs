@@ -230,6 +230,27 @@ fn cases() -> Vec<Case> {
             7,
             18,
         ),
+        toml(
+            "wifi networks on a wired uplink",
+            "[netvm.uplink]\ninterface = \"eth0\"\nwifi = [{ ssid = \"home\", psk_file = \"/etc/netvm/home.psk\" }]\n",
+            "`wifi` only applies to a Wi-Fi uplink (`kind = \"wifi\"`)",
+            3,
+            1,
+        ),
+        toml(
+            "ssid too long",
+            &format!("[netvm.uplink]\ninterface = \"wlan0\"\nkind = \"wifi\"\nwifi = [{{ ssid = \"{}\", psk_file = \"/etc/p\" }}]\n", "x".repeat(33)),
+            "an SSID is 1 to 32 bytes, not 33",
+            4,
+            18,
+        ),
+        toml(
+            "relative psk file",
+            "[netvm.uplink]\ninterface = \"wlan0\"\nkind = \"wifi\"\nwifi = [{ ssid = \"home\", psk_file = \"home.psk\" }]\n",
+            "psk_file `home.psk` is not an absolute path",
+            4,
+            37,
+        ),
         with_uplink(
             "control user naming an unknown vm",
             "[[vm]]\nname = \"gui-vm\"\n[agent]\ncontrol_allow = [\"gui-wm\"]\n",
