@@ -85,7 +85,7 @@ pub fn apply_netvm(
 ) -> Result<Applied, ApplyError> {
     // With several uplinks, one not plugged in is configured when it
     // appears (the agent applies the plan again then).
-    let absent: Vec<String> = if plan.names.uplinks.len() > 1 {
+    let absent: Vec<String> = if plan.names.managed {
         plan.names
             .uplinks
             .iter()

@@ -294,8 +294,10 @@ pub fn interfaces(system: &System) -> NetVmInterfaces {
             .parse()
             .expect("ethint0 is a valid interface name"),
         uplink: system.netvm.uplink().name.clone(),
-        active_uplink: (uplinks.len() == 1).then(|| system.netvm.uplink().name.clone()),
+        active_uplink: (!system.netvm.managed_uplinks())
+            .then(|| system.netvm.uplink().name.clone()),
         uplinks,
+        managed: system.netvm.managed_uplinks(),
     }
 }
 
@@ -391,14 +393,14 @@ pub fn plan_for(
     active: Option<&IfName>,
 ) -> NetVmPlan {
     let mut names = interfaces(system);
-    if names.uplinks.len() > 1 {
+    if names.managed {
         names.active_uplink = active.filter(|a| names.uplinks.contains(a)).cloned();
     }
     let internal = names.internal.clone();
     let uplink = names.uplink.clone();
     // With several uplinks the agent puts the default route on the
     // active one; with one, a static uplink's is planned here.
-    let several = system.netvm.uplinks.len() > 1;
+    let several = system.netvm.managed_uplinks();
     let routes = match &system.netvm.uplink().addressing {
         UplinkAddressing::Static { gateway, .. } if !several => vec![RoutePlan {
             destination: default_route(),

@@ -138,7 +138,7 @@ pub fn renames(system: &System, nics: &[Nic]) -> Result<Vec<Rename>, FindError> 
             to: internal.clone(),
         });
     }
-    let several = system.netvm.uplinks.len() > 1;
+    let several = system.netvm.managed_uplinks();
     for up in &system.netvm.uplinks {
         let uplink = up.name.to_string();
         if has(&uplink) {

@@ -63,6 +63,10 @@ pub struct NetVmInterfaces {
     /// run-time choice: the ruleset shows it, the plan's JSON does not.
     #[serde(skip)]
     pub active_uplink: Option<IfName>,
+    /// The agent's uplink manager tends the uplinks (several, or a
+    /// Wi-Fi one): the `uplinks` and `uplink_active` sets exist.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
 }
 
 fn at_most_one(names: &[IfName]) -> bool {
@@ -73,7 +77,7 @@ impl NetVmInterfaces {
     /// `iifname`/`oifname` matching every uplink.
     fn any_uplink(&self, dir: &str) -> String {
         match self.uplinks.as_slice() {
-            [one] => format!("{dir} \"{one}\""),
+            [one] if !self.managed => format!("{dir} \"{one}\""),
             _ => format!("{dir} @{UPLINKS_SET}"),
         }
     }
@@ -81,7 +85,7 @@ impl NetVmInterfaces {
     /// `iifname`/`oifname` matching the active uplink.
     fn active(&self, dir: &str) -> String {
         match self.uplinks.as_slice() {
-            [one] => format!("{dir} \"{one}\""),
+            [one] if !self.managed => format!("{dir} \"{one}\""),
             _ => format!("{dir} @{ACTIVE_UPLINK_SET}"),
         }
     }
@@ -185,7 +189,7 @@ pub fn render(
         &flows,
     );
     out += &set("icmp_flows", "ipv4_addr . ipv4_addr", "", &icmp_flows);
-    if names.uplinks.len() > 1 {
+    if names.managed {
         let quoted = |n: &IfName| format!("\"{n}\"");
         let all: Vec<String> = names.uplinks.iter().map(quoted).collect();
         let active: Vec<String> = names.active_uplink.iter().map(quoted).collect();

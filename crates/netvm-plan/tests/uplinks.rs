@@ -112,6 +112,30 @@ fn one_uplink_renders_as_it_always_did() {
         .contains("oifname \"wan0\" ip saddr @internet accept"));
 }
 
+#[test]
+fn a_lone_wifi_uplink_is_tended_like_several() {
+    // Its link comes and goes with its network: the agent's uplink
+    // manager tends it, so the ruleset names it through the sets and no
+    // default route is planned.
+    let s = system(
+        "[netvm.uplink]\ninterface = \"wlan0\"\nkind = \"wifi\"\n\
+         wifi = [{ ssid = \"home\", psk_file = \"/etc/netvm/home.psk\" }]\n\
+         [[vm]]\nname = \"a\"\n",
+    );
+    assert!(s.netvm.managed_uplinks());
+    let p = plan(&s, &[]);
+    assert!(p
+        .ruleset
+        .contains("set uplinks {\n\t\ttype ifname\n\t\telements = { \"wlan0\" }"));
+    assert!(p
+        .ruleset
+        .contains("oifname @uplink_active ip saddr @internet accept"));
+    assert!(p.routes.is_empty());
+    nft_check("a lone Wi-Fi uplink", &p.ruleset);
+    let wired = system("[netvm.uplink]\ninterface = \"wan0\"\n");
+    assert!(!wired.netvm.managed_uplinks());
+}
+
 fn nic(name: &str, mac: &str, usb: Option<&str>) -> Nic {
     Nic {
         name: name.to_owned(),

@@ -168,6 +168,7 @@ fn the_endpoints_seed_is_rendered_into_the_set() {
         uplink: "eth0".parse().expect("name"),
         uplinks: vec!["eth0".parse().expect("name")],
         active_uplink: Some("eth0".parse().expect("name")),
+        managed: false,
     };
     let seed = [(
         Ipv4Addr::new(192, 168, 100, 201),
