@@ -42,6 +42,9 @@ pub trait Handler: Send + Sync {
     fn uplinks(&self) -> Result<Vec<netvm_events::control::UplinkInfo>, String>;
     /// `netvm reload`: the `reloaded` event, or why nothing changed.
     fn reload(&self) -> Result<Event, String>;
+    /// The Wi-Fi requests (`wifi_list`, `wifi_scan`, `wifi_connect`,
+    /// `wifi_forget`): the answer, or why not.
+    fn wifi(&self, request: &Request) -> Result<Response, String>;
     /// The event stream.
     fn hub(&self) -> &Hub;
 }
@@ -215,7 +218,7 @@ pub(crate) fn serve_one<S>(
             let _ = answer(
                 stream,
                 &refusal(&format!(
-                    "not a request ({e}): use status, leases, uplinks, events or reload"
+                    "not a request ({e}): use status, leases, uplinks, events, reload or wifi_*"
                 )),
             );
             return;
@@ -245,6 +248,10 @@ pub(crate) fn serve_one<S>(
         Request::Reload => handler
             .reload()
             .map_or_else(|why| refusal(&why), Response::reload),
+        Request::WifiList
+        | Request::WifiScan
+        | Request::WifiConnect { .. }
+        | Request::WifiForget { .. } => handler.wifi(&request).unwrap_or_else(|why| refusal(&why)),
         Request::Events {
             last,
             follow,

@@ -31,7 +31,7 @@ use crate::state::{Lease, State};
 use netvm_description::values::MacAddr;
 use netvm_description::System;
 use netvm_events::control::{
-    Counters, EventCounts, FirewallCounter, LastReload, LeaseInfo, Status,
+    Counters, EventCounts, FirewallCounter, LastReload, LeaseInfo, Request, Response, Status,
 };
 use netvm_events::{Changes, Event, Kind, Ready, Renamed};
 use netvm_plan::datapath::NetVmPlan;
@@ -376,6 +376,10 @@ impl Handler for Control {
             .map_err(|_| "the reload did not finish within 60 s".to_owned())?
     }
 
+    fn wifi(&self, request: &Request) -> Result<Response, String> {
+        crate::wifi_control::answer(&self.shared, request)
+    }
+
     fn hub(&self) -> &Hub {
         &self.shared.hub
     }
@@ -427,7 +431,7 @@ impl Running {
             self.dhcp6 = parts::start_dhcp6(system, &self.plan, shared);
         }
         self.dns = Some(parts::start_dns(&self.plan, shared));
-        if system.netvm.uplinks.len() > 1 {
+        if system.netvm.managed_uplinks() {
             if self.multi.is_none() {
                 self.multi = Some(crate::uplinks::Multi::start(
                     system,
@@ -459,7 +463,7 @@ impl Running {
     /// client) unless they run. With several uplinks, only while the
     /// primary is plugged in (it may come later).
     fn start_uplink6(&mut self, system: &System, shared: &Shared) {
-        if system.netvm.uplinks.len() > 1 {
+        if system.netvm.managed_uplinks() {
             let primary = &system.netvm.uplink().name;
             if !Path::new("/sys/class/net").join(primary.as_str()).exists() {
                 return;
@@ -667,6 +671,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         ended: Bell::new(),
         learned6: Arc::new(Mutex::new(Learned::default())),
         learned6_changed: Bell::new(),
+        wifi: crate::wifi::Radios::beside(&options.journal),
     };
     let (reload_sender, reload_requests) = channel::<ReloadRequest>();
     let control = Arc::new(Control {

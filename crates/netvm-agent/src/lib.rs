@@ -23,3 +23,5 @@ pub mod state;
 pub mod uplink;
 pub mod uplinks;
 pub mod watch;
+pub mod wifi;
+pub mod wifi_control;

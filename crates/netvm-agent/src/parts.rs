@@ -97,6 +97,8 @@ pub struct Shared {
     pub learned6: Arc<Mutex<Learned>>,
     /// Rung when `learned6` changed.
     pub learned6_changed: Bell,
+    /// The Wi-Fi uplinks' supplicants and saved networks.
+    pub wifi: crate::wifi::Radios,
 }
 
 impl Shared {

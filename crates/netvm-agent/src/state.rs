@@ -64,7 +64,7 @@ impl State {
     /// The state at start, with the journal's live leases.
     pub fn new(system: System, leases: impl IntoIterator<Item = (Ipv4Addr, Lease)>) -> State {
         let uplink = match system.netvm.uplink().addressing {
-            _ if system.netvm.uplinks.len() > 1 => Uplink::Waiting,
+            _ if system.netvm.managed_uplinks() => Uplink::Waiting,
             UplinkAddressing::Dhcp => Uplink::Waiting,
             _ => Uplink::Static,
         };

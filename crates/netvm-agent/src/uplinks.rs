@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,8 @@ enum News {
     Lease(String, Option<Lease>),
     /// A probe's result.
     Probe(String, bool),
+    /// A Wi-Fi uplink's association (keys installed) or its end.
+    Wifi(crate::wifi::Association),
 }
 
 /// What the caller must do after [`Multi::step`].
@@ -80,6 +83,8 @@ pub struct Multi {
     carrier: BTreeMap<String, bool>,
     /// Link events to take in again once the plan was applied.
     replay: Vec<LinkSeen>,
+    /// The Wi-Fi supplicants (stopped with the manager).
+    radios: crate::wifi::Radios,
 }
 
 impl Multi {
@@ -94,7 +99,7 @@ impl Multi {
             .map(|u| Candidate {
                 name: u.name.to_string(),
                 priority: u.priority,
-                wifi: false,
+                wifi: u.wifi.is_some(),
             })
             .collect();
         let (tx, rx) = channel();
@@ -139,6 +144,7 @@ impl Multi {
                 .unwrap_or_default(),
             replay: Vec::new(),
             carrier: BTreeMap::new(),
+            radios: shared.wifi.clone(),
         }
     }
 
@@ -219,6 +225,7 @@ impl Multi {
                 News::Probe(name, ok) => {
                     self.observe(system, shared, &name, Observation::Probe(ok), now);
                 }
+                News::Wifi(association) => self.associated(system, shared, &association, now),
             }
         }
         // A client that ended on its own (its socket failed, its link went
@@ -277,6 +284,9 @@ impl Multi {
             return Next::Nothing;
         };
         let name = seen.name.clone();
+        if up.wifi.is_some() {
+            self.tend_supplicant(up, shared, seen.present);
+        }
         if !seen.present {
             self.carrier.remove(&name);
             if let Some(part) = self.clients.remove(&name) {
@@ -293,7 +303,19 @@ impl Multi {
             .insert(name.clone(), seen.carrier)
             .unwrap_or(false);
         self.observe(system, shared, &name, Observation::Present(true), now);
-        if seen.carrier && !had {
+        if up.wifi.is_some() {
+            // Wi-Fi: addressing starts when the supplicant says the keys
+            // are installed (carrier comes at association, before them).
+            if seen.carrier != had {
+                self.observe(
+                    system,
+                    shared,
+                    &name,
+                    Observation::Carrier(seen.carrier),
+                    now,
+                );
+            }
+        } else if seen.carrier && !had {
             // Carrier (back): perhaps another network, so a fresh lease.
             if let Some(part) = self.clients.remove(&name) {
                 let _ = part.stop();
@@ -305,6 +327,85 @@ impl Multi {
             self.observe(system, shared, &name, Observation::Carrier(false), now);
         }
         Next::Nothing
+    }
+
+    /// Runs wpa_supplicant on a Wi-Fi uplink while its interface exists.
+    fn tend_supplicant(&mut self, up: &netvm_description::Uplink, shared: &Shared, present: bool) {
+        let name = up.name.to_string();
+        let Ok(mut running) = shared.wifi.running.lock() else {
+            return;
+        };
+        if !present {
+            // Dropped (stopped) outside the lock.
+            let gone = running.remove(&name);
+            drop(running);
+            drop(gone);
+            return;
+        }
+        if running.contains_key(&name) {
+            return;
+        }
+        let saved = shared.wifi.saved.load().unwrap_or_else(|e| {
+            failed(shared, &name, format!("the saved Wi-Fi networks: {e}"));
+            Default::default()
+        });
+        let networks = crate::wifi::networks(up, &saved, &shared.hub);
+        let report: crate::wifi::Report = {
+            let (tx, bell) = (Mutex::new(self.tx.clone()), self.bell.clone());
+            Arc::new(move |association| {
+                if let Ok(tx) = tx.lock() {
+                    let _ = tx.send(News::Wifi(association));
+                }
+                bell.ring();
+            })
+        };
+        let supplicant = crate::wifi::Supplicant::start(
+            up,
+            networks,
+            &shared.wifi.dir,
+            Arc::clone(&shared.hub),
+            report,
+        );
+        running.insert(name, Arc::new(supplicant));
+    }
+
+    /// A Wi-Fi uplink associated (keys installed) or lost its access
+    /// point: a fresh lease, or none.
+    fn associated(
+        &mut self,
+        system: &System,
+        shared: &Shared,
+        association: &crate::wifi::Association,
+        now: u64,
+    ) {
+        let name = association.uplink.clone();
+        let Some(up) = system
+            .netvm
+            .uplinks
+            .iter()
+            .find(|u| u.name.as_str() == name)
+        else {
+            return;
+        };
+        if let Some(part) = self.clients.remove(&name) {
+            let _ = part.stop();
+            if let Ok(mut state) = shared.state.lock() {
+                state.uplink_leases.remove(&name);
+            }
+            self.observe(system, shared, &name, Observation::Addressed(false), now);
+        }
+        self.observe(
+            system,
+            shared,
+            &name,
+            Observation::Associated(association.associated),
+            now,
+        );
+        if association.associated {
+            self.carrier.insert(name.clone(), true);
+            self.observe(system, shared, &name, Observation::Carrier(true), now);
+            self.address(system, shared, up);
+        }
     }
 
     /// A link the description names as an uplink, under another name:
@@ -469,6 +570,14 @@ impl Multi {
         for (_, part) in std::mem::take(&mut self.clients) {
             let _ = part.stop();
         }
+        // The supplicants stop as they are dropped (outside the lock).
+        let gone = self
+            .radios
+            .running
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        drop(gone);
     }
 }
 
@@ -604,7 +713,7 @@ fn probe_dns(interface: &IfName, resolver: Ipv4Addr, stop: &Stop) -> bool {
 /// has its address, and always the active one then.
 pub fn info(state: &crate::state::State) -> Vec<netvm_events::control::UplinkInfo> {
     use netvm_events::control::UplinkInfo;
-    if state.system.netvm.uplinks.len() == 1 {
+    if !state.system.netvm.managed_uplinks() {
         let up = state.system.netvm.uplink();
         let (address, router) = match (&state.uplink, &up.addressing) {
             (Uplink::Bound(l), _) => (Some(l.address), l.router),

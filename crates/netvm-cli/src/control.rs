@@ -15,12 +15,17 @@ pub const DEFAULT_SOCKET: &str = "/run/netvm/agent.sock";
 #[derive(Args, Clone)]
 pub struct Socket {
     /// The agent's control socket.
-    #[arg(long = "control", default_value = DEFAULT_SOCKET)]
+    #[arg(long = "control", default_value = DEFAULT_SOCKET, global = true)]
     pub path: PathBuf,
     /// From a VM named in `[agent] control_allow` or `control_read`: the
     /// agent's control service on the Net VM (its internal address and
     /// `control_port`, e.g. 192.168.100.1:7071) instead of the socket.
-    #[arg(long = "agent", value_name = "ADDRESS:PORT", conflicts_with = "path")]
+    #[arg(
+        long = "agent",
+        value_name = "ADDRESS:PORT",
+        conflicts_with = "path",
+        global = true
+    )]
     pub agent: Option<std::net::SocketAddr>,
 }
 
@@ -70,7 +75,10 @@ pub struct ReloadArgs {
 
 /// Sends one request; the agent's answer (refusals are errors) and the
 /// rest of the stream.
-fn ask(socket: &Socket, request: &Request) -> Result<(Response, Box<dyn BufRead>), String> {
+pub(crate) fn ask(
+    socket: &Socket,
+    request: &Request,
+) -> Result<(Response, Box<dyn BufRead>), String> {
     let asked = match socket.agent {
         Some(address) => netvm_agent::control::ask_remote(address, request).map(|(a, r)| {
             let r: Box<dyn BufRead> = Box::new(r);

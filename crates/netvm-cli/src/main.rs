@@ -8,6 +8,7 @@ mod dhcp;
 mod dns;
 mod host;
 mod lab;
+mod wifi;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ enum Command {
     Status(control::StatusArgs),
     /// A running agent's uplinks: each one's state, and which is active.
     Uplinks(control::UplinksArgs),
+    /// A running agent's Wi-Fi uplinks: list, scan, connect, forget.
+    Wifi(wifi::WifiArgs),
     /// A running agent's events (security, leases, uplink, reloads).
     Events(control::EventsArgs),
     /// Make a running agent read its description again.
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::agent(&args),
         Command::Status(args) => control::status(&args),
         Command::Uplinks(args) => control::uplinks(&args),
+        Command::Wifi(args) => wifi::run(&args),
         Command::Events(args) => control::events(&args),
         Command::Reload(args) => control::reload(&args),
         Command::Lab(command) => lab::run(command),

@@ -47,15 +47,58 @@ pub enum Request {
     },
     /// `netvm reload`: read the description again.
     Reload,
+    /// `netvm wifi list`: each Wi-Fi uplink's state and networks.
+    WifiList,
+    /// `netvm wifi scan`: the networks in range of each Wi-Fi uplink.
+    WifiScan,
+    /// `netvm wifi connect SSID`: save the network (with its
+    /// passphrase) and join it now.
+    WifiConnect {
+        /// The network.
+        ssid: String,
+        /// Its passphrase (8 to 63 printable ASCII characters). Never
+        /// shown: its `Debug` is redacted, and the agent keeps it only in
+        /// its saved-networks file (mode 0600).
+        passphrase: Passphrase,
+        /// The Wi-Fi uplink (default: the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uplink: Option<String>,
+    },
+    /// `netvm wifi forget SSID`: drop a saved network.
+    WifiForget {
+        /// The network.
+        ssid: String,
+        /// The Wi-Fi uplink (default: the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uplink: Option<String>,
+    },
+}
+
+/// A Wi-Fi passphrase: sent as a plain JSON string, never shown by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Passphrase(pub String);
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(..)")
+    }
 }
 
 impl Request {
     /// Whether the request changes the agent (so a peer that may only
-    /// read is refused it): `reload`. Every other request reads.
+    /// read is refused it): `reload`, `wifi_connect`, `wifi_forget`.
+    /// Every other request reads.
     pub fn changes(&self) -> bool {
         match self {
-            Request::Reload => true,
-            Request::Status | Request::Leases | Request::Uplinks | Request::Events { .. } => false,
+            Request::Reload | Request::WifiConnect { .. } | Request::WifiForget { .. } => true,
+            Request::Status
+            | Request::Leases
+            | Request::Uplinks
+            | Request::Events { .. }
+            | Request::WifiList
+            | Request::WifiScan => false,
         }
     }
 }
@@ -84,6 +127,60 @@ pub struct Response {
     /// The answer to `reload`: the `reloaded` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<Event>,
+    /// The answer to `wifi_list`, `wifi_connect` and `wifi_forget`: each
+    /// Wi-Fi uplink as it is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi: Option<Vec<WifiInfo>>,
+    /// The answer to `wifi_scan`, strongest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi_scan: Option<Vec<WifiSeen>>,
+}
+
+/// A Wi-Fi uplink (`netvm wifi list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WifiInfo {
+    /// Its interface in the net-vm.
+    pub uplink: String,
+    /// wpa_supplicant's state (`COMPLETED` when connected, `SCANNING`,
+    /// `DISCONNECTED`, ...), or `absent` / `not_running`.
+    pub state: String,
+    /// The network joined.
+    pub ssid: Option<String>,
+    /// The access point.
+    pub bssid: Option<String>,
+    /// The MAC it uses now (random with `random_mac`).
+    pub address: Option<String>,
+    /// The networks it may join, most preferred first.
+    pub networks: Vec<WifiNetworkInfo>,
+}
+
+/// A network a Wi-Fi uplink may join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WifiNetworkInfo {
+    /// Its name.
+    pub ssid: String,
+    /// `described` (in the description) or `saved` (`netvm wifi
+    /// connect`).
+    pub source: String,
+    /// Higher is preferred.
+    pub priority: u32,
+}
+
+/// A network in range (`netvm wifi scan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WifiSeen {
+    /// The uplink that saw it.
+    pub uplink: String,
+    /// Its name.
+    pub ssid: String,
+    /// The access point.
+    pub bssid: String,
+    /// dBm.
+    pub signal: i32,
+    /// MHz.
+    pub freq: u32,
+    /// `open`, `wpa2`, `wpa3`, `wpa2/wpa3`, ...
+    pub security: String,
 }
 
 impl Response {
@@ -109,6 +206,24 @@ impl Response {
         Response {
             ok: true,
             leases: Some(leases),
+            ..Response::default()
+        }
+    }
+
+    /// The answer to the Wi-Fi requests that change or list networks.
+    pub fn wifi(wifi: Vec<WifiInfo>) -> Response {
+        Response {
+            ok: true,
+            wifi: Some(wifi),
+            ..Response::default()
+        }
+    }
+
+    /// The answer to `wifi_scan`.
+    pub fn wifi_scan(seen: Vec<WifiSeen>) -> Response {
+        Response {
+            ok: true,
+            wifi_scan: Some(seen),
             ..Response::default()
         }
     }

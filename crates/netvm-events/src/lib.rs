@@ -193,6 +193,40 @@ pub enum Kind {
         /// old one left `up` for.
         reason: String,
     },
+    /// A Wi-Fi uplink joined a network (keys installed).
+    WifiConnected {
+        /// The uplink's interface.
+        uplink: String,
+        /// The network.
+        ssid: String,
+        /// The access point.
+        bssid: String,
+    },
+    /// A Wi-Fi uplink left its access point.
+    WifiDisconnected {
+        /// The uplink's interface.
+        uplink: String,
+        /// The access point it left.
+        bssid: String,
+        /// IEEE 802.11 reason code.
+        reason: u16,
+    },
+    /// A Wi-Fi uplink could not join: `wrong_key`, `auth_failed`,
+    /// `conn_failed`, `no_psk`, `network_not_found`, `no_networks`,
+    /// `psk_file` (the passphrase could not be read) or `supplicant`
+    /// (wpa_supplicant could not be run or driven).
+    WifiFailed {
+        /// The uplink's interface.
+        uplink: String,
+        /// The network, when one is concerned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssid: Option<String>,
+        /// Why, as above.
+        reason: String,
+        /// More, for a person.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// What the uplink's IPv6 decides changed: the internal prefix (and
     /// whether it is routed), the NAT64 prefix, the CLAT, the IPv6 DNS
     /// servers. The data plane was planned and applied again.
@@ -565,6 +599,9 @@ impl Kind {
             Kind::UplinkDown { .. } => "uplink_down",
             Kind::UplinkSwitched { .. } => "uplink_switched",
             Kind::UplinkFailed { .. } => "uplink_failed",
+            Kind::WifiConnected { .. } => "wifi_connected",
+            Kind::WifiDisconnected { .. } => "wifi_disconnected",
+            Kind::WifiFailed { .. } => "wifi_failed",
             Kind::Ipv6Uplink { .. } => "ipv6_uplink",
             Kind::ClatFailed { .. } => "clat_failed",
             Kind::Lease6 { .. } => "lease6",
@@ -631,6 +668,7 @@ impl Kind {
             | Kind::LeaseRefused { .. }
             | Kind::ClatFailed { .. }
             | Kind::UplinkFailed { .. }
+            | Kind::WifiFailed { .. }
             | Kind::UplinkIpv6Failed { .. }
             | Kind::EventsLost { .. }
             | Kind::ReloadFailed { .. } => Severity::Warning,
@@ -640,6 +678,7 @@ impl Kind {
             | Kind::UplinkLost { .. }
             | Kind::UplinkDown { .. }
             | Kind::UplinkSwitched { .. }
+            | Kind::WifiDisconnected { .. }
             | Kind::RulesetRemoved { .. } => Severity::Notice,
             _ => Severity::Info,
         }

@@ -143,6 +143,22 @@ fn every_kind() -> Vec<Kind> {
             to: Some("uplink1".into()),
             reason: "no_carrier".into(),
         },
+        Kind::WifiConnected {
+            uplink: "wlan0".into(),
+            ssid: "home".into(),
+            bssid: "02:00:00:00:00:00".into(),
+        },
+        Kind::WifiDisconnected {
+            uplink: "wlan0".into(),
+            bssid: "02:00:00:00:00:00".into(),
+            reason: 3,
+        },
+        Kind::WifiFailed {
+            uplink: "wlan0".into(),
+            ssid: Some("home".into()),
+            reason: "wrong_key".into(),
+            detail: Some("the 4-way handshake failed 2 times".into()),
+        },
         Kind::Ipv6Uplink {
             internal_prefix: Some("2001:db8:100:ab00::/64".into()),
             delegated: Some("2001:db8:100:ab00::/56".into()),
@@ -449,11 +465,41 @@ fn a_client_key_reads_back_what_it_writes() {
 }
 
 #[test]
+fn a_passphrase_is_never_shown_by_debug() {
+    let request = Request::WifiConnect {
+        ssid: "home".into(),
+        passphrase: crate::control::Passphrase("correct horse".into()),
+        uplink: None,
+    };
+    let shown = format!("{request:?}");
+    assert!(!shown.contains("correct"), "{shown}");
+    assert!(request.changes());
+    assert!(!Request::WifiScan.changes());
+}
+
+#[test]
 fn requests_read_as_clients_write_them() {
     let cases = [
         (json!({"command": "status"}), Request::Status),
         (json!({"command": "leases"}), Request::Leases),
         (json!({"command": "reload"}), Request::Reload),
+        (json!({"command": "wifi_list"}), Request::WifiList),
+        (json!({"command": "wifi_scan"}), Request::WifiScan),
+        (
+            json!({"command": "wifi_connect", "ssid": "home", "passphrase": "correct horse"}),
+            Request::WifiConnect {
+                ssid: "home".into(),
+                passphrase: crate::control::Passphrase("correct horse".into()),
+                uplink: None,
+            },
+        ),
+        (
+            json!({"command": "wifi_forget", "ssid": "home", "uplink": "wlan0"}),
+            Request::WifiForget {
+                ssid: "home".into(),
+                uplink: Some("wlan0".into()),
+            },
+        ),
         (
             json!({"command": "events"}),
             Request::Events {
