@@ -10,6 +10,8 @@
 //! [`upstream`] is what the net-vm's uplink meets, in four flavours
 //! (IPv4, dual stack with or without prefix delegation, IPv6-only with
 //! NAT64), [`ra`] the router advertiser radvd cannot replace there.
+//! [`wifi`] boots a guest with simulated radios ([`wifi_image`]) for
+//! Wi-Fi uplinks: an access point and a station in its namespaces.
 
 #![forbid(unsafe_code)]
 
@@ -35,3 +37,5 @@ pub mod report;
 pub mod serve;
 pub mod upstream;
 pub mod verify;
+pub mod wifi;
+pub mod wifi_image;
