@@ -89,6 +89,9 @@ fn with_ipv6_off_the_net_vm_plan_is_the_ipv4_one() {
         // Added since those files were written: the agent's control
         // service for VMs (ghaf-laptop names users).
         system.agent.control = None;
+        // And the uplinks as they were: the first alone, wired.
+        system.netvm.uplinks.truncate(1);
+        system.netvm.uplinks[0].wifi = None;
         let netvm = netvm_plan::datapath::plan(&system, &[]);
         let json = serde_json::to_string_pretty(&netvm).expect("json") + "\n";
         for (file, actual) in [
