@@ -2,7 +2,8 @@
 //! to two upstream namespaces (dnsmasq each, a service each), a VM
 //! namespace behind it. The preferred uplink carries the Internet; it
 //! loses carrier and the other takes over (new connections, DNS, port
-//! forwards follow; events say so); it comes back and the traffic fails
+//! forwards follow; a long download through it ends, the next one goes
+//! through the backup; events say so); it comes back and the traffic fails
 //! back; the backup is unplugged (its veth deleted) and plugged in again
 //! under another name, and the agent renames and uses it again. Runs as
 //! root; needs dnsmasq, udhcpc, dig.
@@ -41,6 +42,29 @@ uplink_probe_every = "2s"
 const SERVER: &str = netvm_testsupport::PEER_SERVER;
 
 const CLIENT: &str = netvm_testsupport::PEER_CLIENT;
+
+/// A long download, `python3 -u -c STREAMER PORT`: to each connection,
+/// 1 KiB every 50 ms until it goes, from the address the VM reaches as
+/// "the Internet" (both upstreams hold it).
+const STREAMER: &str = "import socket,sys,threading,time\n\
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16); print('listening', flush=True)\n\
+def feed(c):\n    try:\n        while True: c.sendall(b'x'*1024); time.sleep(0.05)\n    except OSError: c.close()\n\
+while True:\n    c,a=s.accept(); threading.Thread(target=feed, args=(c,), daemon=True).start()\n";
+
+/// Its client, `python3 -u -c DOWNLOAD IP PORT`: prints `got N` as the
+/// bytes come, then `ended: WHY` when the connection ends (it also sends a
+/// byte every 200 ms, with a 5 s TCP user timeout, so a path that silently
+/// went ends it too, rather than a wait of minutes).
+const DOWNLOAD: &str = "import socket,sys,time\n\
+s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\n\
+s.setsockopt(socket.IPPROTO_TCP, 18, 5000)\n\
+n=0; last=time.time()\n\
+while True:\n    try:\n        b=s.recv(65536)\n    except socket.timeout:\n        b=None\n    except OSError as e:\n        print('ended:', e, flush=True); break\n    if b == b'':\n        print('ended: eof', flush=True); break\n    if b: n+=len(b); print('got', n, flush=True)\n    if time.time()-last > 0.2:\n        last=time.time()\n        try: s.send(b'k')\n        except OSError as e: print('ended:', e, flush=True); break\n";
+
+/// The address both upstreams hold, as a service on the Internet would
+/// be reached through either uplink.
+const INTERNET: &str = "198.51.100.10";
 
 fn scratch(name: &str, text: &str) -> String {
     let dir =
@@ -176,6 +200,14 @@ fn the_internet_fails_over_and_back_and_a_replugged_uplink_is_used_again() {
     let service_b = b.spawn(&["python3", "-u", "-c", SERVER, "9000"]);
     service_a.wait_for(LONG, |l| l.contains("listening"));
     service_b.wait_for(LONG, |l| l.contains("listening"));
+    for ns in [&a, &b] {
+        ns.ok(&["ip", "addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
+        ns.ok(&["ip", "link", "set", "lo", "up"]);
+    }
+    let streamer_a = a.spawn(&["python3", "-u", "-c", STREAMER, "9100"]);
+    let streamer_b = b.spawn(&["python3", "-u", "-c", STREAMER, "9100"]);
+    streamer_a.wait_for(LONG, |l| l.contains("listening"));
+    streamer_b.wait_for(LONG, |l| l.contains("listening"));
 
     let agent = nv.spawn(&[
         NETVM,
@@ -212,12 +244,27 @@ fn the_internet_fails_over_and_back_and_a_replugged_uplink_is_used_again() {
     assert_eq!(seen_as(&a, &wan0, "8443"), "10.9.0.1");
     assert_eq!(seen_as(&b, &uplink1, "8443"), "", "a forward on the backup");
 
+    // A long download from "the Internet" runs through wan0.
+    assert_eq!(seen_as(&vm, INTERNET, "9000"), wan0);
+    let download = vm.spawn(&["python3", "-u", "-c", DOWNLOAD, INTERNET, "9100"]);
+    download.wait_for(LONG, |l| l.starts_with("got"));
+
     // The preferred one loses carrier: the backup takes over at once.
     let before = switches(&agent).len();
     let cut_at = std::time::Instant::now();
     a.ok(&["ip", "link", "set", "ua", "down"]);
     let after = wait_switch(&agent, before, "uplink1");
     eprintln!("fail-over (carrier lost) seen after {:?}", cut_at.elapsed());
+    // The download through the old uplink ends (its NAT entry was cut);
+    // a new connection to the same address goes out through the backup.
+    let ended = download.wait_for(LONG, |l| l.starts_with("ended"));
+    eprintln!(
+        "the long download {ended} {:?} after the cut",
+        cut_at.elapsed()
+    );
+    assert_eq!(seen_as(&vm, INTERNET, "9000"), uplink1);
+    let download = vm.spawn(&["python3", "-u", "-c", DOWNLOAD, INTERNET, "9100"]);
+    download.wait_for(LONG, |l| l.starts_with("got"));
     assert_eq!(
         after,
         vec![("wan0".into(), "uplink1".into(), "no_carrier".into())]
@@ -272,6 +319,14 @@ fn the_internet_fails_over_and_back_and_a_replugged_uplink_is_used_again() {
     );
     let wan0 = leased(&nv, "wan0");
     assert_eq!(seen_as(&vm, "10.9.0.1", "9000"), wan0);
+    // The download that ran through the backup ends too, and the next
+    // one goes through wan0 again.
+    let ended = download.wait_for(LONG, |l| l.starts_with("ended"));
+    eprintln!(
+        "the second long download {ended} {:?} after carrier came back",
+        back_at.elapsed()
+    );
+    assert_eq!(seen_as(&vm, INTERNET, "9000"), wan0);
 
     // A dead path with carrier and a lease (the upstream stops answering
     // beyond its DHCP): the probes find it, and find it back.
