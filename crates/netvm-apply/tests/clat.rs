@@ -24,7 +24,6 @@ use netvm_apply::clat::{self, Clat, ClatOptions, Sandbox};
 use netvm_description::values::Ipv4Cidr;
 use netvm_plan::clat::{plan, Clat6Source, ClatInput, ClatPlan};
 use netvm_testsupport::{veth, Netns, Process};
-use nix::sched::{setns, CloneFlags};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,21 +34,6 @@ const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const PORT: u16 = 7;
 const UPLINK_MAC: &str = "02:00:5e:10:00:02";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs `f` on a thread that entered `ns`'s network namespace; sockets it
-/// opens belong to that namespace (and may be returned).
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("open the namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
 
 /// A directory for configurations and logs, removed on drop.
 struct Scratch(PathBuf);
@@ -133,9 +117,7 @@ fn start_isp(up: &Netns, scratch: &Scratch) -> Process {
 /// bytes, read to the end, are sent back; the peer's address goes to the
 /// returned channel.
 fn start_service(up: &Netns) -> mpsc::Receiver<SocketAddr> {
-    let listener = in_netns(up, || {
-        TcpListener::bind((SERVICE, PORT)).expect("bind the service")
-    });
+    let listener = up.inside(|| TcpListener::bind((SERVICE, PORT)).expect("bind the service"));
     let (peers, seen) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -156,7 +138,7 @@ fn start_service(up: &Netns) -> mpsc::Receiver<SocketAddr> {
 /// The IPv4-only client sends 64 KiB through the CLAT and gets them back.
 fn exchange(lan: &Netns, peers: &mpsc::Receiver<SocketAddr>) {
     let payload: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
-    let mut stream = in_netns(lan, || {
+    let mut stream = lan.inside(|| {
         TcpStream::connect_timeout(&SocketAddr::from((SERVICE, PORT)), WAIT)
             .expect("the IPv4-only client connects through the CLAT")
     });
@@ -289,7 +271,7 @@ fn an_ipv4_only_client_reaches_an_ipv4_service_over_an_ipv6_only_uplink() {
     let options = options(&scratch);
 
     let (lan, nv_ref) = (&lan, &nv);
-    in_netns(&nv, move || {
+    nv.inside(move || {
         let nv = nv_ref;
         let clat = clat::apply(&first, &options).expect("the CLAT applies");
         load_rules(&first);
@@ -396,7 +378,7 @@ fn a_tayga_that_cannot_start_leaves_nothing_behind() {
         user: "n6x-no-such-user".to_owned(),
         group: "nogroup".to_owned(),
     });
-    in_netns(&nv, || {
+    nv.inside(|| {
         let error = clat::apply(&plan, &options).expect_err("tayga cannot become that user");
         assert!(
             matches!(error, clat::ClatError::Exited { ref log, .. } if log.contains("n6x-no-such-user")),

@@ -6,23 +6,7 @@ use netvm_apply::conntrack::cut;
 use netvm_netfilter::conntrack::dump_all;
 use netvm_plan::policy::{Connection, Connection6, Protocol};
 use netvm_testsupport::Netns;
-use nix::sched::{setns, CloneFlags};
 use std::net::{Ipv6Addr, TcpListener, TcpStream, UdpSocket};
-
-/// Runs `f` on a thread that entered `ns`'s network namespace; sockets it
-/// opens belong to that namespace (and may be returned).
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("open the namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
 
 #[test]
 fn a_forbidden_ipv6_connection_is_cut_and_an_allowed_one_stays() {
@@ -47,7 +31,7 @@ fn a_forbidden_ipv6_connection_is_cut_and_an_allowed_one_stays() {
     // Forbidden: an established IPv6 TCP connection to port 40021. Allowed:
     // an IPv6 UDP flow to 40022. IPv4: one flow forbidden (40023), one
     // allowed (40024).
-    let _sockets = in_netns(&ns, || {
+    let _sockets = ns.inside(|| {
         let listener = TcpListener::bind("[::1]:40021").expect("listen");
         let client = TcpStream::connect("[::1]:40021").expect("connect");
         let (server, _) = listener.accept().expect("accept");
@@ -58,7 +42,7 @@ fn a_forbidden_ipv6_connection_is_cut_and_an_allowed_one_stays() {
         udp4.send_to(b"x", "127.0.0.1:40024").expect("send");
         (listener, client, server, udp6, udp4)
     });
-    let before = in_netns(&ns, dump_all).expect("dump");
+    let before = ns.inside(dump_all).expect("dump");
     let present = |dport, v6: bool| {
         move |all: &[netvm_netfilter::Tuple]| {
             all.iter()
@@ -76,10 +60,10 @@ fn a_forbidden_ipv6_connection_is_cut_and_an_allowed_one_stays() {
             && c.src == Ipv6Addr::LOCALHOST
             && c.dst == Ipv6Addr::LOCALHOST
     };
-    let removed = in_netns(&ns, || cut(&forbidden4, &forbidden6)).expect("cut");
+    let removed = ns.inside(|| cut(&forbidden4, &forbidden6)).expect("cut");
     assert_eq!(removed, 2);
 
-    let after = in_netns(&ns, dump_all).expect("dump");
+    let after = ns.inside(dump_all).expect("dump");
     assert!(
         !present(40021, true)(&after),
         "the TCP connection in {after:?}"
@@ -91,6 +75,6 @@ fn a_forbidden_ipv6_connection_is_cut_and_an_allowed_one_stays() {
     assert!(!present(40023, false)(&after), "{after:?}");
     assert!(present(40024, false)(&after), "{after:?}");
     // Nothing more to cut.
-    let again = in_netns(&ns, || cut(&forbidden4, &forbidden6)).expect("cut");
+    let again = ns.inside(|| cut(&forbidden4, &forbidden6)).expect("cut");
     assert_eq!(again, 0);
 }

@@ -5,21 +5,7 @@
 //! go before the new one comes), and a lost lease leaves none.
 
 use netvm_testsupport::Netns;
-use nix::sched::{setns, CloneFlags};
 use std::net::Ipv4Addr;
-
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("open the namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
 
 fn show(ns: &Netns, what: &[&str]) -> String {
     let out = ns.exec(what);
@@ -43,7 +29,7 @@ fn a_new_address_in_the_same_subnet_replaces_the_old_one() {
         (Ipv4Addr::new(10, 77, 0, 162), 1000),
         (Ipv4Addr::new(10, 77, 0, 163), 0),
     ] {
-        in_netns(&ns, || {
+        ns.inside(|| {
             netvm_apply::set_uplink_at("wan0", Some((address, 24)), Some(gateway), metric)
         })
         .unwrap_or_else(|e| panic!("{address}: {e}"));
@@ -58,7 +44,7 @@ fn a_new_address_in_the_same_subnet_replaces_the_old_one() {
     }
     // Two addresses at once (a stray secondary): one call leaves one.
     ns.ok(&["ip", "addr", "add", "10.77.0.170/24", "dev", "wan0"]);
-    in_netns(&ns, || {
+    ns.inside(|| {
         netvm_apply::set_uplink(
             "wan0",
             Some((Ipv4Addr::new(10, 77, 0, 171), 24)),
@@ -69,7 +55,8 @@ fn a_new_address_in_the_same_subnet_replaces_the_old_one() {
     let addresses = show(&ns, &["ip", "-4", "-o", "addr", "show", "dev", "wan0"]);
     assert_eq!(addresses.lines().count(), 1, "{addresses}");
     assert!(addresses.contains("10.77.0.171/24"), "{addresses}");
-    in_netns(&ns, || netvm_apply::set_uplink("wan0", None, None)).expect("lost");
+    ns.inside(|| netvm_apply::set_uplink("wan0", None, None))
+        .expect("lost");
     let addresses = show(&ns, &["ip", "-4", "-o", "addr", "show", "dev", "wan0"]);
     assert!(addresses.trim().is_empty(), "{addresses}");
 }

@@ -135,7 +135,7 @@ pub fn nic_slot(address: &PciAddress) -> Result<u8, LabError> {
 
 /// The TSC frequency the guests are told (`tsc_early_khz`): a TCG guest's
 /// calibration can hang its boot without it.
-fn tsc_khz() -> Option<u64> {
+pub(crate) fn tsc_khz() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = text
         .lines()

@@ -112,27 +112,11 @@ fn root() -> PathBuf {
     std::env::temp_dir().join("netvm-wifi")
 }
 
-/// The TSC frequency the guest is told (`tsc_early_khz`): a TCG guest's
-/// calibration can hang its boot without it (as in
-/// [`crate::passthrough`]).
-fn tsc_khz() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = text
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))?
-        .split(':')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    Some((mhz * 1000.0) as u64)
-}
-
 /// The guest's kernel command line: beyond the console, no crypto
 /// self-tests, no zeroing of allocated pages, no mitigations, audit or
 /// AppArmor (what a TCG boot spends its time on).
 fn cmdline() -> String {
-    let tsc = tsc_khz()
+    let tsc = crate::passthrough::tsc_khz()
         .map(|k| format!(" tsc_early_khz={k}"))
         .unwrap_or_default();
     format!("console=ttyS0 panic=-1 quiet cryptomgr.notests init_on_alloc=0 mitigations=off audit=0 apparmor=0{tsc}")

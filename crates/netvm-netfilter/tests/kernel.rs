@@ -8,25 +8,9 @@ use netvm_netfilter::conntrack::{self, Conntrack};
 use netvm_netfilter::{Element, Error, LogListener, LogRecord, NfTables, Part};
 use netvm_testsupport::Netns;
 use nix::errno::Errno;
-use nix::sched::{setns, CloneFlags};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
-
-/// Runs `f` on a thread that entered `ns`'s network namespace; sockets it
-/// opens belong to that namespace (and may be returned).
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("open the namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
 
 /// Loads `ruleset` with `nft -f` inside `ns`.
 fn nft_load(ns: &Netns, ruleset: &str) {
@@ -83,7 +67,7 @@ fn set_elements_are_added_and_removed_in_one_batch_each() {
         Part::Proto(17),
         Part::Port(53),
     ]);
-    let mut nft = in_netns(&ns, || NfTables::open().expect("open"));
+    let mut nft = ns.inside(|| NfTables::open().expect("open"));
 
     nft.add("t", "s", &[a.clone(), b.clone()]).expect("add");
     nft.add("t", "s", std::slice::from_ref(&a))
@@ -142,7 +126,7 @@ fn set_elements_are_added_and_removed_in_one_batch_each() {
     assert!(err.errno().is_some(), "{err}");
 
     // Counters: c1 counts a UDP packet to port 9 sent from inside.
-    in_netns(&ns, || {
+    ns.inside(|| {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket.send_to(b"x", "127.0.0.1:9").expect("send");
     });
@@ -188,9 +172,9 @@ fn a_logged_packet_arrives_as_a_record() {
             }
         }"#,
     );
-    let mut listener = in_netns(&b, || LogListener::bind(7).expect("bind"));
+    let mut listener = b.inside(|| LogListener::bind(7).expect("bind"));
     assert!(listener.recv().expect("recv").is_empty(), "nothing yet");
-    let sender = in_netns(&a, || UdpSocket::bind("10.77.0.1:40001").expect("bind"));
+    let sender = a.inside(|| UdpSocket::bind("10.77.0.1:40001").expect("bind"));
 
     let record = receive(&mut listener, "ev_test", || {
         sender.send_to(b"hello", "10.77.0.2:5353").expect("send");
@@ -208,7 +192,7 @@ fn a_logged_packet_arrives_as_a_record() {
     assert!(record.in_ifindex.is_some());
 
     // A second socket cannot take the same group.
-    let err = in_netns(&b, || LogListener::bind(7).err());
+    let err = b.inside(|| LogListener::bind(7).err());
     assert!(err.is_some(), "group 7 is taken");
 }
 
@@ -230,8 +214,8 @@ fn a_logged_ipv6_packet_arrives_as_a_record() {
             }
         }"#,
     );
-    let mut listener = in_netns(&b, || LogListener::bind(7).expect("bind"));
-    let sender = in_netns(&a, || UdpSocket::bind("[fd77::1]:40001").expect("bind"));
+    let mut listener = b.inside(|| LogListener::bind(7).expect("bind"));
+    let sender = a.inside(|| UdpSocket::bind("[fd77::1]:40001").expect("bind"));
     let record = receive(&mut listener, "ev_test6", || {
         sender.send_to(b"hello", "[fd77::2]:5353").expect("send");
     });
@@ -257,12 +241,12 @@ fn a_flood_is_counted_not_fatal() {
             }
         }"#,
     );
-    let mut listener = in_netns(&ns, || LogListener::bind(3).expect("bind"));
+    let mut listener = ns.inside(|| LogListener::bind(3).expect("bind"));
     // The smallest receive buffer the kernel allows fills after a few
     // messages.
     nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &0)
         .expect("shrink the buffer");
-    let sender = in_netns(&ns, || UdpSocket::bind("127.0.0.1:0").expect("bind"));
+    let sender = ns.inside(|| UdpSocket::bind("127.0.0.1:0").expect("bind"));
     for _ in 0..2000 {
         sender.send_to(b"x", "127.0.0.1:9").expect("send");
     }
@@ -309,8 +293,8 @@ fn tracked_connections_are_listed_and_deleted() {
             }
         }"#,
     );
-    let mut ct = in_netns(&ns, || Conntrack::open().expect("open"));
-    in_netns(&ns, || {
+    let mut ct = ns.inside(|| Conntrack::open().expect("open"));
+    ns.inside(|| {
         let socket = UdpSocket::bind("127.0.0.1:40002").expect("bind");
         socket.send_to(b"x", "127.0.0.1:40003").expect("send");
     });
@@ -342,7 +326,7 @@ fn tracked_connections_are_listed_and_deleted() {
     assert!(!after.contains(&udp) && !after.contains(&icmp), "{after:?}");
     assert!(!ct.delete(&udp).expect("delete again"), "already gone");
     // The one-shot functions use a socket of the caller thread's namespace.
-    let again = in_netns(&ns, || conntrack::delete(&icmp)).expect("delete");
+    let again = ns.inside(|| conntrack::delete(&icmp)).expect("delete");
     assert!(!again, "already gone");
 }
 
@@ -358,8 +342,8 @@ fn tracked_ipv6_connections_are_listed_and_deleted() {
             }
         }"#,
     );
-    let mut ct = in_netns(&ns, || Conntrack::open().expect("open"));
-    let (_listener, _client, _server) = in_netns(&ns, || {
+    let mut ct = ns.inside(|| Conntrack::open().expect("open"));
+    let (_listener, _client, _server) = ns.inside(|| {
         let socket = UdpSocket::bind("[::1]:40002").expect("bind");
         socket.send_to(b"x", "[::1]:40003").expect("send");
         let listener = TcpListener::bind("[::1]:40004").expect("listen");
@@ -369,7 +353,7 @@ fn tracked_ipv6_connections_are_listed_and_deleted() {
     });
     ns.ok(&["ping", "-6", "-c", "1", "-W", "5", "::1"]);
     // An IPv4 flow too: the IPv6 table must not list it.
-    in_netns(&ns, || {
+    ns.inside(|| {
         let socket = UdpSocket::bind("127.0.0.1:40002").expect("bind");
         socket.send_to(b"x", "127.0.0.1:40003").expect("send");
     });
@@ -413,10 +397,10 @@ fn tracked_ipv6_connections_are_listed_and_deleted() {
         "{after:?}"
     );
     assert!(!ct.delete(&udp).expect("delete again"), "already gone");
-    let again = in_netns(&ns, || conntrack::delete(&icmp)).expect("delete");
+    let again = ns.inside(|| conntrack::delete(&icmp)).expect("delete");
     assert!(!again, "already gone");
     // The IPv4 flow is still there.
-    let v4 = in_netns(&ns, conntrack::dump_ipv4).expect("dump");
+    let v4 = ns.inside(conntrack::dump_ipv4).expect("dump");
     assert!(v4.iter().any(|t| t.dport == Some(40003)), "{v4:?}");
 }
 
@@ -430,7 +414,7 @@ fn thousands_of_elements_go_in_and_out() {
             Element::ipv4_mac(Ipv4Addr::new(10, 1, x, y), MacAddr([2, 0, 0, 0, x, y]))
         })
         .collect();
-    let mut nft = in_netns(&ns, || NfTables::open().expect("open"));
+    let mut nft = ns.inside(|| NfTables::open().expect("open"));
     nft.add("t", "s", &elements).expect("add");
     assert_eq!(listed(&ns, "s").len(), 3000);
     // Every other one removed first: the second remove meets 1500 absent.

@@ -15,7 +15,6 @@ use netvm_ndp::{ParseError, Pref64, Preference, RouterAdvert};
 use netvm_ra::{AdvertConfig, AdvertStats, Advertiser, Heard, Listener, RaError};
 use netvm_runtime::Stop;
 use netvm_testsupport::{veth, Netns};
-use nix::sched::{setns, CloneFlags};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::PathBuf;
@@ -32,20 +31,6 @@ fn v6(text: &str) -> Ipv6Addr {
 
 fn ifname(name: &str) -> IfName {
     name.parse().expect("interface name")
-}
-
-/// Runs `f` on a thread inside `ns`; sockets it opens stay there.
-fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("open the namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }
 
 /// Two namespaces joined by a veth pair (`a_if` in the first), duplicate
@@ -122,8 +107,9 @@ fn rdisc6_until(ns: &Netns, interface: &str, wanted: impl Fn(&str) -> bool) -> S
 
 /// The advertiser running on a thread, opened inside `ns`.
 fn start(ns: &Netns, interface: &str, config: AdvertConfig) -> (Running, Stop) {
-    let advertiser =
-        in_netns(ns, || Advertiser::open(&ifname(interface), config)).expect("open the advertiser");
+    let advertiser = ns
+        .inside(|| Advertiser::open(&ifname(interface), config))
+        .expect("open the advertiser");
     let handle = advertiser.handle();
     let stop = Stop::new();
     let theirs = stop.clone();
@@ -245,8 +231,9 @@ fn listen(
     ns: &Netns,
     interface: &str,
 ) -> (mpsc::Receiver<Heard>, Stop, JoinHandle<Result<(), RaError>>) {
-    let mut listener =
-        in_netns(ns, || Listener::open(&ifname(interface))).expect("open the listener");
+    let mut listener = ns
+        .inside(|| Listener::open(&ifname(interface)))
+        .expect("open the listener");
     let (tx, rx) = mpsc::channel();
     let stop = Stop::new();
     let theirs = stop.clone();
@@ -389,7 +376,7 @@ fn listener_solicits_reads_pref64_and_refuses_forwarded_adverts() {
         "n6r4",
         "nodad",
     ]);
-    in_netns(&a, || {
+    a.inside(|| {
         let index = nix::net::if_::if_nametoindex("n6r4").expect("index");
         let to = SockAddr::from(SocketAddrV6::new(netvm_ndp::ALL_NODES, 0, 0, index));
         raw_sender("n6r4", 64).send_to(&bytes, &to).expect("send");

@@ -105,6 +105,22 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// Runs `f` on a thread that entered this namespace: sockets and
+    /// netlink handles it opens belong to it (and may be returned).
+    pub fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use nix::sched::{setns, CloneFlags};
+        let path = format!("/run/netns/{}", self.name());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file = std::fs::File::open(&path).expect("open the namespace");
+                setns(&file, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     /// Creates a namespace named after `role` (a few letters) with
     /// loopback up.
     pub fn new(role: &str) -> Netns {
