@@ -450,7 +450,8 @@ impl Running {
             self.metrics = start_metrics(system, control);
         }
         if let Ok(mut users) = control.users.write() {
-            *users = crate::remote_control::Users::of(system);
+            let prefix6 = self.plan.ipv6.as_ref().map(|i| i.prefix);
+            *users = crate::remote_control::Users::of(system, prefix6);
         }
         if let (Ok(mut controls), Some(dhcp), Some(dns)) =
             (control.parts.lock(), &self.dhcp, &self.dns)
@@ -681,7 +682,7 @@ pub fn run(system: &System, options: &AgentOptions) -> Result<(), AgentError> {
         reload_asked: Bell::new(),
         file: options.file.clone(),
         started: Instant::now(),
-        users: Arc::new(RwLock::new(crate::remote_control::Users::of(system))),
+        users: Arc::new(RwLock::new(crate::remote_control::Users::of(system, None))),
     });
     let handler: Arc<dyn Handler> = Arc::clone(&control) as Arc<dyn Handler>;
     let (control_stop, control_hub) = (stop.clone(), Arc::clone(&hub));
@@ -1338,7 +1339,7 @@ fn start_remote_control(
     stop: &Stop,
 ) -> Option<thread::JoinHandle<()>> {
     let port = system.agent.control.as_ref()?.port;
-    let address = SocketAddr::from((system.netvm.endpoint.ip, port));
+    let ipv4 = system.netvm.endpoint.ip;
     let handler: Arc<dyn Handler> = Arc::clone(control) as Arc<dyn Handler>;
     let (users, hub, stop) = (
         Arc::clone(&control.users),
@@ -1346,10 +1347,10 @@ fn start_remote_control(
         stop.clone(),
     );
     Some(thread::spawn(move || {
-        if let Err(e) = crate::remote_control::serve(address, users, handler, stop) {
+        if let Err(e) = crate::remote_control::serve(ipv4, port, users, handler, stop) {
             hub.emit(
                 Event::new(Kind::ControlFailed {
-                    error: format!("control service on {address}: {e}"),
+                    error: format!("control service on port {port}: {e}"),
                 }),
                 true,
             );

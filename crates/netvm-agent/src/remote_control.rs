@@ -26,17 +26,33 @@ const MAX_CONNECTIONS: usize = 16;
 /// open), so one VM cannot take every slot from the others.
 const MAX_PER_PEER: usize = 4;
 
-/// Who may use the service: each user VM's address, its name and access.
+/// Who may use the service: each user VM's IPv4 address and its IPv6
+/// interface identifier (its IPv4 host number) in the internal prefix in
+/// force, its name and access.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Users(HashMap<IpAddr, (String, Access)>);
+pub struct Users {
+    by_ip: HashMap<IpAddr, (String, Access)>,
+    by_iid: HashMap<u128, (String, Access)>,
+    /// The internal /64 in force (no IPv6 user without one).
+    prefix6: Option<netvm_description::values::Ipv6Cidr>,
+}
+
+/// The low 64 bits of an IPv6 address.
+fn iid(address: std::net::Ipv6Addr) -> u128 {
+    u128::from(address) & u128::from(u64::MAX)
+}
 
 impl Users {
-    /// The users `system` names (none when it names none).
-    pub fn of(system: &System) -> Users {
+    /// The users `system` names (none when it names none); over IPv6 in
+    /// the internal prefix `prefix6`.
+    pub fn of(system: &System, prefix6: Option<netvm_description::values::Ipv6Cidr>) -> Users {
         let Some(control) = &system.agent.control else {
             return Users::default();
         };
-        let mut users = HashMap::new();
+        let mut users = Users {
+            prefix6,
+            ..Users::default()
+        };
         for vm in &system.vms {
             let access = if control.allow.contains(&vm.name) {
                 Access::All
@@ -45,33 +61,46 @@ impl Users {
             } else {
                 continue;
             };
-            users.insert(IpAddr::V4(vm.endpoint.ip), (vm.name.to_string(), access));
+            let user = (vm.name.to_string(), access);
+            users
+                .by_iid
+                .insert(system.ipv6_iid(&vm.endpoint), user.clone());
+            users.by_ip.insert(IpAddr::V4(vm.endpoint.ip), user);
         }
-        Users(users)
+        users
     }
 
-    /// What the peer at `address` may ask, if it is a user.
+    /// What the peer at `address` may ask, if it is a user. An IPv6 peer
+    /// is known by its interface identifier: the ruleset lets in only
+    /// the users' addresses in the internal prefix, and the endpoint
+    /// checks tie each to its VM's port.
     pub fn access(&self, address: IpAddr) -> Option<(&str, Access)> {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-            v4 => v4,
+        let user = match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.by_ip.get(&IpAddr::V4(v4)),
+                None if self.prefix6.is_some_and(|p| p.contains(v6)) => self.by_iid.get(&iid(v6)),
+                None => None,
+            },
+            v4 => self.by_ip.get(&v4),
         };
-        self.0
-            .get(&address)
-            .map(|(name, access)| (name.as_str(), *access))
+        user.map(|(name, access)| (name.as_str(), *access))
     }
 }
 
-/// Serves VMs on `address` until `stop` is stopped, asleep until a
+/// Serves VMs on `port` until `stop` is stopped, asleep until a
 /// connection comes or the stop; `users` is read on each connection, so
-/// a reload that changes them takes effect at once.
+/// a reload that changes them takes effect at once. Both families on
+/// one dual-stack socket (the ruleset lets in only the users, on the
+/// internal interface); where the kernel has no IPv6, IPv4 on `ipv4`.
 pub fn serve(
-    address: SocketAddr,
+    ipv4: std::net::Ipv4Addr,
+    port: u16,
     users: Arc<RwLock<Users>>,
     handler: Arc<dyn Handler>,
     stop: Stop,
 ) -> io::Result<()> {
-    let listener = TcpListener::bind(address)?;
+    let listener = TcpListener::bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))
+        .or_else(|_| TcpListener::bind(SocketAddr::from((ipv4, port))))?;
     listener.set_nonblocking(true)?;
     let active = Arc::new(AtomicUsize::new(0));
     let per_peer: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -141,7 +170,7 @@ mod tests {
     #[test]
     fn users_are_the_named_vms_by_address_and_nobody_else() {
         let s = system("control_allow = [\"gui-vm\"]\ncontrol_read = [\"audit-vm\"]\n");
-        let users = Users::of(&s);
+        let users = Users::of(&s, Some("fd00:1:2:3::/64".parse().expect("prefix")));
         let ip = |name: &str| {
             let vm = s.vms.iter().find(|v| v.name.as_str() == name).expect("vm");
             IpAddr::V4(vm.endpoint.ip)
@@ -161,10 +190,30 @@ mod tests {
             users.access(IpAddr::V6(gui.to_ipv6_mapped())),
             Some(("gui-vm", Access::All))
         );
+        // Over IPv6: its address in the internal prefix, whichever it is.
+        let gui_vm = s
+            .vms
+            .iter()
+            .find(|v| v.name.as_str() == "gui-vm")
+            .expect("vm");
+        let inside = s.ipv6_in(&gui_vm.endpoint, "fd00:1:2:3::/64".parse().expect("prefix"));
+        assert_eq!(
+            users.access(IpAddr::V6(inside)),
+            Some(("gui-vm", Access::All))
+        );
+        // The same identifier in another prefix (not the internal one) is
+        // nobody.
+        let outside = s.ipv6_in(
+            &gui_vm.endpoint,
+            "2001:db8:7:1::/64".parse().expect("prefix"),
+        );
+        assert_eq!(users.access(IpAddr::V6(outside)), None);
+        assert_eq!(users.access("::1".parse().expect("ip")), None);
+        assert_eq!(users.access("fd00::ffff:1234".parse().expect("ip")), None);
     }
 
     #[test]
     fn no_lists_no_users() {
-        assert_eq!(Users::of(&system("")), Users::default());
+        assert_eq!(Users::of(&system(""), None), Users::default());
     }
 }

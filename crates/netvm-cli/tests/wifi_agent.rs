@@ -7,8 +7,8 @@
 //! VMs as namespaces on its internal bridge, `gui-vm` allowed to steer it
 //! (`[agent] control_allow`), `app-vm` not.
 //!
-//! It proves: the agent associates with the described network, gets its
-//! lease from the access point, and a VM reaches the service behind it;
+//! It proves: the agent associates with the described network (with a
+//! random MAC: `random_mac`), gets its lease from the access point, and a VM reaches the service behind it;
 //! `netvm wifi list|scan|connect` from gui-vm over the control service,
 //! nothing for app-vm; a wrong passphrase is the event `wifi_failed`
 //! (`wrong_key`); the right one switches networks (the VM then reaches
@@ -41,6 +41,7 @@ domain = "internal"
 interface = "{wlan}"
 kind = "wifi"
 priority = 10
+random_mac = true
 wifi = [{{ ssid = "{}", psk_file = "/etc/netvm/lab.psk" }}]
 
 [[netvm.uplink]]
@@ -182,6 +183,14 @@ fn the_agent_joins_wifi_switches_networks_and_fails_over_to_wired() {
         )
         .expect("the agent starts")
     };
+    let permanent = lab
+        .must(&in_netns(
+            "nv",
+            &format!("cat /sys/class/net/{wlan}/address"),
+        ))
+        .expect("the radio's MAC")
+        .trim()
+        .to_owned();
     let at = Instant::now();
     let agent = start_agent("agent");
     lab.wait_until(&logged(&agent, "wifi_connected", FIRST.0), LONG)
@@ -219,6 +228,17 @@ fn the_agent_joins_wifi_switches_networks_and_fails_over_to_wired() {
         listed.contains(&format!("{wlan}: COMPLETED to `{}`", FIRST.0)),
         "{listed}"
     );
+    // `random_mac`: it joined with another MAC than the radio's own.
+    let json = lab
+        .must(&remote("gui", "wifi list --format json"))
+        .expect("wifi list as JSON");
+    let info: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let address = info[0]["address"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !address.is_empty() && address != permanent,
+        "random MAC expected, the radio's is {permanent}: {json}"
+    );
+    eprintln!("joined as {address} (the radio's own MAC: {permanent})");
     let scanned = lab.must(&remote("gui", "wifi scan")).expect("wifi scan");
     assert!(
         scanned.contains(FIRST.0) && scanned.contains(SECOND.0),

@@ -257,7 +257,7 @@ pub fn render(
 
     // The agent's control service: only the VMs the description names
     // (their addresses are their identities; sources are checked before
-    // this chain). IPv4 only: the agent listens on the IPv4 address.
+    // this chain). The same for IPv6 (ruleset/ipv6.rs).
     let control = match &system.agent.control {
         Some(c) => {
             let users: Vec<String> = system
@@ -308,7 +308,7 @@ pub fn render(
 {echo_uplink6}\
          \t\t{any_in} udp sport 67 udp dport 68 accept comment \"uplink DHCP client\"\n\
 {uplink_client6}\
-{metrics}{metrics6}{control}{scan}{scan6}\
+{metrics}{metrics6}{control}{control6}{scan}{scan6}\
          \t\tlimit rate {LOG_RATE} log prefix \"netvm input drop: \"\n\
          \t\tcounter name input_dropped\n\
          \t}}\n",
@@ -319,6 +319,7 @@ pub fn render(
         echo_uplink6 = v6.echo_uplink,
         uplink_client6 = v6.uplink_client,
         metrics6 = v6.metrics,
+        control6 = v6.control,
         scan6 = v6.scan,
     );
 

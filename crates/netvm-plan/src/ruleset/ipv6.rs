@@ -83,6 +83,7 @@ pub(super) struct Pieces {
     pub echo_uplink: String,
     pub uplink_client: String,
     pub metrics: String,
+    pub control: String,
     pub scan: String,
     pub forward_head: String,
     pub forward_out: String,
@@ -267,6 +268,19 @@ fn internal_pieces(
             "\t\tiifname \"{internal}\" ip6 daddr {netvm} ip6 saddr {{ {} }} tcp dport {} accept comment \"metrics\"\n",
             list(&readers),
             m.port
+        );
+    }
+    if let Some(c) = &system.agent.control {
+        let users: Vec<String> = system
+            .vms
+            .iter()
+            .filter(|vm| c.allow.contains(&vm.name) || c.read.contains(&vm.name))
+            .map(|vm| system.ipv6_in(&vm.endpoint, prefix).to_string())
+            .collect();
+        p.control = format!(
+            "\t\tiifname \"{internal}\" ip6 daddr {netvm} ip6 saddr {{ {} }} tcp dport {} accept comment \"control\"\n",
+            list(&users),
+            c.port
         );
     }
     p.scan = event_rules(
