@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -332,7 +332,7 @@ impl Multi {
     /// Runs wpa_supplicant on a Wi-Fi uplink while its interface exists.
     fn tend_supplicant(&mut self, up: &netvm_description::Uplink, shared: &Shared, present: bool) {
         let name = up.name.to_string();
-        let Ok(mut running) = shared.wifi.running.lock() else {
+        let Ok(mut running) = self.radios.running.lock() else {
             return;
         };
         if !present {
@@ -345,24 +345,22 @@ impl Multi {
         if running.contains_key(&name) {
             return;
         }
-        let saved = shared.wifi.saved.load().unwrap_or_else(|e| {
+        let saved = self.radios.saved.load().unwrap_or_else(|e| {
             failed(shared, &name, format!("the saved Wi-Fi networks: {e}"));
             Default::default()
         });
         let networks = crate::wifi::networks(up, &saved, &shared.hub);
         let report: crate::wifi::Report = {
-            let (tx, bell) = (Mutex::new(self.tx.clone()), self.bell.clone());
+            let (tx, bell) = (self.tx.clone(), self.bell.clone());
             Arc::new(move |association| {
-                if let Ok(tx) = tx.lock() {
-                    let _ = tx.send(News::Wifi(association));
-                }
+                let _ = tx.send(News::Wifi(association));
                 bell.ring();
             })
         };
         let supplicant = crate::wifi::Supplicant::start(
             up,
             networks,
-            &shared.wifi.dir,
+            &self.radios.dir,
             Arc::clone(&shared.hub),
             report,
         );

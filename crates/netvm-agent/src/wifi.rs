@@ -16,7 +16,7 @@
 
 use crate::hub::Hub;
 use netvm_description::{Uplink, WifiSecurity};
-use netvm_events::control::{WifiInfo, WifiNetworkInfo, WifiSeen};
+use netvm_events::control::{Passphrase, WifiInfo, WifiNetworkInfo, WifiSeen};
 use netvm_events::{Event, Kind};
 use netvm_runtime::Stop;
 use netvm_wifi::ctrl::{self, Command, Field, KeyMgmt, NetworkId};
@@ -35,24 +35,13 @@ use std::time::{Duration, Instant};
 /// The supplicant's program.
 pub const WPA_SUPPLICANT: &str = "wpa_supplicant";
 
-/// A network's passphrase (never shown by `Debug`).
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
 /// A network an uplink may join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     /// Its name.
     pub ssid: String,
     /// Its passphrase.
-    pub secret: Secret,
+    pub secret: Passphrase,
     /// WPA2, WPA3 or either.
     pub security: WifiSecurity,
     /// Higher is preferred.
@@ -67,7 +56,7 @@ pub struct SavedNetwork {
     /// Its name.
     pub ssid: String,
     /// Its passphrase.
-    pub passphrase: Secret,
+    pub passphrase: Passphrase,
     /// Higher is preferred.
     pub priority: u32,
 }
@@ -112,6 +101,7 @@ impl Saved {
     /// Replaces the file with `all`.
     pub fn store(&self, all: &BTreeMap<String, Vec<SavedNetwork>>) -> io::Result<()> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let text = serde_json::to_vec_pretty(all).map_err(io::Error::other)?;
         let mut temporary = self.path.clone().into_os_string();
         temporary.push(".new");
@@ -121,7 +111,7 @@ impl Saved {
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode_0600()
+                .mode(0o600)
                 .open(&temporary)?;
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             file.write_all(&text)?;
@@ -137,26 +127,12 @@ impl Saved {
     }
 }
 
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
-}
-
 /// Reads a passphrase file: its text, one trailing newline dropped.
-pub fn read_passphrase(path: &Path) -> Result<Secret, String> {
+pub fn read_passphrase(path: &Path) -> Result<Passphrase, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text);
-    netvm_wifi::psk::check_passphrase(text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Secret(text.to_owned()))
+    let text =
+        netvm_wifi::psk::from_file_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Passphrase(text.to_owned()))
 }
 
 /// The networks `uplink` may join: the described ones (whose passphrase
@@ -514,16 +490,9 @@ impl Supplicant {
         networks.remove(i);
         Ok(())
     }
-
-    /// Stops the thread and the supplicant.
-    pub fn stop(mut self) {
-        self.stop.stop();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
+/// Dropping it stops the thread and the supplicant.
 impl Drop for Supplicant {
     fn drop(&mut self) {
         self.stop.stop();
@@ -829,7 +798,7 @@ mod tests {
     fn network(security: WifiSecurity) -> Network {
         Network {
             ssid: "home".into(),
-            secret: Secret("correct horse".into()),
+            secret: Passphrase("correct horse".into()),
             security,
             priority: 3,
             source: "described",
@@ -850,7 +819,7 @@ mod tests {
         let shown = format!("{both:?}{:?}", network(WifiSecurity::Wpa2Wpa3));
         assert!(!shown.contains("correct"), "{shown}");
         let mut short = network(WifiSecurity::Wpa2);
-        short.secret = Secret("short".into());
+        short.secret = Passphrase("short".into());
         assert!(fields(&short, false).is_err());
     }
 
@@ -865,7 +834,7 @@ mod tests {
             "wlan0".to_owned(),
             vec![SavedNetwork {
                 ssid: "cafe".into(),
-                passphrase: Secret("espresso!".into()),
+                passphrase: Passphrase("espresso!".into()),
                 priority: 7,
             }],
         );

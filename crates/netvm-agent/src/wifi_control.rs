@@ -4,7 +4,7 @@
 //! so what is answered is what survives a restart).
 
 use crate::parts::Shared;
-use crate::wifi::{Network, SavedNetwork, Secret};
+use crate::wifi::{Network, SavedNetwork};
 use netvm_description::{System, Uplink, WifiSecurity};
 use netvm_events::control::{Request, Response, WifiInfo, WifiNetworkInfo};
 
@@ -69,7 +69,7 @@ pub fn answer(shared: &Shared, request: &Request) -> Result<Response, String> {
             mine.retain(|n| n.ssid != *ssid);
             mine.push(SavedNetwork {
                 ssid: ssid.clone(),
-                passphrase: Secret(passphrase.0.clone()),
+                passphrase: passphrase.clone(),
                 priority,
             });
             shared.wifi.saved.store(&saved).map_err(|e| {
@@ -81,7 +81,7 @@ pub fn answer(shared: &Shared, request: &Request) -> Result<Response, String> {
             if let Some(supplicant) = shared.wifi.get(&name) {
                 supplicant.connect(Network {
                     ssid: ssid.clone(),
-                    secret: Secret(passphrase.0.clone()),
+                    secret: passphrase.clone(),
                     security: WifiSecurity::Wpa2Wpa3,
                     priority,
                     source: "saved",

@@ -135,8 +135,7 @@ fn passphrase(file: Option<&PathBuf>) -> Result<String, String> {
                 .map_err(|e| format!("error: reading the passphrase from standard input: {e}"))?;
         }
     }
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    let text = text.strip_suffix('\r').unwrap_or(text);
-    netvm_wifi::psk::check_passphrase(text).map_err(|e| format!("error: the passphrase: {e}"))?;
+    let text = netvm_wifi::psk::from_file_text(&text)
+        .map_err(|e| format!("error: the passphrase: {e}"))?;
     Ok(text.to_owned())
 }

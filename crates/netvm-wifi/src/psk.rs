@@ -32,6 +32,17 @@ pub fn check_passphrase(passphrase: &str) -> Result<(), PskError> {
     Ok(())
 }
 
+/// A passphrase as a file (or standard input) holds it: one trailing
+/// line end (`\n` or `\r\n`) dropped, the rest checked.
+pub fn from_file_text(text: &str) -> Result<&str, PskError> {
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    check_passphrase(text)?;
+    Ok(text)
+}
+
 /// The 32-byte PSK for `passphrase` on `ssid`.
 pub fn derive(passphrase: &str, ssid: &[u8]) -> Result<[u8; 32], PskError> {
     check_passphrase(passphrase)?;
@@ -58,6 +69,16 @@ pub fn derive_hex(passphrase: &str, ssid: &[u8]) -> Result<String, PskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_loses_one_line_end_and_no_more() {
+        assert_eq!(from_file_text("correct horse\n"), Ok("correct horse"));
+        assert_eq!(from_file_text("correct horse\r\n"), Ok("correct horse"));
+        assert_eq!(from_file_text("correct horse"), Ok("correct horse"));
+        // A second line end is part of the text, and not printable.
+        assert!(from_file_text("correct horse\n\n").is_err());
+        assert!(from_file_text("short\n").is_err());
+    }
     use proptest::prelude::*;
 
     #[test]
